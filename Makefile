@@ -1,0 +1,51 @@
+# llm-workbench: `make run` runs the quickstart, `make test` runs the tests. Both set up .venv first.
+SHELL := /bin/bash
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+PY    ?= $(shell command -v python3.11 || command -v python3)
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test nbtest pytest export clean-nbs check-sync browser bench clean-runs
+
+install: $(STAMP)
+
+# A CPU build of torch 2.13.0 is pinned (it lies on disk here); an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "llm-workbench needs Python >= 3.11 (set PY=/path/to/python3.11)")'
+	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/llmwb run $(CONFIG)
+
+# Chromium for the offline-report browser checks (Debian package; needs root or sudo).
+browser:
+	@command -v chromium >/dev/null || { echo "installing chromium for the browser tests"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; }
+
+export: install
+	$(BIN)/nbdev-export
+
+nbtest: export
+	$(BIN)/nbdev-test
+
+pytest: install browser
+	$(BIN)/python -m pytest
+
+test: nbtest pytest
+
+clean-nbs: install
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-clean --fname llm_workbench/stages
+
+# CI: the committed package is what nbdev-export makes of the committed notebooks, and notebooks are committed clean.
+check-sync: install
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	$(BIN)/nbdev-clean --fname llm_workbench/stages
+	@git status --porcelain -- llm_workbench nbs | grep . && { echo "nbdev-export/nbdev-clean changed files: commit the exported, cleaned result"; exit 1; } || echo "notebooks and package in sync"
+
+bench: install
+	$(BIN)/python benchmarks/run.py
