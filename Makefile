@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 PY    ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test nbtest pytest export clean-nbs check-sync browser bench clean-runs
+.PHONY: install run test nbtest pytest export clean-nbs check-sync browser bench
 
 install: $(STAMP)
 
@@ -48,4 +48,4 @@ check-sync: install
 	@git status --porcelain -- llm_workbench nbs | grep . && { echo "nbdev-export/nbdev-clean changed files: commit the exported, cleaned result"; exit 1; } || echo "notebooks and package in sync"
 
 bench: install
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/quickstart.py --out benchmarks/results/quickstart.json
