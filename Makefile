@@ -48,4 +48,8 @@ check-sync: install
 	@git status --porcelain -- llm_workbench nbs | grep . && { echo "nbdev-export/nbdev-clean changed files: commit the exported, cleaned result"; exit 1; } || echo "notebooks and package in sync"
 
 bench: install
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python benchmarks/neardup.py
+	$(BIN)/python benchmarks/pii.py
+	$(BIN)/python benchmarks/curate_scale.py
 	$(BIN)/python benchmarks/quickstart.py --out benchmarks/results/quickstart.json
