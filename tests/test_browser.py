@@ -30,7 +30,7 @@ def dump_dom(chromium, html_path, tmp_path):
     return r.stdout
 
 
-@pytest.mark.parametrize('stage,n_plots', [('curate', 2), ('pretrain', 1), ('evaluate', 1)])
+@pytest.mark.parametrize('stage,n_plots', [('curate', 2), ('pretrain', 1), ('sft', 1), ('align', 1), ('evaluate', 1)])
 def test_plotly_renders_offline(chromium, micro_run, tmp_path, stage, n_plots):
     ws, _, rd = micro_run
     dom = dump_dom(chromium, ws/'reports'/rd.name/f'{stage}.html', tmp_path)

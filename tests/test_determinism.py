@@ -16,7 +16,8 @@ def test_two_runs_give_identical_weights_and_metrics(micro_run, tmp_path):
     assert ra['config_sha256'] == rb['config_sha256']
     assert ra['stages']['curate']['metrics']['dataset_sha256'] == rb['stages']['curate']['metrics']['dataset_sha256']
     for f in ('data/train.parquet', 'data/quarantine.jsonl', 'tokenizer/tokenizer.json', 'pretrain/init/model.safetensors',
-              'pretrain/model/model.safetensors'):
+              'pretrain/model/model.safetensors', 'data/pairs/preference-train.parquet', 'sft/model/model.safetensors',
+              'align/model/model.safetensors'):
         assert sha(a/f) == sha(b/f), f
     assert ra['stages']['pretrain']['metrics']['model_sha256'] == rb['stages']['pretrain']['metrics']['model_sha256']
     ea, eb = (json.loads((d/'eval/results.json').read_text()) for d in (a, b))

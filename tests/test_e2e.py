@@ -5,14 +5,16 @@ import pyarrow.parquet as pq
 from llm_workbench.report import external_resources
 from conftest import MICRO, llmwb, read_run, run_dirs
 
-STAGES = ('curate', 'pretrain', 'evaluate')
+STAGES = ('curate', 'pretrain', 'sft', 'align', 'evaluate')
 
 
 def test_run_dir_layout(micro_run):
     _, r, rd = micro_run
     for p in ('run.json', 'recipe.yaml', 'data/manifest.json', 'data/quarantine.jsonl', 'data/DATA_CARD.md', 'data/train.parquet',
               'tokenizer/tokenizer.json', 'pretrain/model/model.safetensors', 'pretrain/init/model.safetensors',
-              'pretrain/metrics.jsonl', 'eval/results.json', 'notebooks/10_curate.ipynb', 'notebooks/20_pretrain.ipynb',
+              'pretrain/metrics.jsonl', 'pretrain/ledger.jsonl', 'sft/model/model.safetensors', 'sft/ledger.jsonl', 'align/model/model.safetensors',
+              'align/ledger.jsonl', 'data/pairs/sft-train.parquet', 'data/pairs/preference-train.parquet', 'eval/results.json',
+              'notebooks/10_curate.ipynb', 'notebooks/20_pretrain.ipynb', 'notebooks/23_sft.ipynb', 'notebooks/30_align.ipynb',
               'notebooks/40_evaluate.ipynb'):
         assert (rd/p).exists(), p
     assert list((rd/'pretrain/checkpoints').glob('checkpoint-*')), 'no checkpoints'
@@ -37,6 +39,8 @@ def test_run_json_records_what_made_the_run(micro_run):
         assert st['report'] == f'{s}.html'
     m = run['metrics']
     assert m['val_perplexity'] < m['init_val_perplexity'], m
+    assert m['cost_usd'] > 0 and run['stages']['evaluate']['metrics']['final_model'] == 'align'
+    assert run['stages']['align']['metrics']['reward_accuracy'] >= run['stages']['align']['metrics']['reward_accuracy_before']
 
 
 def test_manifest_accounting(micro_run):

@@ -1,0 +1,19 @@
+"A token budget in the recipe stops training cleanly: a final checkpoint at the step it was reached, the reason in run.json, the ledger and the report."
+import json
+from conftest import MICRO, llmwb, make_workspace, read_run, run_dirs
+
+
+def test_token_budget_stops_pretraining(tmp_path):
+    ws = make_workspace(tmp_path/'ws', tracking='none')
+    per_step = 8 * 64                                            # micro: batch 8 x seq_len 64
+    recipe = MICRO.read_text().replace('  max_eval_blocks: 8\n', f'  max_eval_blocks: 8\n  budget: {{max_tokens: {per_step * 12}}}\n')
+    (ws/'budget.yaml').write_text(recipe)
+    r = llmwb(ws, 'run', 'budget.yaml', '--stages', 'curate,pretrain', '--no-progress')
+    assert r.returncode == 0, r.stdout[-3000:]
+    (rd,) = run_dirs(ws)
+    m = read_run(rd)['stages']['pretrain']['metrics']
+    assert m['stopped_by'] == 'max_tokens' and m['steps'] == 12, m
+    assert (rd/'pretrain/checkpoints/checkpoint-12').is_dir() and (rd/'pretrain/model/model.safetensors').exists()
+    (entry,) = [json.loads(l) for l in (rd/'pretrain/ledger.jsonl').read_text().splitlines()]
+    assert entry['stopped_by'] == 'max_tokens' and entry['tokens'] == per_step * 12 and entry['flops_total'] > entry['flops_6nd'] > 0
+    assert 'training stopped by the budget (max_tokens' in (ws/'reports'/rd.name/'pretrain.html').read_text()
