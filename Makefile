@@ -52,4 +52,6 @@ bench: install
 	$(BIN)/python benchmarks/neardup.py
 	$(BIN)/python benchmarks/pii.py
 	$(BIN)/python benchmarks/curate_scale.py
+	$(BIN)/python benchmarks/train_overhead.py
+	$(BIN)/python benchmarks/packing.py
 	$(BIN)/python benchmarks/quickstart.py --out benchmarks/results/quickstart.json

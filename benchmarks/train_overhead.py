@@ -3,14 +3,23 @@ settings) against a bare PyTorch loop on the same model, batch, sequence length,
 
 Data: Python standard-library files (the quickstart's first source), a byte-level BPE of 4,096 tokens trained on them, packed into
 blocks of 128 tokens by `pack_texts`. Model: the quickstart shape (hidden 128, 4 layers, 4 heads, intermediate 384), built by `build_model`
-under the same seed for every run. The two paths run alternately (bare first in even rounds, pretrain first in odd ones) so that drift
-in a shared machine's load hits both alike; each round also runs the HF Trainer with evaluation, checkpoints and logging turned off,
-which splits the gap into the Trainer's own cost and the cost of what our settings ask it to do.
+under the same seed for every run. Training settings: the quickstart's (`TrainConfig()`: batch 16, lr 3e-3, 30 warmup steps, cosine,
+clipping 1.0, weight decay 0.1, a log line every 10 steps, evaluation every 100, a checkpoint every 200), for `--steps` steps.
+The bare loop uses the optimizer the Trainer picks (fused AdamW, no decay on norms), the same schedule and clipping, a shuffled DataLoader,
+and evaluates and checkpoints nothing.
 
-Throughput is tokens trained / wall time of the training call (`trainer.train()` for pretrain: setup, evaluations, checkpoint saves
-and logging included; the loop itself for the bare run). The steady-state rate (steps after the first log line, from metrics.jsonl
-time stamps) is reported alongside. Prints one JSON object and writes benchmarks/results/train_overhead.json (or --out).
-Budget: about 3 minutes on 2 busy CPU cores.
+The two paths run alternately, `--rounds` times (bare first in even rounds), so drift in a shared machine's load hits both alike.
+Each run's end of every optimizer step is time-stamped (for pretrain by wrapping its metrics callback, which it looks up at call time),
+which splits a run's wall time into steps, setup before the first step, and the extra time of evaluations and checkpoint saves.
+Load from other jobs only ever slows things down, so each component's least disturbed estimate is its minimum over the rounds (the
+per-step figure is each run's median step, then the minimum over rounds). Reported:
+- `ratio_raw`: the fastest whole run of pretrain over the fastest bare run (tokens / wall of the training call);
+- `ratio`: the same, rebuilt from the noise-filtered components for this run length (the headline; target >= 0.95);
+- `ratio_per_step`: bare median step time over pretrain's (the Trainer's per-step cost alone);
+- `ratio_quickstart`: the components projected to the quickstart's 1000 steps (10 evaluations, 5 checkpoints).
+Prints one JSON object and writes benchmarks/results/train_overhead.json (or --out). Budget: about 2 minutes on 2 idle CPU cores.
+Under load from other jobs a 2-thread torch run can slow down tenfold (its threads wait for each other at every parallel region), and
+the run takes far longer; `--threads 1` is steadier there.
 """
 import argparse, contextlib, json, os, platform, sys, tempfile, time
 from pathlib import Path
@@ -18,8 +27,9 @@ import numpy as np, torch
 
 from llm_workbench.config import ModelConfig, SourceConfig, TrainConfig
 from llm_workbench.data.sources import read_source
+from llm_workbench.train import pretrain as P
 from llm_workbench.train.model import build_model, count_params
-from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics, training_args
+from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics
 from llm_workbench.train.tokenizer import train_tokenizer
 
 TARGET = 0.95
@@ -36,58 +46,70 @@ def load_blocks(seq_len, max_docs, vocab_size=4096):
 
 
 def bare_loop(model, blocks, cfg, seed):
-    "Plain PyTorch: shuffled DataLoader, AdamW (fused, as the Trainer picks; no decay on norms and biases), warmup + cosine schedule, clipping."
+    "Plain PyTorch: shuffled DataLoader, fused AdamW (no decay on 1-d weights), the same schedule and clipping. Returns wall, step ends, last loss."
     from transformers import get_scheduler
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(BlockDataset(blocks), batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=g)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
     t0 = time.perf_counter()
     opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr, fused=True)
     sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     model.train()
-    step, times, it, recent = 0, [], iter(loader), []
-    while step < cfg.max_steps:
+    ends, it, recent, last = [], iter(loader), [], float('nan')
+    while len(ends) < cfg.max_steps:
         try: batch = next(it)
         except StopIteration: it = iter(loader); batch = next(it)
         loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
-        step += 1; recent.append(loss.detach())
-        if step % cfg.log_every == 0: times.append((step, time.perf_counter() - t0)); last = torch.stack(recent).mean().item(); recent = []
-    wall = time.perf_counter() - t0
-    return wall, steady(times, cfg), last
+        ends.append(time.perf_counter() - t0); recent.append(loss.detach())
+        if len(ends) % cfg.log_every == 0: last = torch.stack(recent).mean().item(); recent = []
+    return time.perf_counter() - t0, ends, dict(evals=[], saves=[]), last
 
 
-def steady(times, cfg):
-    "Tokens/s between the first and the last (step, seconds) mark (None with fewer than two)."
-    if len(times) < 2: return None
-    (s0, t0), (s1, t1) = times[0][:2], times[-1][:2]
-    return (s1 - s0) * cfg.batch_size * cfg.seq_len / (t1 - t0) if t1 > t0 else None
+@contextlib.contextmanager
+def clocked_pretrain():
+    "Wrap pretrain's metrics callback so that it also time-stamps train begin and end, each step end, evaluations and saves."
+    from transformers import TrainerCallback
+    orig, clocks = P.metrics_callback, []
+    def metrics_callback(path):
+        m = orig(path)
+        class Clock(TrainerCallback):
+            def __init__(self): self.t0, self.t_end, self.ends, self.events = None, None, [], dict(evals=[], saves=[])
+            def on_log(self, *a, **k): return m.on_log(*a, **k)
+            def on_train_begin(self, *a, **k): self.t0 = time.perf_counter()
+            def on_train_end(self, *a, **k): self.t_end = time.perf_counter() - self.t0
+            def on_step_end(self, args, state, control, **k): self.ends.append(time.perf_counter() - self.t0)
+            def on_evaluate(self, args, state, control, **k): self.events['evals'].append(state.global_step)
+            def on_save(self, args, state, control, **k): self.events['saves'].append(state.global_step)
+        clocks.append(Clock()); return clocks[-1]
+    P.metrics_callback = metrics_callback
+    try: yield clocks
+    finally: P.metrics_callback = orig
 
 
 def run_pretrain(tok, tb, vb, cfg, seed):
-    with tempfile.TemporaryDirectory() as d:
-        model = build_model(MODEL, len(tok), tok.eos_token_id, seed)
-        t0 = time.perf_counter()
-        s = pretrain(model, tok, tb, vb, cfg, d, seed=seed)
-        call = time.perf_counter() - t0
-        rows = [r for r in read_metrics(Path(d)/'metrics.jsonl') if 'loss' in r]
-    return s, call, steady([(r['step'], r['time']) for r in rows[1:]], cfg), rows[-1]['loss']
+    "pretrain() on a fresh model in a temp dir: wall of trainer.train(), step-end times (from on_train_begin), events, last loss, eval seconds."
+    with tempfile.TemporaryDirectory() as d, clocked_pretrain() as clocks:
+        s = pretrain(build_model(MODEL, len(tok), tok.eos_token_id, seed), tok, tb, vb, cfg, d, seed=seed)
+        rows = read_metrics(Path(d)/'metrics.jsonl')
+    c = clocks[-1]
+    c.events['before_begin_s'] = max(s['wall_s'] - c.t_end, 0.0)     # train() setup before on_train_begin (wall_s times train())
+    c.events['tail_s'] = c.t_end - c.ends[-1]                        # after the last step: the final evaluation and checkpoint
+    c.events['eval_s'] = min((r['eval_runtime'] for r in rows if 'eval_runtime' in r), default=0.0)
+    return s['wall_s'], c.ends, c.events, [r['loss'] for r in rows if 'loss' in r][-1]
 
 
-def run_trainer_plain(tok, tb, cfg, seed):
-    "The HF Trainer with our arguments but no evaluation, no checkpoints and no logging: the Trainer's own overhead."
-    from transformers import Trainer
-    with tempfile.TemporaryDirectory() as d:
-        args = training_args(cfg, Path(d), seed, [])
-        args.eval_strategy, args.save_strategy, args.logging_strategy, args.logging_first_step, args.disable_tqdm = 'no', 'no', 'no', False, True
-        tr = Trainer(model=build_model(MODEL, len(tok), tok.eos_token_id, seed), args=args, train_dataset=BlockDataset(tb))
-        t0 = time.perf_counter()
-        tr.train()
-        opt = getattr(tr.optimizer, 'optimizer', tr.optimizer)
-        return time.perf_counter() - t0, f"{type(opt).__name__}(fused={opt.defaults.get('fused')})"
+def components(wall, ends, events):
+    "Split a run: median step, setup (before the first step, beyond one median step), extras of mid-run evaluations/saves, tail after the last step."
+    d = np.diff([0.0] + list(ends))
+    med = float(np.median(d[1:]))
+    mid = [k for k in set(events['evals']) | set(events['saves']) if k < len(ends)]   # an event after step k lands in d[k]
+    return dict(step_s=med, setup_s=events.get('before_begin_s', 0.0) + max(float(d[0]) - med, 0.0),
+                mid_extra_s=float(sum(max(d[k] - med, 0.0) for k in mid)), tail_s=events.get('tail_s', max(wall - ends[-1], 0.0)),
+                eval_s=events.get('eval_s', 0.0), n_evals=len(events['evals']), n_saves=len(events['saves']))
 
 
 def main():
@@ -96,52 +118,57 @@ def main():
     ap.add_argument('--rounds', type=int, default=3)
     ap.add_argument('--max-docs', type=int, default=300)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--threads', type=int, help="torch threads (default: torch's choice, one per core); 1 is steadier on a shared machine")
     ap.add_argument('--out', default=str(Path(__file__).parent/'results/train_overhead.json'))
     a = ap.parse_args()
     os.environ.setdefault('WANDB_MODE', 'disabled')
+    if a.threads: torch.set_num_threads(a.threads)
     import transformers; transformers.logging.set_verbosity_error()
     t_start = time.perf_counter()
     tok, tb, vb, data = load_blocks(128, a.max_docs)
-    # the quickstart's training settings (RunConfig().train), for a shorter run
-    cfg = TrainConfig(seq_len=128, batch_size=16, max_steps=a.steps)
+    cfg = TrainConfig(seq_len=128, batch_size=16, max_steps=a.steps)       # the quickstart's training settings, for a shorter run
     tokens = cfg.max_steps * cfg.batch_size * cfg.seq_len
     rounds = []
     for r in range(a.rounds):
         res = {}
-        for path in (('bare', 'pretrain', 'trainer_plain') if r % 2 == 0 else ('trainer_plain', 'pretrain', 'bare')):
-            if path == 'bare':
-                wall, st, loss = bare_loop(build_model(MODEL, len(tok), tok.eos_token_id, a.seed), tb, cfg, a.seed)
-                res['bare'] = dict(wall_s=round(wall, 2), tokens_per_s=round(tokens / wall, 1), steady_tokens_per_s=st and round(st, 1), last_loss=round(loss, 4))
-            elif path == 'pretrain':
-                with contextlib.redirect_stdout(sys.stderr): s, call, st, last = run_pretrain(tok, tb, vb, cfg, a.seed)
-                res['pretrain'] = dict(wall_s=s['wall_s'], tokens_per_s=s['tokens_per_s'], steady_tokens_per_s=st and round(st, 1),
-                                       call_s=round(call, 2), last_loss=round(last, 4))
-            else:
-                with contextlib.redirect_stdout(sys.stderr): wall, opt = run_trainer_plain(tok, tb, cfg, a.seed)
-                res['trainer_plain'] = dict(wall_s=round(wall, 2), tokens_per_s=round(tokens / wall, 1), optimizer=opt)
+        for path in (('bare', 'pretrain') if r % 2 == 0 else ('pretrain', 'bare')):
+            load = os.getloadavg()[0]
+            with contextlib.redirect_stdout(sys.stderr):
+                if path == 'bare': wall, ends, events, last = bare_loop(build_model(MODEL, len(tok), tok.eos_token_id, a.seed), tb, cfg, a.seed)
+                else: wall, ends, events, last = run_pretrain(tok, tb, vb, cfg, a.seed)
+            c = components(wall, ends, events)
+            res[path] = dict(tokens_per_s=round(tokens / wall, 1), wall_s=round(wall, 2), step_ms=round(1000 * c['step_s'], 1),
+                             setup_s=round(c['setup_s'], 3), mid_extra_s=round(c['mid_extra_s'], 3), tail_s=round(c['tail_s'], 3),
+                             eval_s=round(c['eval_s'], 3), evals=c['n_evals'], saves=c['n_saves'], last_loss=round(last, 4), load_avg_1m=round(load, 2))
         res['ratio'] = round(res['pretrain']['tokens_per_s'] / res['bare']['tokens_per_s'], 3)
-        res['ratio_trainer_plain'] = round(res['trainer_plain']['tokens_per_s'] / res['bare']['tokens_per_s'], 3)
         rounds.append(res)
         print(json.dumps(dict(round=r, **res)), file=sys.stderr)
-    med = lambda k, sub='tokens_per_s': float(np.median([x[k][sub] or 0 for x in rounds]))
-    best = lambda k, sub='tokens_per_s': float(max(x[k][sub] or 0 for x in rounds))
-    # headline: best of the rounds for each path. Load from other jobs only ever slows a run down, so the fastest run of each path is the
-    # least disturbed estimate of its speed (the rule `timeit` recommends); the median of the per-round ratios is kept alongside.
-    ratio = round(best('pretrain') / best('bare'), 3)
-    res = dict(benchmark='train_overhead', model=MODEL.model_dump(exclude={'name_or_path', 'trust_remote_code'}), params=count_params(build_model(MODEL, len(tok), tok.eos_token_id, 0)),
-               vocab_size=len(tok), seq_len=cfg.seq_len, batch_size=cfg.batch_size, steps=cfg.max_steps, tokens_per_run=tokens, data=data,
-               settings=dict(lr=cfg.lr, warmup_steps=cfg.warmup_steps, scheduler=cfg.lr_scheduler, log_every=cfg.log_every, eval_every=cfg.eval_every,
-                             save_every=cfg.save_every, max_eval_blocks=cfg.max_eval_blocks),
-               tokens_per_s=dict(bare=best('bare'), pretrain=best('pretrain'), trainer_plain=best('trainer_plain'),
-                                 bare_steady=best('bare', 'steady_tokens_per_s'), pretrain_steady=best('pretrain', 'steady_tokens_per_s')),
-               tokens_per_s_median=dict(bare=med('bare'), pretrain=med('pretrain'), trainer_plain=med('trainer_plain')),
-               ratio=ratio, ratio_trainer_plain=round(best('trainer_plain') / best('bare'), 3),
-               ratio_steady=round(best('pretrain', 'steady_tokens_per_s') / best('bare', 'steady_tokens_per_s'), 3) if best('bare', 'steady_tokens_per_s') else None,
+    low = lambda p, k: min(x[p][k] for x in rounds)
+    step_b, step_p = low('bare', 'step_ms') / 1000, low('pretrain', 'step_ms') / 1000
+    setup_b, setup_p, mid_p, tail_p, eval_p = (low('bare', 'setup_s'), low('pretrain', 'setup_s'), low('pretrain', 'mid_extra_s'),
+                                               low('pretrain', 'tail_s'), low('pretrain', 'eval_s'))
+    run_b, run_p = cfg.max_steps * step_b + setup_b, cfg.max_steps * step_p + setup_p + mid_p + tail_p
+    ratio = round(run_b / run_p, 3)
+    # the quickstart (1000 steps): 10 evaluations (every 100) and 5 checkpoints (every 200); the tail measured here is one of each
+    save_p = max(tail_p - eval_p, 0.0)
+    qs_b, qs_p = 1000 * step_b + setup_b, 1000 * step_p + setup_p + 10 * eval_p + 5 * save_p
+    res = dict(benchmark='train_overhead', model=MODEL.model_dump(exclude={'name_or_path', 'trust_remote_code'}),
+               params=count_params(build_model(MODEL, len(tok), tok.eos_token_id, 0)), vocab_size=len(tok), seq_len=cfg.seq_len,
+               batch_size=cfg.batch_size, steps=cfg.max_steps, tokens_per_run=tokens, data=data,
+               settings=dict(lr=cfg.lr, warmup_steps=cfg.warmup_steps, scheduler=cfg.lr_scheduler, log_every=cfg.log_every,
+                             eval_every=cfg.eval_every, save_every=cfg.save_every, max_eval_blocks=cfg.max_eval_blocks),
+               tokens_per_s=dict(bare=round(tokens / run_b, 1), pretrain=round(tokens / run_p, 1),
+                                 bare_fastest_run=max(x['bare']['tokens_per_s'] for x in rounds),
+                                 pretrain_fastest_run=max(x['pretrain']['tokens_per_s'] for x in rounds)),
+               components=dict(bare=dict(step_ms=round(1000 * step_b, 1), setup_s=setup_b),
+                               pretrain=dict(step_ms=round(1000 * step_p, 1), setup_s=setup_p, mid_extra_s=mid_p, tail_s=tail_p,
+                                             eval_s=eval_p, save_s=round(save_p, 3))),
+               ratio=ratio, ratio_raw=round(max(x['pretrain']['tokens_per_s'] for x in rounds) / max(x['bare']['tokens_per_s'] for x in rounds), 3),
+               ratio_per_step=round(step_b / step_p, 3), ratio_quickstart=round(qs_b / qs_p, 3),
                ratio_median_of_rounds=float(np.median([x['ratio'] for x in rounds])),
-               overhead_s=round(tokens / best('pretrain') - tokens / best('bare'), 2),
                target=TARGET, meets_target=ratio >= TARGET, rounds=rounds, wall_s=round(time.perf_counter() - t_start, 1),
                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), platform=platform.platform(), torch=torch.__version__,
-                            transformers=transformers.__version__, load_avg=os.getloadavg()))
+                            transformers=transformers.__version__))
     print(json.dumps(res, indent=2))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + '\n')

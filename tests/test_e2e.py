@@ -18,6 +18,8 @@ def test_run_dir_layout(micro_run):
               'notebooks/40_evaluate.ipynb'):
         assert (rd/p).exists(), p
     assert list((rd/'pretrain/checkpoints').glob('checkpoint-*')), 'no checkpoints'
+    assert {p.name for p in rd.iterdir()} <= {'run.json', 'recipe.yaml', 'notebooks', 'stages', 'data', 'tokenizer', 'pretrain', 'sft',
+                                             'align', 'eval', 'wandb'}, sorted(p.name for p in rd.iterdir())   # nothing stray (e.g. kernel sockets)
     assert list((rd/'wandb').glob('offline-run-*')), 'W&B offline run missing'
     assert 'run completed' in r.stdout
 
