@@ -5,7 +5,7 @@ Data: Python standard-library files (the quickstart's first source), a byte-leve
 blocks of 128 tokens by `pack_texts`. Model: the quickstart shape (hidden 128, 4 layers, 4 heads, intermediate 384), built by `build_model`
 under the same seed for every run. Training settings: the quickstart's (`TrainConfig()`: batch 16, lr 3e-3, 30 warmup steps, cosine,
 clipping 1.0, weight decay 0.1, a log line every 10 steps, evaluation every 100, a checkpoint every 200), for `--steps` steps.
-The bare loop uses the optimizer the Trainer picks (fused AdamW, no decay on norms), the same schedule and clipping, a shuffled DataLoader,
+The bare loop uses the AdamW flavour `training_args` picks (fused or foreach; no decay on norms), the same schedule and clipping, a shuffled DataLoader,
 and evaluates and checkpoints nothing.
 
 The two paths run alternately, `--rounds` times (bare first in even rounds), so drift in a shared machine's load hits both alike.
@@ -29,7 +29,7 @@ from llm_workbench.config import ModelConfig, SourceConfig, TrainConfig
 from llm_workbench.data.sources import read_source
 from llm_workbench.train import pretrain as P
 from llm_workbench.train.model import build_model, count_params
-from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics
+from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics, training_args
 from llm_workbench.train.tokenizer import train_tokenizer
 
 TARGET = 0.95
@@ -45,15 +45,21 @@ def load_blocks(seq_len, max_docs, vocab_size=4096):
     return tok, blocks[:-64], blocks[-64:], dict(documents=st['documents'], blocks=st['blocks'], packing_efficiency=st['packing_efficiency'])
 
 
+def trainer_optim(cfg) -> dict:
+    "The AdamW flavour our `training_args` asks the Trainer for (`adamw_torch_fused` or `adamw_torch`), as `torch.optim.AdamW` arguments."
+    with tempfile.TemporaryDirectory() as d: optim = str(training_args(cfg, Path(d), 0, []).optim)
+    return dict(fused=True) if 'fused' in optim else dict(foreach=True)
+
+
 def bare_loop(model, blocks, cfg, seed):
-    "Plain PyTorch: shuffled DataLoader, fused AdamW (no decay on 1-d weights), the same schedule and clipping. Returns wall, step ends, last loss."
+    "Plain PyTorch: shuffled DataLoader, AdamW as the Trainer's (no decay on 1-d weights), the same schedule and clipping. Returns wall, step ends, last loss."
     from transformers import get_scheduler
     g = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(BlockDataset(blocks), batch_size=cfg.batch_size, shuffle=True, drop_last=True, generator=g)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     t0 = time.perf_counter()
-    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr, fused=True)
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay), dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr, **trainer_optim(cfg))
     sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.max_steps)
     model.train()
     ends, it, recent, last = [], iter(loader), [], float('nan')
@@ -154,7 +160,7 @@ def main():
     qs_b, qs_p = 1000 * step_b + setup_b, 1000 * step_p + setup_p + 10 * eval_p + 5 * save_p
     res = dict(benchmark='train_overhead', model=MODEL.model_dump(exclude={'name_or_path', 'trust_remote_code'}),
                params=count_params(build_model(MODEL, len(tok), tok.eos_token_id, 0)), vocab_size=len(tok), seq_len=cfg.seq_len,
-               batch_size=cfg.batch_size, steps=cfg.max_steps, tokens_per_run=tokens, data=data,
+               batch_size=cfg.batch_size, steps=cfg.max_steps, tokens_per_run=tokens, data=data, optimizer=f"AdamW({trainer_optim(cfg)})",
                settings=dict(lr=cfg.lr, warmup_steps=cfg.warmup_steps, scheduler=cfg.lr_scheduler, log_every=cfg.log_every,
                              eval_every=cfg.eval_every, save_every=cfg.save_every, max_eval_blocks=cfg.max_eval_blocks),
                tokens_per_s=dict(bare=round(tokens / run_b, 1), pretrain=round(tokens / run_p, 1),
