@@ -15,11 +15,11 @@ def test_run_dir_layout(micro_run):
               'pretrain/metrics.jsonl', 'pretrain/ledger.jsonl', 'sft/model/model.safetensors', 'sft/ledger.jsonl', 'align/model/model.safetensors',
               'align/ledger.jsonl', 'data/pairs/sft-train.parquet', 'data/pairs/preference-train.parquet', 'eval/results.json',
               'notebooks/10_curate.ipynb', 'notebooks/20_pretrain.ipynb', 'notebooks/23_sft.ipynb', 'notebooks/30_align.ipynb',
-              'notebooks/40_evaluate.ipynb'):
+              'notebooks/40_evaluate.ipynb', 'notebooks/50_release.ipynb', 'release/gate.json', 'release/bundle/SHA256SUMS'):
         assert (rd/p).exists(), p
     assert list((rd/'pretrain/checkpoints').glob('checkpoint-*')), 'no checkpoints'
     assert {p.name for p in rd.iterdir()} <= {'run.json', 'recipe.yaml', 'notebooks', 'stages', 'data', 'tokenizer', 'pretrain', 'sft',
-                                             'align', 'eval', 'wandb'}, sorted(p.name for p in rd.iterdir())   # nothing stray (e.g. kernel sockets)
+                                             'align', 'eval', 'release', 'wandb'}, sorted(p.name for p in rd.iterdir())   # nothing stray (e.g. kernel sockets)
     assert list((rd/'wandb').glob('offline-run-*')), 'W&B offline run missing'
     assert 'run completed' in r.stdout
 
@@ -54,7 +54,7 @@ def test_manifest_accounting(micro_run):
     for s in m['sources']: assert s['records_in'] == s['kept'] + sum(s['removed'].values())
     q = [json.loads(l) for l in (rd/'data/quarantine.jsonl').read_text().splitlines()]
     assert len(q) == c['removed'] and all(x['reason'] and x['location'] for x in q)
-    assert sum(v['records'] for v in m['splits'].values()) == c['kept']
+    assert sum(v['records'] for v in m['splits'].values()) == c['kept'] + m['canaries']['records']
     groups = {}
     for split, info in m['splits'].items():
         f = rd/'data'/info['path']
@@ -69,11 +69,11 @@ def test_manifest_accounting(micro_run):
 def test_reports_exist_and_fetch_nothing(micro_run):
     ws, _, rd = micro_run
     rep = ws/'reports'/rd.name
-    for name in ('index', *STAGES):
+    for name in ('index', *STAGES, 'release'):
         html = (rep/f'{name}.html').read_text()
         assert external_resources(html) == [], (name, external_resources(html))
     idx = (rep/'index.html').read_text()
-    for s in STAGES: assert f'href="{s}.html"' in idx
+    for s in (*STAGES, 'release'): assert f'href="{s}.html"' in idx
     assert 'val_perplexity' in idx and read_run(rd)['config_sha256'][:16] in idx
     assert f'href="{rd.name}/index.html"' in (ws/'reports/index.html').read_text()
     assert 'plotly' in (rep/'pretrain.html').read_text()[:6_000_000].lower()
@@ -88,6 +88,9 @@ def test_rerun_skips_unchanged_stages(micro_run, tmp_path):
     for s in STAGES:
         assert f'[{s}] unchanged' in r.stdout
         assert after['stages'][s]['skipped'] and after['stages'][s]['ended'] == before['stages'][s]['ended']
+    # release reads the registry (its baseline may have changed), so it always runs; the same bundle is the same registry version
+    assert '[release] running' in r.stdout
+    assert after['stages']['release']['metrics']['registry_version'] == before['stages']['release']['metrics']['registry_version']
     assert after['invocations'] == before['invocations'] + 1 and after['status'] == 'completed'
     assert run_dirs(ws) == [rd]
 
