@@ -74,6 +74,8 @@ def test_regression_against_production_and_promotion_rules(micro_run, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:]
     reg = json.loads((rd/'release/regression.json').read_text())
     assert reg['regressions'] == [] and all(x['status'] in ('no change', 'not comparable') for x in reg['rows'])
+    # same weights, new gate (it now has a baseline): a new version of the same run, not an error
+    assert read_run(rd)['stages']['release']['metrics']['registry_version'] == 'micro:3'
 
 
 def test_reproduce_is_bit_exact(micro_run):
@@ -97,3 +99,26 @@ def test_reproduce_fails_loudly_on_changed_data(tmp_path):
     with open(ws/'docs/a.jsonl', 'a') as f: f.write(json.dumps({'text': 'def added(y):\n    """A record that was not there before: the data changed."""\n    return y\n'}) + '\n')
     r = llmwb(ws, 'reproduce', rd.name, '--no-progress')
     assert r.returncode == 1 and 'data changed' in r.stderr and 'source docs' in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_scores_do_not_depend_on_batch_size(micro_run):
+    "Same model, same suite: the same numbers at any batch size, and the same as the evaluate stage stored."
+    from llm_workbench.train.model import load_model
+    from llm_workbench.train.tokenizer import load_tokenizer
+    from llm_workbench.eval.tasks import load_task_file, score_choice, score_generation
+    from llm_workbench.eval.bias import load_bias_pairs, bias_report
+    _, _, rd = micro_run
+    model, tok = load_model(rd/'align/model'), load_tokenizer(rd/'tokenizer')
+    stored = json.loads((rd/'eval/results.json').read_text())['per_item']
+    mc = load_task_file(rd/'eval/suite/docstring_choice.jsonl', 'choice')
+    a, b = score_choice(model, tok, mc, batch_size=1), score_choice(model, tok, mc, batch_size=5)
+    assert [(x['pred'], x['pred_norm']) for x in a] == [(x['pred'], x['pred_norm']) for x in b] == \
+           [(x['pred'], x['pred_norm']) for x in stored['docstring_choice']]
+    for x, y in zip(a, b):
+        assert max(abs(p - q) for p, q in zip(x['logprobs'], y['logprobs'])) < 1e-5
+    gen = load_task_file(rd/'eval/suite/humaneval.jsonl', 'generation')[:3]
+    g1, g3 = (score_generation(model, tok, gen, max_new_tokens=16, batch_size=bs) for bs in (1, 3))
+    assert [x['completions'] for x in g1] == [x['completions'] for x in g3]
+    pairs = load_bias_pairs()[:12]
+    assert [r['preference'] for r in bias_report(model, tok, pairs, batch_size=1)['rows']] == \
+           [r['preference'] for r in bias_report(model, tok, pairs, batch_size=7)['rows']]
