@@ -28,8 +28,9 @@ browser:
 export: install
 	$(BIN)/nbdev-export
 
+# Notebooks run two at a time: one torch thread each, or their tiny models fight over the cores.
 nbtest: export
-	$(BIN)/nbdev-test
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test
 
 pytest: install browser
 	$(BIN)/python -m pytest
