@@ -17,8 +17,8 @@ __all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig
            'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig', 'PairsConfig', 'DataConfig', 'TokenizerConfig',
            'ModelConfig', 'BudgetConfig', 'TrainConfig', 'LoRASettings', 'FinetuneConfig', 'SFTConfig', 'AlignConfig',
            'TaskConfig', 'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'EvalConfig',
-           'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError', 'parse_config',
-           'load_config', 'config_hash', 'dump_config']
+           'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError', 'parse_override',
+           'apply_overrides', 'parse_config', 'load_config', 'config_hash', 'dump_config']
 
 # %% ../nbs/01_config.ipynb #989ff485
 class Strict(BaseModel):
@@ -75,7 +75,8 @@ class DedupConfig(Strict):
     bands: int = Field(14, gt=0)
     rows: int = Field(8, gt=0)
     cross_split: bool = True                      # remove train documents that near-duplicate a val/test document
-    cross_split_threshold: float = Field(0.6, gt=0, le=1)  # a looser bar for leakage than for dedup (checked with 4-row bands)
+    cross_split_threshold: float = Field(0.6, gt=0, le=1)  # a looser bar for leakage than for dedup
+    cross_split_rows: int = Field(4, gt=0)        # rows per LSH band of the leakage check: fewer rows catch looser pairs
 
     @property
     def num_perm(self) -> int: return self.bands * self.rows
@@ -417,29 +418,74 @@ def _format_errors(err:ValidationError, root, fname:str) -> str:
         lines.append(f"{fname}:{ln or 1}: {key}: {e['msg']}" + (f" (got {e['input']!r})" if e['type'] != 'extra_forbidden' and not isinstance(e.get('input'), dict) else ''))
     return '\n'.join(lines)
 
+# %% ../nbs/01_config.ipynb #5a1c0e06
+def _override_errors(msg:str, err:ValidationError, overrides) -> str:
+    "Point errors at the `--set` that caused them: a key set on the command line has no line in the file."
+    keys = {'.'.join(str(k) for k in parse_override(o)[0]): o for o in overrides}
+    out = []
+    for line, e in zip(msg.split('\n'), err.errors()):
+        key = '.'.join(str(x) for x in e['loc'])
+        hit = next((o for k, o in keys.items() if key == k or key.startswith(k + '.')), None)
+        out.append(f"--set {hit}: {line.split(': ', 1)[1]}" if hit else line)
+    return '\n'.join(out)
+
+# %% ../nbs/01_config.ipynb #5a1c0e02
+def parse_override(item:str) -> tuple[list, object]:
+    "`'a.b.0.c=value'` as (path, value): path parts (list indices as ints) and the value read as YAML."
+    key, sep, raw = item.partition('=')
+    if not sep or not key.strip(): raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. train.max_steps=50)")
+    try: value = yaml.safe_load(raw) if raw.strip() else ''
+    except yaml.YAMLError as e: raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    path = [int(k) if k.isdigit() else k for k in key.strip().split('.')]
+    if any(k == '' for k in path): raise ConfigError(f"--set {item!r}: empty key in {key!r}")
+    return path, value
+
+# %% ../nbs/01_config.ipynb #5a1c0e04
+def apply_overrides(data:dict, overrides=()) -> dict:
+    "A copy of recipe dict `data` with each `KEY=VALUE` of `overrides` set at its dotted path."
+    import copy
+    data = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        cur = data
+        for i, k in enumerate(path[:-1]):
+            nxt = path[i + 1]
+            if isinstance(cur, list):
+                if not isinstance(k, int) or k >= len(cur): raise ConfigError(f"--set {item!r}: no item {k} in the list")
+                cur = cur[k]
+                continue
+            if not isinstance(cur.get(k), (dict, list)): cur[k] = {}
+            cur = cur[k]
+        last = path[-1]
+        if isinstance(cur, list):
+            if not isinstance(last, int) or last >= len(cur): raise ConfigError(f"--set {item!r}: no item {last} in the list")
+        cur[last] = value
+    return data
+
 # %% ../nbs/01_config.ipynb #5324cf5e
-def parse_config(text:str, fname:str='<recipe>', base_dir:Path|str|None=None) -> RunConfig:
-    "Validate recipe YAML `text`; relative source paths resolve against `base_dir`."
+def parse_config(text:str, fname:str='<recipe>', base_dir:Path|str|None=None, overrides=()) -> RunConfig:
+    "Validate recipe YAML `text` with `overrides` (`KEY=VALUE`) applied; relative source paths resolve against `base_dir`."
     try: root = yaml.compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         raise ConfigError(f"{fname}:{mark.line + 1 if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}") from None
     data = yaml.safe_load(text) if root is not None else {}
     if not isinstance(data, dict): raise ConfigError(f"{fname}:1: a recipe must be a mapping of sections, got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
     try: cfg = RunConfig.model_validate(data)
-    except ValidationError as e: raise ConfigError(_format_errors(e, root, fname)) from None
+    except ValidationError as e: raise ConfigError(_override_errors(_format_errors(e, root, fname), e, overrides)) from None
     if base_dir is not None:
         for s in [*cfg.data.sources, *cfg.data.eval_sets]:
             if s.path and not Path(s.path).expanduser().is_absolute(): s.path = str((Path(base_dir)/s.path).resolve())
     return cfg
 
 # %% ../nbs/01_config.ipynb #661368bd
-def load_config(path:Path|str|None=None) -> RunConfig:
-    "The recipe at `path` (None: the built-in quickstart)."
-    if path is None: return RunConfig()
+def load_config(path:Path|str|None=None, overrides=()) -> RunConfig:
+    "The recipe at `path` (None: the built-in quickstart), with `overrides` (`KEY=VALUE`) applied."
+    if path is None: return parse_config('{}', '<quickstart>', None, overrides) if overrides else RunConfig()
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: recipe not found")
-    return parse_config(path.read_text(encoding='utf-8'), str(path), path.parent)
+    return parse_config(path.read_text(encoding='utf-8'), str(path), path.parent, overrides)
 
 # %% ../nbs/01_config.ipynb #7d40b34d
 def config_hash(cfg:RunConfig, sections:tuple|None=None) -> str:

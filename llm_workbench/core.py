@@ -14,11 +14,12 @@ from importlib import metadata
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'find_settings', 'Settings', 'load_settings', 'sha256_bytes',
            'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'write_json', 'seed_everything',
-           'package_versions', 'git_info', 'environment_info', 'offline_env']
+           'package_versions', 'git_info', 'environment_info', 'offline_env', 'report_progress', 'read_progress']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(runs_path='runs', reports_path='reports', registry_path='registry', tracking='wandb-offline',
-                        kernel_name='python3', cell_timeout='3600', cost_per_hour_cpu='0.10', cost_per_hour_gpu='2.50')
+                        kernel_name='python3', cell_timeout='3600', cost_per_hour_cpu='0.10', cost_per_hour_gpu='2.50',
+                        wandb_project='llm-workbench')
 TRACKING_MODES = ('wandb-offline', 'wandb-online', 'none')
 
 # %% ../nbs/00_core.ipynb #3a73bda5
@@ -46,6 +47,7 @@ class Settings:
     cell_timeout: int
     cost_per_hour_cpu: float
     cost_per_hour_gpu: float
+    wandb_project: str = 'llm-workbench'
     source: Path|None = None
 
 # %% ../nbs/00_core.ipynb #c3f91aff
@@ -70,7 +72,7 @@ def load_settings(start:Path|str|None=None, env:dict|None=None, **overrides) -> 
     return Settings(root=root, runs_path=path('runs_path'), reports_path=path('reports_path'),
                     registry_path=path('registry_path'), tracking=vals['tracking'], kernel_name=vals['kernel_name'],
                     cell_timeout=int(vals['cell_timeout']), cost_per_hour_cpu=float(vals['cost_per_hour_cpu']),
-                    cost_per_hour_gpu=float(vals['cost_per_hour_gpu']), source=f)
+                    cost_per_hour_gpu=float(vals['cost_per_hour_gpu']), wandb_project=vals['wandb_project'], source=f)
 
 # %% ../nbs/00_core.ipynb #573c5773
 def sha256_bytes(b:bytes) -> str:
@@ -159,3 +161,24 @@ def offline_env(tracking:str='wandb-offline') -> dict:
                WANDB_SILENT='true', WANDB_DISABLE_GIT='true')
     env['WANDB_MODE'] = {'wandb-offline': 'offline', 'wandb-online': 'online', 'none': 'disabled'}[tracking]
     return env
+
+# %% ../nbs/00_core.ipynb #7c0a5e02
+def report_progress(done:int, total:int|None=None, what:str='', path:str|os.PathLike|None=None, **info) -> dict|None:
+    "Write `{done, total, what, time, **info}` atomically to `path` (default `$LLMWB_PROGRESS`); None when unset."
+    import time
+    path = path or os.environ.get('LLMWB_PROGRESS')
+    if not path: return None
+    rec = dict(done=int(done), total=None if total is None else int(total), what=what, time=round(time.time(), 3), **info)
+    p = Path(path)
+    tmp = p.with_name(p.name + f'.{os.getpid()}.tmp')
+    try:
+        tmp.write_text(json.dumps(rec, default=str), encoding='utf-8')
+        os.replace(tmp, p)
+    except OSError: return None      # progress is a courtesy: never fail the work for it
+    return rec
+
+# %% ../nbs/00_core.ipynb #7c0a5e03
+def read_progress(path:str|os.PathLike) -> dict|None:
+    "The last record `report_progress` wrote to `path`, or None."
+    try: return json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError): return None
