@@ -12,9 +12,10 @@ from pathlib import Path
 from importlib import metadata
 
 # %% auto #0
-__all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'find_settings', 'Settings', 'load_settings', 'sha256_bytes',
-           'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'write_json', 'seed_everything',
-           'package_versions', 'git_info', 'environment_info', 'offline_env', 'report_progress', 'read_progress']
+__all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES', 'find_settings', 'Settings', 'load_settings',
+           'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'write_json',
+           'seed_everything', 'package_versions', 'git_info', 'environment_info', 'offline_env', 'report_progress',
+           'read_progress', 'RunLayout']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(runs_path='runs', reports_path='reports', registry_path='registry', tracking='wandb-offline',
@@ -182,3 +183,58 @@ def read_progress(path:str|os.PathLike) -> dict|None:
     "The last record `report_progress` wrote to `path`, or None."
     try: return json.loads(Path(path).read_text(encoding='utf-8'))
     except (OSError, ValueError): return None
+
+# %% ../nbs/00_core.ipynb #8d1b6f02
+TRAIN_STAGES = ('pretrain', 'sft', 'align')
+
+@dataclass(frozen=True)
+class RunLayout:
+    "Paths of one run dir: `RunLayout(run_dir).results`, `.model('sft')`, `.split('val')`, ..."
+    root: Path
+
+    def __post_init__(self): object.__setattr__(self, 'root', Path(self.root))
+    @property
+    def run_json(self) -> Path: return self.root/'run.json'
+    @property
+    def recipe(self) -> Path: return self.root/'recipe.yaml'
+    @property
+    def notebooks(self) -> Path: return self.root/'notebooks'
+    def stage_record(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.json'
+    def progress(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.progress.json'
+    @property
+    def data(self) -> Path: return self.root/'data'
+    @property
+    def manifest(self) -> Path: return self.data/'manifest.json'
+    @property
+    def quarantine(self) -> Path: return self.data/'quarantine.jsonl'
+    @property
+    def contamination(self) -> Path: return self.data/'contamination.json'
+    @property
+    def data_card(self) -> Path: return self.data/'DATA_CARD.md'
+    def split(self, name:str) -> Path: return self.data/f'{name}.parquet'
+    def pairs(self, kind:str, split:str) -> Path: return self.data/'pairs'/f'{kind}-{split}.parquet'
+    @property
+    def tokenizer(self) -> Path: return self.root/'tokenizer'
+    @property
+    def init_model(self) -> Path: return self.root/'pretrain'/'init'
+    def model(self, stage:str) -> Path: return self.root/stage/'model'
+    def adapter(self, stage:str) -> Path: return self.root/stage/'adapter'
+    def checkpoints(self, stage:str) -> Path: return self.root/stage/'checkpoints'
+    def metrics(self, stage:str) -> Path: return self.root/stage/'metrics.jsonl'
+    def ledger(self, stage:str) -> Path: return self.root/stage/'ledger.jsonl'
+    @property
+    def eval(self) -> Path: return self.root/'eval'
+    @property
+    def results(self) -> Path: return self.eval/'results.json'
+    @property
+    def suite(self) -> Path: return self.eval/'suite'
+    @property
+    def release(self) -> Path: return self.root/'release'
+    @property
+    def gate(self) -> Path: return self.release/'gate.json'
+    @property
+    def regression(self) -> Path: return self.release/'regression.json'
+    @property
+    def audit(self) -> Path: return self.release/'audit.json'
+    @property
+    def bundle(self) -> Path: return self.release/'bundle'

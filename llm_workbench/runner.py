@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from . import __version__
-from .core import (Settings, load_settings, sha256_file, sha256_json, sha256_tree, write_json, git_info,
+from .core import (RunLayout, Settings, load_settings, sha256_file, sha256_json, sha256_tree, write_json, git_info,
                                 environment_info, offline_env, seed_everything)
 from .config import RunConfig, load_config, config_hash, dump_config
 
@@ -134,14 +134,21 @@ class StageContext:
     run_dir: Path
     settings: Settings
 
+    @property
+    def layout(self) -> RunLayout:
+        "Where every file of this run lives (`ctx.layout.results`, `ctx.layout.model('sft')`, ...)."
+        return RunLayout(self.run_dir)
+
     def path(self, name:str) -> Path:
         "A folder of the run dir (created)."
-        p = self.run_dir/name; p.mkdir(parents=True, exist_ok=True); return p
+        p = self.run_dir/name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
 
     def finish(self, metrics:dict, **extra) -> dict:
         "Record the stage's metrics for the runner (`stages/<name>.json`)."
         res = dict(stage=self.stage.name, finished=now(), metrics=metrics, **extra)
-        write_json(self.run_dir/'stages'/f'{self.stage.name}.json', res)
+        write_json(self.layout.stage_record(self.stage.name), res)
         return res
 
 # %% ../nbs/80_runner.ipynb #d808de4d
