@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--run-dir', help='run directory (reusing one resumes it, skipping unchanged stages)')
     r.add_argument('--stages', help='comma-separated stages to run (default: all): curate,pretrain,evaluate')
     r.add_argument('--no-progress', action='store_true', help='no progress bars')
+    r.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one recipe key, e.g. --set train.max_steps=50 (repeatable; the value is YAML)')
     sub.add_parser('ls', help='list runs, newest first')
     s = sub.add_parser('show', help='summarise a run')
     s.add_argument('run', help='run id, unique prefix of one, or run dir')
@@ -63,7 +65,8 @@ def _settings(a):
 def cmd_run(a) -> int:
     "Run a recipe; exit 1 when a stage fails, 2 when the recipe is invalid."
     from llm_workbench.runner import run_pipeline
-    run = run_pipeline(a.config, run_dir=a.run_dir, stages=a.stages, settings=_settings(a), progress=not a.no_progress)
+    run = run_pipeline(a.config, run_dir=a.run_dir, stages=a.stages, settings=_settings(a), progress=not a.no_progress,
+                       overrides=a.overrides)
     return 0 if run['status'] in ('completed', 'partial') else 1
 
 # %% ../nbs/90_cli.ipynb #003a9cfb

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from . import __version__
-from .core import (RunLayout, Settings, load_settings, sha256_file, sha256_json, sha256_tree, write_json, git_info,
+from .core import (RunLayout, Settings, load_settings, read_progress, sha256_file, sha256_json, sha256_tree, write_json, git_info,
                                 environment_info, offline_env, seed_everything)
 from .config import RunConfig, load_config, config_hash, dump_config
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'Stage', 'stages_dir', 'package_dir', 'get_stage', 'stage_enabled', 'model_dir',
            'outputs_hash', 'inputs_hash', 'now', 'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext',
-           'stage_context', 'run_environment', 'ipc_kernel_manager', 'execute_stage', 'write_reports', 'run_pipeline']
+           'stage_context', 'run_environment', 'ipc_kernel_manager', 'execute_stage', 'format_progress',
+           'StageProgress', 'write_reports', 'run_pipeline']
 
 # %% ../nbs/80_runner.ipynb #c5734d41
 @dataclass(frozen=True)
@@ -181,8 +182,9 @@ def stage_context(name:str, config_path:str='', run_dir:str='', seed:int|None=No
 def run_environment(run_dir:Path, settings:Settings, run_id:str):
     "Set the variables a run's kernels inherit (a user's own HF_*/PLOTLY_* choices stand); restore the caller's environment afterwards."
     base = {k: v for k, v in offline_env(settings.tracking).items() if k not in os.environ}
-    env = base | dict(WANDB_MODE=offline_env(settings.tracking)['WANDB_MODE'], WANDB_DIR=str(run_dir), WANDB_PROJECT='llm-workbench',
-                      LLMWB_RUN_ID=run_id, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = base | dict(WANDB_MODE=offline_env(settings.tracking)['WANDB_MODE'], WANDB_DIR=str(run_dir),
+                      WANDB_PROJECT=settings.wandb_project, LLMWB_RUN_ID=run_id,
+                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try: yield
@@ -221,6 +223,65 @@ def execute_stage(stage:Stage, run_dir:Path, settings:Settings, progress:bool=Tr
         return out, None
     except pm.PapermillExecutionError as e: return out, f"{e.ename}: {e.evalue}"
     except Exception as e: return out, f"{type(e).__name__}: {e}"
+
+# %% ../nbs/80_runner.ipynb #9b2c7d02
+def _fmt_value(k:str, v) -> str:
+    "One progress field for the terminal: seconds as 1m40s, large rates as 2.1k, floats to 4 digits."
+    if k.endswith('_s') and not k.endswith('per_s') and isinstance(v, (int, float)):
+        m, sec = divmod(int(round(v)), 60)
+        return f"{k[:-2]} {m}m{sec:02d}s" if m else f"{k[:-2]} {sec}s"
+    if isinstance(v, float) and abs(v) >= 1000: return f"{k} {v / 1000:.1f}k"
+    if isinstance(v, float): return f"{k} {v:.4g}"
+    return f"{k} {v}"
+
+def format_progress(rec:dict) -> str:
+    "The extra fields of a progress record as a short line, e.g. `loss 3.21 · tokens_per_s 2.1k · eta 1m40s`."
+    skip = ('done', 'total', 'what', 'time')
+    return ' · '.join(_fmt_value(k, v) for k, v in rec.items() if k not in skip and v is not None)
+
+# %% ../nbs/80_runner.ipynb #9b2c7d04
+class StageProgress:
+    "While a stage runs, show what it reports through `report_progress` on a terminal bar (a no-op when disabled)."
+    def __init__(self, path:Path, stage:str, enabled:bool=True, interval:float=0.5):
+        self.path, self.stage, self.enabled, self.interval = Path(path), stage, enabled, interval
+        self.bar, self.last, self.seen = None, None, 0
+
+    def poll(self) -> dict|None:
+        "Read the progress file once and update the bar; return the record when it is new."
+        rec = read_progress(self.path)
+        if not rec or rec.get('time') == self.last: return None
+        self.last = rec.get('time')
+        self.seen += 1
+        if self.enabled: self._show(rec)
+        return rec
+
+    def _show(self, rec:dict):
+        from tqdm.auto import tqdm
+        if self.bar is None: self.bar = tqdm(total=rec.get('total'), desc=self.stage, unit=rec.get('what') or 'it', leave=False)
+        self.bar.total = rec.get('total')
+        self.bar.unit = rec.get('what') or 'it'
+        self.bar.n = rec.get('done', 0)
+        self.bar.set_postfix_str(format_progress(rec), refresh=False)
+        self.bar.refresh()
+
+    def _loop(self):
+        while not self._stop.wait(self.interval): self.poll()
+
+    def __enter__(self):
+        import threading
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        if self.bar is not None: self.bar.close()
+        self.path.unlink(missing_ok=True)
+        return False
 
 # %% ../nbs/80_runner.ipynb #4e824bab
 HEADLINE = dict(curate=('kept', 'removed'), pretrain=('train_loss', 'tokens_per_s'), sft=('sft_eval_loss',),
@@ -292,7 +353,12 @@ def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Sett
     write_json(run_dir/'run.json', run)
     log(f"[{stage.name}] running {stage.notebook}")
     t0 = time.time()
-    nb, err = execute_stage(stage, run_dir, settings, progress)
+    progress_file = RunLayout(run_dir).progress(stage.name)
+    os.environ['LLMWB_PROGRESS'] = str(progress_file)
+    try:
+        with StageProgress(progress_file, stage.name, enabled=progress):
+            nb, err = execute_stage(stage, run_dir, settings, progress)
+    finally: os.environ.pop('LLMWB_PROGRESS', None)
     st.update(ended=now(), duration_s=round(time.time() - t0, 2))
     html = settings.reports_path/run['run_id']/f'{stage.name}.html'
     if nb.exists():
@@ -309,12 +375,14 @@ def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Sett
 
 # %% ../nbs/80_runner.ipynb #673f4832
 def run_pipeline(config:str|Path|RunConfig|None=None, run_dir:str|Path|None=None, stages:list|str|None=None,
-                 settings:Settings|None=None, progress:bool=True, log=print) -> dict:
-    "Run (or resume) the stages of a recipe into a run dir; return its `run.json` (status `failed` if a stage failed)."
+                 settings:Settings|None=None, progress:bool=True, log=print, overrides=()) -> dict:
+    "Run (or resume) the stages of a recipe (with `--set` style `overrides`) into a run dir; return its `run.json`."
     settings = settings or load_settings()
-    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    if isinstance(config, RunConfig) and overrides: raise ValueError("overrides apply to a recipe file, not a RunConfig")
+    cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     selected = _select(stages)
     run, run_dir = _start_run(cfg, run_dir, settings)
+    run['overrides'] = list(overrides)
     log(f"run {run['run_id']}  ({run_dir})")
     ok = True
     with run_environment(run_dir, settings, run['run_id']):

@@ -1,6 +1,6 @@
 "The CLI as a user meets it: help, listing, showing, and clear errors."
 import json
-from conftest import llmwb, make_workspace, read_run
+from conftest import MICRO, llmwb, make_workspace, read_run, run_dirs
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -43,3 +43,21 @@ def test_ls_and_show_a_run(micro_run):
     assert str(ws/'reports'/rd.name/'index.html') in r.stdout
     r = llmwb(ws, 'show', str(rd), '--json')
     assert json.loads(r.stdout) == read_run(rd)
+
+
+def test_set_overrides_a_recipe_key(tmp_path):
+    "`--set KEY=VALUE` is typed and validated like the recipe, and lands in the resolved recipe and run.json."
+    ws = make_workspace(tmp_path/'ws')
+    r = llmwb(ws, 'run', MICRO, '--set', 'align.beta=lots')
+    assert r.returncode == 2 and '--set align.beta=lots: align.beta: Input should be a valid number' in r.stderr
+    r = llmwb(ws, 'run', MICRO, '--set', 'train.learnig_rate=0.1')
+    assert r.returncode == 2 and '--set train.learnig_rate=0.1: train.learnig_rate: Extra inputs' in r.stderr
+    r = llmwb(ws, 'run', MICRO, '--stages', 'curate', '--no-progress',
+              '--set', 'data.sources.0.max_docs=12', '--set', 'data.sources.1.max_docs=8', '--set', 'align.beta=0.25')
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (rd,) = run_dirs(ws)
+    run = read_run(rd)
+    assert run['overrides'] == ['data.sources.0.max_docs=12', 'data.sources.1.max_docs=8', 'align.beta=0.25']
+    assert run['config']['align']['beta'] == 0.25
+    assert 'beta: 0.25' in (rd/'recipe.yaml').read_text()
+    assert run['stages']['curate']['metrics']['records_in'] <= 20
