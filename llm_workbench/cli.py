@@ -10,6 +10,7 @@ import argparse, json, os, secrets, shutil, subprocess, sys
 from pathlib import Path
 from .core import load_settings
 from .config import ConfigError
+from .runner import RunDirBusy, disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument('--port', type=int, default=8888)
     l.add_argument('--dir', default='.', help='folder to open (default: current)')
     l.add_argument('--no-tutorials', action='store_true', help="don't copy the tutorial notebooks into DIR/tutorials")
-    from llm_workbench.release.registry import STAGES
+    from llm_workbench.release.registry import LIFECYCLE as STAGES
     g = sub.add_parser('registry', help='the model registry: list versions, show one, promote one')
     g.add_argument('--registry-path', help='override settings.ini registry_path')
     gs = g.add_subparsers(dest='registry_cmd', required=True)
@@ -220,5 +221,9 @@ def main(argv:list|None=None) -> int:
     a = build_parser().parse_args(argv)
     try: return COMMANDS[a.cmd](a)
     except ConfigError as e: print(f"llmwb: invalid recipe:\n{e}", file=sys.stderr); return 2
-    except (FileNotFoundError, ValueError) as e: print(f"llmwb: {e}", file=sys.stderr); return 2
+    except (FileNotFoundError, ValueError, RunDirBusy) as e: print(f"llmwb: {e}", file=sys.stderr); return 2
+    except OSError as e:
+        if not disk_full(e): raise
+        print(f"llmwb: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt: print("llmwb: interrupted", file=sys.stderr); return 130

@@ -13,7 +13,7 @@ from importlib import metadata
 
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES', 'find_settings', 'Settings', 'load_settings',
-           'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'write_json',
+           'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'fingerprint', 'write_json',
            'seed_everything', 'package_versions', 'git_info', 'environment_info', 'offline_env', 'report_progress',
            'read_progress', 'RunLayout']
 
@@ -106,13 +106,45 @@ def sha256_tree(path:Path|str, exclude:tuple=()) -> str:
     files = sorted(p for p in path.rglob('*') if p.is_file() and p.relative_to(path).parts[0] not in exclude)
     return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in files])
 
+# %% ../nbs/00_core.ipynb #6e3f2a02
+def _file_entry(p:Path, cache:dict) -> str:
+    "A file's content hash, from `cache` when its (size, mtime_ns, inode) did not change."
+    st = p.lstat()
+    key, stamp = str(p), [st.st_size, st.st_mtime_ns, st.st_ino]
+    hit = cache.get(key)
+    if hit and hit[:3] == stamp: return hit[3]
+    digest = sha256_file(p)
+    cache[key] = stamp + [digest]
+    return digest
+
+def fingerprint(path:Path|str, cache:dict|None=None) -> str:
+    "sha256 over the contents of a file or folder (relative paths + content hashes); `missing` when absent."
+    import stat as st_
+    path, cache = Path(path), ({} if cache is None else cache)
+    if not os.path.lexists(path): return 'missing'
+    if path.is_file() and not path.is_symlink(): return _file_entry(path, cache)
+    rows = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            p = Path(root, name)
+            rel = p.relative_to(path).as_posix()
+            mode = p.lstat().st_mode
+            if st_.S_ISLNK(mode): rows.append([rel, 'link', os.readlink(p)])
+            elif st_.S_ISREG(mode): rows.append([rel, _file_entry(p, cache)])
+            else: rows.append([rel, 'special'])
+    return sha256_json(rows)
+
 # %% ../nbs/00_core.ipynb #35587bb4
 def write_json(path:Path|str, obj, indent:int=2):
     "Write `obj` as JSON atomically (write a temp file, then rename), so readers never see half a file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + '\n', encoding='utf-8')
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + '\n', encoding='utf-8')
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)     # a failed write (a full disk) leaves no half-written temp file
 
 # %% ../nbs/00_core.ipynb #113f715f
 def seed_everything(seed:int) -> dict:
@@ -201,6 +233,12 @@ class RunLayout:
     def notebooks(self) -> Path: return self.root/'notebooks'
     def stage_record(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.json'
     def progress(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.progress.json'
+    @property
+    def lock(self) -> Path: return self.root/'stages'/'.lock'
+    @property
+    def reserve(self) -> Path: return self.root/'stages'/'.reserve'
+    @property
+    def fingerprints(self) -> Path: return self.root/'stages'/'fingerprints.json'
     @property
     def data(self) -> Path: return self.root/'data'
     @property

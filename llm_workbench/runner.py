@@ -11,15 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from . import __version__
-from .core import (RunLayout, Settings, load_settings, read_progress, sha256_file, sha256_json, sha256_tree, write_json, git_info,
-                                environment_info, offline_env, seed_everything)
+from .core import (RunLayout, Settings, load_settings, read_progress, fingerprint, sha256_file,
+                                sha256_json, sha256_tree, write_json, git_info, environment_info, offline_env,
+                                seed_everything)
 from .config import RunConfig, load_config, config_hash, dump_config
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'Stage', 'stages_dir', 'package_dir', 'get_stage', 'stage_enabled', 'model_dir',
-           'outputs_hash', 'inputs_hash', 'now', 'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext',
-           'stage_context', 'run_environment', 'ipc_kernel_manager', 'execute_stage', 'format_progress',
-           'StageProgress', 'write_reports', 'run_pipeline']
+__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'Stage', 'stages_dir', 'package_dir', 'get_stage',
+           'stage_enabled', 'model_dir', 'outputs_hash', 'stage_files', 'stage_fingerprints', 'inputs_hash', 'now',
+           'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext', 'stage_context', 'run_environment',
+           'ipc_kernel_manager', 'execute_stage', 'format_progress', 'StageProgress', 'write_reports', 'RunDirBusy',
+           'run_lock', 'disk_full', 'disk_full_message', 'make_reserve', 'release_reserve', 'clean_partial',
+           'run_pipeline']
 
 # %% ../nbs/80_runner.ipynb #c5734d41
 @dataclass(frozen=True)
@@ -82,11 +85,43 @@ def outputs_hash(run_dir:Path, stage:Stage) -> str|None:
     if not all(d.is_dir() for d in dirs): return None
     return sha256_json({d.name: sha256_tree(d, exclude=('checkpoints',)) for d in dirs})
 
+# %% ../nbs/80_runner.ipynb #3c5d7e02
+def stage_files(cfg:RunConfig, stage:Stage) -> dict:
+    "The files and folders named in the recipe that `stage` reads, by label."
+    data, ev = cfg.data, cfg.eval
+    eval_sets = {f'eval_set:{s.name}': s.path for s in data.eval_sets}
+    if stage.name == 'curate':
+        files = {f'source:{s.name}': s.path for s in data.sources} | eval_sets
+        files |= {'toxicity.wordlist': data.toxicity.wordlist, 'toxicity.classifier': data.toxicity.classifier}
+    elif stage.name == 'pretrain':
+        local = cfg.model.name_or_path and Path(cfg.model.name_or_path).expanduser().exists()
+        files = {'model': cfg.model.name_or_path if local else None}
+    elif stage.name == 'evaluate':
+        files = eval_sets | {f'task:{t.name}': t.path for t in ev.tasks}
+        files |= {'safety.redteam': ev.safety.redteam, 'bias.pairs': ev.bias.pairs}
+    else: files = {}
+    return {k: str(v) for k, v in files.items() if v}
+
+# %% ../nbs/80_runner.ipynb #3c5d7e03
+def _python_sources_state() -> str:
+    "The interpreter and the installed distributions (name and version): what the built-in Python sources read."
+    from importlib import metadata
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata['Name'])
+    return sha256_json(dict(python=sys.version, prefix=sys.prefix, dists=dists))
+
+def stage_fingerprints(cfg:RunConfig, stage:Stage, cache:dict|None=None) -> dict:
+    "Content fingerprints of what `stage` reads outside the run dir (see `stage_files`); `cache` speeds up reruns."
+    out = {k: fingerprint(p, cache) for k, p in stage_files(cfg, stage).items()}
+    if stage.name == 'curate' and any(s.kind.startswith('python') for s in cfg.data.sources):
+        out['python_sources'] = _python_sources_state()
+    return out
+
 # %% ../nbs/80_runner.ipynb #72adcd55
-def inputs_hash(cfg:RunConfig, stage:Stage, upstream:dict) -> str:
-    "sha256 of what `stage` reads: recipe sections, notebook, package version, upstream output hashes."
+def inputs_hash(cfg:RunConfig, stage:Stage, upstream:dict, files:dict|None=None) -> str:
+    "sha256 of what `stage` reads: recipe sections, files' contents, notebook, package version, upstream outputs."
     return sha256_json(dict(stage=stage.name, config=config_hash(cfg, stage.sections), version=__version__,
-                            notebook=sha256_file(stages_dir()/stage.notebook), upstream={d: upstream.get(d) for d in stage.deps}))
+                            notebook=sha256_file(stages_dir()/stage.notebook), files=files or {},
+                            upstream={d: upstream.get(d) for d in stage.deps}))
 
 # %% ../nbs/80_runner.ipynb #2e87835b
 def now() -> str:
@@ -317,63 +352,204 @@ def _select(stages:list|str|None) -> list[Stage]:
     return [s for s in STAGES if s.name in names]
 
 # %% ../nbs/80_runner.ipynb #6e70d9f0
-def _start_run(cfg:RunConfig, run_dir:Path|None, settings:Settings) -> tuple[dict, Path]:
-    "Create or reopen the run dir and its `run.json`, with this invocation's recipe and environment."
-    run_dir = Path(run_dir).resolve() if run_dir else settings.runs_path/new_run_id(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    old = read_run(run_dir) if (run_dir/'run.json').is_file() else {}
-    (run_dir/'recipe.yaml').write_text(dump_config(cfg), encoding='utf-8')
-    run = dict(run_id=run_dir.name, run_dir=str(run_dir), status='running', started=old.get('started', now()), ended=None,
-               config=cfg.model_dump(mode='json'), config_sha256=config_hash(cfg), seed=cfg.seed,
+def _start_run(cfg:RunConfig, run_dir:Path, settings:Settings) -> dict:
+    "Create or reopen `run_dir`'s `run.json` with this invocation's recipe and environment."
+    layout = RunLayout(run_dir)
+    old = read_run(run_dir) if layout.run_json.is_file() else {}
+    layout.recipe.write_text(dump_config(cfg), encoding='utf-8')
+    stages = {s.name: old.get('stages', {}).get(s.name, dict(status='pending')) for s in STAGES}
+    run = dict(run_id=run_dir.name, run_dir=str(run_dir), status='running', started=old.get('started', now()),
+               ended=None, config=cfg.model_dump(mode='json'), config_sha256=config_hash(cfg), seed=cfg.seed,
                seeds=dict(python=cfg.seed, numpy=cfg.seed, torch=cfg.seed, data_order=cfg.seed),
                git=git_info(package_dir()), workspace_git=git_info(settings.root), environment=environment_info(),
                tracking=settings.tracking, llm_workbench=__version__, invocations=old.get('invocations', 0) + 1,
-               stages={s.name: old.get('stages', {}).get(s.name, dict(status='pending')) for s in STAGES}, metrics={}, error=None)
-    write_json(run_dir/'run.json', run)
-    return run, run_dir
+               stages=stages, metrics={}, error=None)
+    write_json(layout.run_json, run)
+    return run
+
+# %% ../nbs/80_runner.ipynb #4d6e8f02
+class RunDirBusy(RuntimeError):
+    "Another `llmwb` invocation holds the run dir."
+
+@contextlib.contextmanager
+def run_lock(run_dir:Path):
+    "Hold an exclusive lock on `run_dir` (`stages/.lock`) for the duration; `RunDirBusy` if another process has it."
+    import fcntl
+    path = RunLayout(run_dir).lock
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, 'a+', encoding='utf-8')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or 'another process'
+        f.close()
+        raise RunDirBusy(f"{run_dir} is in use by another llmwb run ({holder}): wait for it to end, "
+                         f"or use another --run-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} since {now()}\n")
+    f.flush()
+    try: yield
+    finally:
+        f.truncate(0)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+# %% ../nbs/80_runner.ipynb #4d6e8f04
+RESERVE_BYTES = 4 << 20
+
+def disk_full(err) -> bool:
+    "Whether `err` (an exception or a stage's error text) is a full disk (`ENOSPC`) or an exceeded quota."
+    import errno
+    if isinstance(err, OSError): return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(t in str(err) for t in ('No space left on device', 'Disk quota exceeded', 'ENOSPC'))
+
+def disk_full_message(path:Path) -> str:
+    "What to tell a user whose disk filled up under `path`."
+    import shutil
+    try: u = shutil.disk_usage(path)
+    except OSError: return f"no space left on the device holding {path}"
+    return (f"no space left on the device holding {path} ({u.free / 2**20:.1f} MiB free of {u.total / 2**20:.0f} MiB): "
+            f"free some space and rerun the same command to resume")
+
+def make_reserve(run_dir:Path, size:int=RESERVE_BYTES) -> bool:
+    "Write the run dir's reserve file (space the runner can free to record a failure); False if it does not fit."
+    p = RunLayout(run_dir).reserve
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.is_file() and p.stat().st_size == size: return True
+    try:
+        with open(p, 'wb') as f:
+            f.write(b'\0' * size)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        p.unlink(missing_ok=True)
+        return False
+
+def release_reserve(run_dir:Path):
+    "Delete the reserve file so the runner has room to write `run.json`."
+    RunLayout(run_dir).reserve.unlink(missing_ok=True)
+
+# %% ../nbs/80_runner.ipynb #4d6e8f05
+def clean_partial(run_dir:Path) -> list[str]:
+    "Remove half-written files a failed stage may leave (atomic-write temp files, checkpoint staging folders)."
+    import re, shutil
+    gone = []
+    for p in sorted(Path(run_dir).rglob('*')):
+        if p.is_dir() and p.name == '.staging' and p.parent.name == 'checkpoints':
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(str(p.relative_to(run_dir)))
+        elif p.is_file() and re.fullmatch(r'\..+\.tmp\d+', p.name):
+            p.unlink(missing_ok=True)
+            gone.append(str(p.relative_to(run_dir)))
+    return gone
 
 # %% ../nbs/80_runner.ipynb #0c9c3213
-def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Settings, progress:bool, log) -> bool:
-    "Run or skip one stage, updating `run`; False when it failed."
-    from llm_workbench.report import render_html
-    st = run['stages'][stage.name]
-    if not stage_enabled(stage, cfg):
-        st.clear(); st.update(status='disabled'); log(f"[{stage.name}] disabled in the recipe"); return True
-    ups = {d: run['stages'][d].get('outputs_sha256') for d in stage.deps}
-    for d in stage.deps:
-        if run['stages'][d].get('status') not in ('completed', 'disabled'):
-            run['error'] = f"stage {stage.name!r} needs stage {d!r}, which has not completed in this run dir"
-            st.update(status='failed', error=run['error']); return False
-    ih = inputs_hash(cfg, stage, ups)
-    if (not stage.external and st.get('status') == 'completed' and st.get('inputs_sha256') == ih
-            and st.get('outputs_sha256') == outputs_hash(run_dir, stage)):
-        st['skipped'] = True; log(f"[{stage.name}] unchanged since {st.get('ended')}: skipped"); return True
-    (run_dir/'stages'/f'{stage.name}.json').unlink(missing_ok=True)
-    st.clear(); st.update(status='running', started=now(), inputs_sha256=ih, notebook=f'notebooks/{stage.notebook}')
-    write_json(run_dir/'run.json', run)
-    log(f"[{stage.name}] running {stage.notebook}")
-    t0 = time.time()
+def _stage_result(stage:Stage, st:dict, run:dict, run_dir:Path, err:str|None) -> bool:
+    "Record a finished stage's outcome in `st` (its `run.json` entry); False when it failed."
+    res = RunLayout(run_dir).stage_record(stage.name)
+    if err is None and not res.is_file(): err = f"the notebook finished without recording its results ({res.name})"
+    if err and disk_full(err):
+        release_reserve(run_dir)
+        err = disk_full_message(run_dir)
+    if err:
+        gone = clean_partial(run_dir)
+        st.update(status='failed', error=err, cleaned=gone)
+        run['error'] = f"stage {stage.name!r} failed: {err}"
+        return False
+    metrics = json.loads(res.read_text()).get('metrics', {})
+    st.update(status='completed', metrics=metrics, outputs_sha256=outputs_hash(run_dir, stage))
+    return True
+
+def _execute(stage:Stage, run_dir:Path, settings:Settings, progress:bool) -> tuple[Path, str|None]:
+    "Execute the stage's notebook with its progress file set for the kernel and shown on the terminal."
     progress_file = RunLayout(run_dir).progress(stage.name)
     os.environ['LLMWB_PROGRESS'] = str(progress_file)
     try:
         with StageProgress(progress_file, stage.name, enabled=progress):
-            nb, err = execute_stage(stage, run_dir, settings, progress)
+            return execute_stage(stage, run_dir, settings, progress)
     finally: os.environ.pop('LLMWB_PROGRESS', None)
-    st.update(ended=now(), duration_s=round(time.time() - t0, 2))
+
+def _render(stage:Stage, st:dict, nb:Path, run:dict, settings:Settings, log):
+    "Render the executed notebook to the stage's HTML report (a rendering problem never fails the stage)."
+    from llm_workbench.report import render_html
+    if not nb.exists(): return
     html = settings.reports_path/run['run_id']/f'{stage.name}.html'
-    if nb.exists():
-        try: render_html(nb, html, title=f"{run['run_id']}: {stage.name}", back_link='index.html'); st['report'] = f'{stage.name}.html'
-        except Exception as e: log(f"[{stage.name}] could not render HTML: {e}")
-    res = run_dir/'stages'/f'{stage.name}.json'
-    if err is None and not res.is_file(): err = f"the notebook finished without recording its results ({res.name})"
-    if err:
-        st.update(status='failed', error=err)
-        run['error'] = f"stage {stage.name!r} failed: {err}"
-        return False
-    st.update(status='completed', metrics=json.loads(res.read_text()).get('metrics', {}), outputs_sha256=outputs_hash(run_dir, stage))
-    return True
+    try:
+        render_html(nb, html, title=f"{run['run_id']}: {stage.name}", back_link='index.html')
+        st['report'] = f'{stage.name}.html'
+    except Exception as e: log(f"[{stage.name}] could not render HTML: {e}")
+
+def _unchanged(stage:Stage, st:dict, ih:str, run_dir:Path) -> bool:
+    "Whether a completed stage's inputs and outputs are exactly as recorded (then it is skipped)."
+    return (not stage.external and st.get('status') == 'completed' and st.get('inputs_sha256') == ih
+            and st.get('outputs_sha256') == outputs_hash(run_dir, stage))
+
+def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Settings, progress:bool, log) -> bool:
+    "Run or skip one stage, updating `run`; False when it failed."
+    st, layout = run['stages'][stage.name], RunLayout(run_dir)
+    if not stage_enabled(stage, cfg):
+        st.clear()
+        st.update(status='disabled')
+        log(f"[{stage.name}] disabled in the recipe")
+        return True
+    for d in stage.deps:
+        if run['stages'][d].get('status') not in ('completed', 'disabled'):
+            run['error'] = f"stage {stage.name!r} needs stage {d!r}, which has not completed in this run dir"
+            st.update(status='failed', error=run['error'])
+            return False
+    cache_file = layout.fingerprints
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    files = stage_fingerprints(cfg, stage, cache)
+    write_json(cache_file, cache)
+    ih = inputs_hash(cfg, stage, {d: run['stages'][d].get('outputs_sha256') for d in stage.deps}, files)
+    if _unchanged(stage, st, ih, run_dir):
+        st['skipped'] = True
+        log(f"[{stage.name}] unchanged since {st.get('ended')}: skipped")
+        return True
+    layout.stage_record(stage.name).unlink(missing_ok=True)
+    st.clear()
+    st.update(status='running', started=now(), inputs_sha256=ih, files=files, notebook=f'notebooks/{stage.notebook}')
+    write_json(layout.run_json, run)
+    log(f"[{stage.name}] running {stage.notebook}")
+    t0 = time.time()
+    nb, err = _execute(stage, run_dir, settings, progress)
+    st.update(ended=now(), duration_s=round(time.time() - t0, 2))
+    _render(stage, st, nb, run, settings, log)
+    return _stage_result(stage, st, run, run_dir, err)
 
 # %% ../nbs/80_runner.ipynb #673f4832
+def _failure_hint(run:dict, selected:list, run_dir:Path, report:Path) -> str:
+    "Where to look after a failed run, and how to carry on."
+    st = next((s for s in selected if run['stages'][s.name].get('status') == 'failed'), selected[0])
+    return (f"\nFAILED: {run['error']}\n  executed notebook: {RunLayout(run_dir).notebooks/st.notebook}\n"
+            f"  stage report:      {report.parent/(st.name + '.html')}\n  run report:        {report}\n"
+            f"  fix the cause and rerun with --run-dir {run_dir} to carry on from this stage")
+
+def _run_stages(selected:list, run:dict, cfg:RunConfig, run_dir:Path, settings:Settings, progress:bool, log) -> bool:
+    "Run the selected stages in order, recording `run.json` and the reports after each; stop at the first failure."
+    for stage in selected:
+        ok = False
+        try: ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log)
+        except KeyboardInterrupt:
+            run['stages'][stage.name].update(status='failed', error='interrupted')
+            run['error'] = f'interrupted during {stage.name}'
+            raise
+        except OSError as e:
+            if not disk_full(e): raise
+            release_reserve(run_dir)
+            run['stages'][stage.name].update(status='failed', error=disk_full_message(run_dir))
+            run['error'] = f"stage {stage.name!r} failed: {disk_full_message(run_dir)}"
+            clean_partial(run_dir)
+        finally:
+            run['metrics'] = _headline(run)
+            if not ok: run.update(status='failed', ended=now())
+            write_json(RunLayout(run_dir).run_json, run)
+            write_reports(run, run_dir, settings)
+        if not ok: return False
+    return True
+
 def run_pipeline(config:str|Path|RunConfig|None=None, run_dir:str|Path|None=None, stages:list|str|None=None,
                  settings:Settings|None=None, progress:bool=True, log=print, overrides=()) -> dict:
     "Run (or resume) the stages of a recipe (with `--set` style `overrides`) into a run dir; return its `run.json`."
@@ -381,32 +557,20 @@ def run_pipeline(config:str|Path|RunConfig|None=None, run_dir:str|Path|None=None
     if isinstance(config, RunConfig) and overrides: raise ValueError("overrides apply to a recipe file, not a RunConfig")
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     selected = _select(stages)
-    run, run_dir = _start_run(cfg, run_dir, settings)
-    run['overrides'] = list(overrides)
-    log(f"run {run['run_id']}  ({run_dir})")
-    ok = True
-    with run_environment(run_dir, settings, run['run_id']):
-        for stage in selected:
-            try: ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log)
-            except KeyboardInterrupt:
-                run['stages'][stage.name].update(status='failed', error='interrupted'); run['error'] = f'interrupted during {stage.name}'
-                ok = False; raise
-            finally:
-                run['metrics'] = _headline(run)
-                if not ok: run.update(status='failed', ended=now())
-                write_json(run_dir/'run.json', run)
-                write_reports(run, run_dir, settings)
-            if not ok: break
-    if ok:
-        done = all(run['stages'][s.name].get('status') in ('completed', 'disabled') for s in STAGES)
-        run.update(status='completed' if done else 'partial', ended=now(), error=None)
-        write_json(run_dir/'run.json', run)
-    report = write_reports(run, run_dir, settings)
+    run_dir = Path(run_dir).resolve() if run_dir else settings.runs_path/new_run_id(cfg)
+    with run_lock(run_dir):
+        if not make_reserve(run_dir): raise OSError(28, disk_full_message(run_dir))
+        run = _start_run(cfg, run_dir, settings)
+        run['overrides'] = list(overrides)
+        log(f"run {run['run_id']}  ({run_dir})")
+        with run_environment(run_dir, settings, run['run_id']):
+            ok = _run_stages(selected, run, cfg, run_dir, settings, progress, log)
+        if ok:
+            done = all(run['stages'][s.name].get('status') in ('completed', 'disabled') for s in STAGES)
+            run.update(status='completed' if done else 'partial', ended=now(), error=None)
+            write_json(RunLayout(run_dir).run_json, run)
+        report = write_reports(run, run_dir, settings)
+        release_reserve(run_dir)
     run['report'] = str(report)
-    if not ok:
-        st = next(s for s in selected if run['stages'][s.name].get('status') == 'failed')
-        log(f"\nFAILED: {run['error']}\n  executed notebook: {run_dir/'notebooks'/st.notebook}\n"
-            f"  stage report:      {report.parent/(st.name + '.html')}\n  run report:        {report}\n"
-            f"  fix the cause and rerun with --run-dir {run_dir} to carry on from this stage")
-    else: log(f"\nrun {run['status']}: {report}")
+    log(_failure_hint(run, selected, run_dir, report) if not ok else f"\nrun {run['status']}: {report}")
     return run
