@@ -34,7 +34,8 @@ def model_paths(path:str|Path) -> tuple[Path, Path]:
 
 # %% ../../nbs/72_ui.playground.ipynb #1e36bd81
 def registry_models(registry:str|Path|None=None, refs:list[str]|None=None) -> dict[str, tuple[Path, Path]]:
-    "{ref: (model folder, tokenizer folder)} of registry versions (`refs`, or every version); empty when there is no registry."
+    "{ref: (model folder, tokenizer folder)} of verified registry versions (`refs`, or every version); {} without one."
+    import warnings
     from llm_workbench.release.registry import Registry
     if registry is None:
         from llm_workbench.core import load_settings
@@ -42,7 +43,15 @@ def registry_models(registry:str|Path|None=None, refs:list[str]|None=None) -> di
     try: reg = Registry(registry, create=False)
     except LookupError: return {}
     rows = {r: reg.get(r) for r in refs} if refs else {r['ref']: r for r in reg.versions()}
-    return {ref: model_paths(r['path']) for ref, r in rows.items()}
+    out = {}
+    for ref, row in rows.items():
+        problems = reg.verify(row['ref'])
+        if problems and refs: raise ValueError(f"{ref}: the registered bundle fails verification: {'; '.join(problems)}")
+        if problems:
+            warnings.warn(f"{ref} left out: the registered bundle fails verification: {'; '.join(problems)}")
+            continue
+        out[ref] = model_paths(row['path'])
+    return out
 
 # %% ../../nbs/72_ui.playground.ipynb #e625916a
 def sample(model, tokenizer, prompt:str, max_new_tokens:int=32, temperature:float=0.0, top_p:float=1.0, top_k:int=0,
