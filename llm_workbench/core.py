@@ -20,7 +20,7 @@ __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES',
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(runs_path='runs', reports_path='reports', registry_path='registry', tracking='wandb-offline',
                         kernel_name='python3', cell_timeout='3600', cost_per_hour_cpu='0.10', cost_per_hour_gpu='2.50',
-                        wandb_project='llm-workbench')
+                        wandb_project='llm-workbench', model_cache_path='models')
 TRACKING_MODES = ('wandb-offline', 'wandb-online', 'none')
 
 # %% ../nbs/00_core.ipynb #3a73bda5
@@ -49,6 +49,7 @@ class Settings:
     cost_per_hour_cpu: float
     cost_per_hour_gpu: float
     wandb_project: str = 'llm-workbench'
+    model_cache_path: Path|None = None
     source: Path|None = None
 
 # %% ../nbs/00_core.ipynb #c3f91aff
@@ -73,7 +74,8 @@ def load_settings(start:Path|str|None=None, env:dict|None=None, **overrides) -> 
     return Settings(root=root, runs_path=path('runs_path'), reports_path=path('reports_path'),
                     registry_path=path('registry_path'), tracking=vals['tracking'], kernel_name=vals['kernel_name'],
                     cell_timeout=int(vals['cell_timeout']), cost_per_hour_cpu=float(vals['cost_per_hour_cpu']),
-                    cost_per_hour_gpu=float(vals['cost_per_hour_gpu']), wandb_project=vals['wandb_project'], source=f)
+                    cost_per_hour_gpu=float(vals['cost_per_hour_gpu']), wandb_project=vals['wandb_project'],
+                    model_cache_path=path('model_cache_path'), source=f)
 
 # %% ../nbs/00_core.ipynb #573c5773
 def sha256_bytes(b:bytes) -> str:
