@@ -471,13 +471,14 @@ def _execute(stage:Stage, run_dir:Path, settings:Settings, progress:bool) -> tup
             return execute_stage(stage, run_dir, settings, progress)
     finally: os.environ.pop('LLMWB_PROGRESS', None)
 
-def _render(stage:Stage, st:dict, nb:Path, run:dict, settings:Settings, log):
-    "Render the executed notebook to the stage's HTML report (a rendering problem never fails the stage)."
-    from llm_workbench.report import render_html
+def _render(stage:Stage, st:dict, nb:Path, run:dict, run_dir:Path, settings:Settings, err:str|None, log):
+    "Render the executed notebook to the stage's report, findings first (a rendering problem never fails the stage)."
+    from llm_workbench.report import render_html, stage_findings
     if not nb.exists(): return
     html = settings.reports_path/run['run_id']/f'{stage.name}.html'
     try:
-        render_html(nb, html, title=f"{run['run_id']}: {stage.name}", back_link='index.html')
+        render_html(nb, html, title=f"{run['run_id']}: {stage.name}", back_link='index.html',
+                    findings=stage_findings(run_dir, stage.name, error=err), run_dir=run_dir, root=settings.root)
         st['report'] = f'{stage.name}.html'
     except Exception as e: log(f"[{stage.name}] could not render HTML: {e}")
 
@@ -516,7 +517,7 @@ def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Sett
     t0 = time.time()
     nb, err = _execute(stage, run_dir, settings, progress)
     st.update(ended=now(), duration_s=round(time.time() - t0, 2))
-    _render(stage, st, nb, run, settings, log)
+    _render(stage, st, nb, run, run_dir, settings, err, log)
     return _stage_result(stage, st, run, run_dir, err)
 
 # %% ../nbs/80_runner.ipynb #673f4832

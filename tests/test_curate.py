@@ -109,3 +109,114 @@ def test_accounting_balances_and_formats_survive(curated):
     assert {s['name']: s['sha256'] is not None for s in m['sources']} == dict(docs=True, notes=True, chat=True, prefs=True, gpl=True)
     card = (rd/'data/DATA_CARD.md').read_text()
     for part in ('## PII', '## Benchmark contamination', '## Near duplicates', '| homework | 1 |'): assert part in card
+
+
+# --- recipe knobs that change what curate does: the leakage check's band rows, the toxicity classifier ---
+
+from llm_workbench.config import RunConfig, DataConfig, SourceConfig, SplitConfig
+from llm_workbench.data.curate import curate
+from llm_workbench.data.neardup import shingle_hashes
+from llm_workbench.data.splits import assign_split
+
+WORDS = ('river stone cloud maple lantern harbor violet engine meadow copper signal garden thunder pocket '
+         'canvas willow marble rocket falcon velvet island mirror saddle orchard').split()
+
+
+def _two_files_in(split_a, split_b, cfg, seed):
+    "Two file names whose groups land in `split_a` and `split_b`."
+    names = [f'doc{i}.txt' for i in range(200)]
+    a = next(n for n in names if assign_split(n, cfg, seed) == split_a)
+    b = next(n for n in names if assign_split(n, cfg, seed) == split_b)
+    return a, b
+
+
+def test_cross_split_rows_changes_the_leakage_check(tmp_path):
+    "A train/val pair at Jaccard ~0.7: found with 4-row bands (the default), missed with 28-row bands."
+    words = [WORDS[(i * 7 + i // 5) % len(WORDS)] + str(i % 11) for i in range(120)]
+    variant = list(words)
+    for i in (20, 50, 80):
+        variant[i] = 'changed'
+    a, b = ' '.join(words), ' '.join(variant)
+    sa, sb = set(shingle_hashes(a, 5).tolist()), set(shingle_hashes(b, 5).tolist())
+    assert 0.65 < len(sa & sb) / len(sa | sb) < 0.8                  # a leak, not a near duplicate
+    split = SplitConfig(val=0.4, test=0.0, group_by='file')
+    train_name, val_name = _two_files_in('train', 'val', split, seed=1)
+    (tmp_path/'docs').mkdir()
+    (tmp_path/'docs'/train_name).write_text(a)
+    (tmp_path/'docs'/val_name).write_text(b)
+
+    def leaks(rows):
+        data = DataConfig(sources=[SourceConfig(name='n', kind='text', path=str(tmp_path/'docs'), license='MIT')],
+                          split=split, eval_sets=[], canaries=0, pairs=dict(enabled=False),
+                          dedup=dict(cross_split_rows=rows))
+        m = curate(RunConfig(seed=1, data=data), tmp_path/f'out{rows}')
+        return m['near_dedup']['leakage_removed'], m['counts']['removed_by_reason']
+
+    assert leaks(4) == (1, {'split_leakage': 1})
+    assert leaks(28) == (0, {})
+
+
+def _tiny_classifier(folder):
+    "Train and save a tiny toxic/ok BERT text classifier on a few sentences (seconds on a CPU)."
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    texts = ['you are a useless lazy fool and everyone hates you', 'thanks for the careful review of the parser',
+             'shut up you worthless clown nobody wants you here', 'the tests pass and the docs build cleanly'] * 4
+    labels = [1, 0, 1, 0] * 4
+    tok = Tokenizer(models.WordPiece(unk_token='[UNK]'))
+    tok.normalizer, tok.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    special = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=200, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single='[CLS] $A [SEP]', special_tokens=[(t, tok.token_to_id(t)) for t in ('[CLS]', '[SEP]')])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token='[UNK]', pad_token='[PAD]', cls_token='[CLS]',
+                                   sep_token='[SEP]', mask_token='[MASK]', model_max_length=64)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, id2label={0: 'ok', 1: 'toxic'},
+                     label2id={'ok': 0, 'toxic': 1})
+    model = BertForSequenceClassification(cfg)
+    enc = fast(texts, padding=True, return_tensors='pt')
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        model(**enc, labels=torch.tensor(labels)).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+
+
+def test_toxicity_classifier_is_used_when_configured(tmp_path):
+    "A configured classifier removes what the word list lets through, says so in the quarantine and the data card."
+    _tiny_classifier(tmp_path/'tox-bert')
+    rude = 'you are a useless lazy fool and everyone hates you, shut up you worthless clown nobody wants you here'
+    polite = 'thanks for the careful review of the parser; the tests pass and the docs build cleanly now'
+    (tmp_path/'docs.jsonl').write_text(json.dumps({'text': rude}) + '\n' + json.dumps({'text': polite}) + '\n')
+
+    def run(classifier, out, num_proc=1):
+        data = DataConfig(sources=[SourceConfig(name='d', path=str(tmp_path/'docs.jsonl'), license='MIT')],
+                          min_chars=20, eval_sets=[], canaries=0, num_proc=num_proc,
+                          toxicity=dict(classifier=classifier, classifier_threshold=0.5))
+        m = curate(RunConfig(data=data), tmp_path/out)
+        q = [json.loads(l) for l in (tmp_path/out/'quarantine.jsonl').read_text().splitlines()]
+        return m, q, (tmp_path/out/'DATA_CARD.md').read_text()
+
+    m0, q0, card0 = run(None, 'plain')                  # the word list alone keeps both
+    assert m0['counts']['kept'] == 2 and q0 == []
+    assert 'No classifier was configured' in card0 and 'classifier_scored' not in m0['filters']['toxicity']
+
+    m, q, card = run(str(tmp_path/'tox-bert'), 'model')
+    assert m['counts']['kept'] == 1 and m['counts']['removed_by_reason'] == {'toxic_classifier': 1}
+    assert m['counts']['removed_by_stage']['toxicity'] == 1
+    (removed,) = q
+    assert removed['id'] == 'd:docs.jsonl:1' and removed['reason'] == 'toxic_classifier'
+    assert removed['detail'].startswith('toxic probability 0.') and removed['detail'].endswith('> 0.5 (model tox-bert)')
+    tox = m['filters']['toxicity']
+    assert tox['classifier'] == str(tmp_path/'tox-bert') and tox['classifier_scored'] == 2
+    assert tox['classifier_max_score'] > 0.5
+    assert 'The classifier `tox-bert` scored the 2 documents' in card and '(1, reason `toxic_classifier`)' in card
+    m2, q2, _ = run(str(tmp_path/'tox-bert'), 'workers', num_proc=2)   # scored in the parent: workers change nothing
+    assert m2['dataset_sha256'] == m['dataset_sha256'] and q2 == q

