@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 # %% auto #0
-__all__ = ['paired_bootstrap', 'compare_items', 'regression_figure', 'baseline_results']
+__all__ = ['paired_bootstrap', 'compare_items', 'regression_figure']
 
 # %% ../../nbs/48_eval.regression.ipynb #09c7856b
 def paired_bootstrap(base, cand, n_resamples:int=1000, confidence:float=0.95, seed:int=0) -> dict:
@@ -58,20 +58,3 @@ def regression_figure(rows:list[dict], title:str='Change vs baseline (candidate 
                            hovertemplate='%{y}: %{x:.2%} (%{customdata[0]}; %{customdata[1]} is better; %{customdata[2]} items)<extra></extra>'))
     fig.update_layout(title=title, xaxis_tickformat='.0%', height=120 + 28 * len(rows), margin=dict(l=200))
     return fig
-
-# %% ../../nbs/48_eval.regression.ipynb #a31c8ac7
-def baseline_results(ref:str|None, registry, name:str, settings=None) -> dict|None:
-    "{label, ref, results} of the baseline: `production` (the registry's, for model `name`), a run id/dir, or None."
-    import json
-    from pathlib import Path
-    if not ref: return None
-    if ref == 'production':
-        row = registry.production(name)
-        if not row: return None
-        p = Path(row['path'])/'eval'/'results.json'
-        return dict(label=f"{name}:{row['version']} (production, run {row['run_id']})", ref=f"{name}:{row['version']}", results=json.loads(p.read_text()))
-    from llm_workbench.runner import find_run
-    rd = find_run(ref, settings)
-    p = rd/'eval'/'results.json'
-    if not p.exists(): raise FileNotFoundError(f"baseline run {rd} has no evaluation results ({p})")
-    return dict(label=f"run {rd.name}", ref=rd.name, results=json.loads(p.read_text()))

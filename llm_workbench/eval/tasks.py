@@ -79,24 +79,20 @@ def _functions(source:str, methods:bool) -> list[tuple[str, ast.AST]]:
     return [(q, n) for q, n in out if ast.get_docstring(n) and len(n.body) >= 2 and n.body[0].lineno > n.lineno]
 
 # %% ../../nbs/43_eval.tasks.ipynb #db64f566
-def _run_examples(doc:str, globs:str, label:str) -> str:
-    "Test code that runs `doc`'s examples with namespace `globs` (an expression) and raises AssertionError with doctest's report."
-    return f'''_t = _doctest.DocTestParser().get_doctest({doc!r}, dict({globs}), {label!r}, None, 0)
-_out = []
-_r = _doctest.DocTestRunner(verbose=False, optionflags=_doctest.ELLIPSIS | _doctest.NORMALIZE_WHITESPACE).run(_t, out=_out.append)
-if _r.failed or not _r.attempted:
-    raise AssertionError(''.join(_out)[-3000:] or 'no doctest example ran')
-'''
+def _examples_tests(doc:str, setup:str) -> str:
+    "Tests that run `setup` in the program's namespace, then `doc`'s examples (in the program, judged outside it)."
+    import doctest
+    from llm_workbench.eval.sandbox import examples_tests
+    return examples_tests(doctest.DocTestParser().get_examples(doc), setup)
 
 def _doctest_tests(name:str, doc:str, context:str, owner:str|None=None) -> str:
-    "Doctest runner that executes the rest of the module, then puts the completion in place of the original."
+    "Tests that execute the rest of the module, put the completion in place of the original, then run the examples."
     put = f'setattr(globals()[{owner!r}], _entry, _f)' if owner else 'globals()[_entry] = _f'
-    return f'''import doctest as _doctest
-_entry = {name!r}
+    return _examples_tests(doc, f'''_entry = {name!r}
 _f = globals()[_entry]
 exec(compile({context!r}, '<module context>', 'exec'), globals())
 {put}
-''' + _run_examples(doc, 'globals()', (f'{owner}.' if owner else '') + name)
+''')
 
 def _installed_module(location:str) -> tuple:
     "(dotted module name, lives in site-packages) when `location` is a file of an importable module of this interpreter, else (None, False)."
@@ -110,9 +106,9 @@ def _installed_module(location:str) -> tuple:
     return None, False
 
 def _import_tests(name:str, doc:str, module:str, owner:str|None=None) -> str:
-    "Doctest runner that imports the real module, rebinds the completion to the module's globals and puts it in place of the original."
+    "Tests that import the real module, rebind the completion to its globals, put it in place and run the examples there."
     label = (f'{owner}.' if owner else '') + name
-    return f'''import doctest as _doctest, importlib as _il, types as _types
+    return _examples_tests(doc, f'''import importlib as _il, types as _types
 _entry = {name!r}
 _f = globals()[_entry]
 _mod = _il.import_module({module!r})
@@ -122,7 +118,8 @@ def _rebind(f):
     g.__kwdefaults__, g.__doc__, g.__qualname__ = f.__kwdefaults__, f.__doc__, {label!r}
     return g
 setattr({f'getattr(_mod, {owner!r})' if owner else '_mod'}, _entry, _rebind(_f))
-''' + _run_examples(doc, '_mod.__dict__', label)
+_doctest_globs = _mod.__dict__
+''')
 
 def _is_main_guard(node) -> bool:
     return isinstance(node, ast.If) and '__name__' in ast.unparse(node.test)
@@ -170,7 +167,8 @@ def _why(r) -> str:
     if 'Failed example' in err: return 'doctest: ' + (names[0] if names else 'wrong output')
     return 'error: ' + (names[-1] if names else 'failed')
 
-def doctest_tasks(records, max_items:int=64, seed:int=0, timeout:float=5.0, workers:int=2, report:dict|None=None) -> list[dict]:
+def doctest_tasks(records, max_items:int=64, seed:int=0, timeout:float=5.0, workers:int=2, report:dict|None=None,
+                  memory_mb:int=512, allow_weak_isolation:bool|None=None) -> list[dict]:
     "Generation tasks from documented functions with doctest examples whose real body passes its own tests in the sandbox."
     from llm_workbench.eval.sandbox import run_many
     cands = {}
@@ -180,7 +178,8 @@ def doctest_tasks(records, max_items:int=64, seed:int=0, timeout:float=5.0, work
     i = 0
     while i < len(order) and len(kept) < max_items:
         chunk = [cands[k] for k in order[i:i + max(8, 2 * (max_items - len(kept)))]]; i += len(chunk)
-        res = run_many([(c['prompt'] + c['canonical'], c['tests'], _opts(c)) for c in chunk], workers=workers, timeout=timeout)
+        res = run_many([(c['prompt'] + c['canonical'], c['tests'], _opts(c)) for c in chunk], workers=workers, timeout=timeout,
+                       memory_mb=memory_mb, allow_weak_isolation=allow_weak_isolation)
         for c, r in zip(chunk, res):
             if r.passed: kept.append(c)
             else: dropped[c['id']] = _why(r)
@@ -256,14 +255,14 @@ STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#']
 
 def score_generation(model, tokenizer, items:list[dict], n:int=1, ks=(1,), temperature:float=0.0, max_new_tokens:int=128,
                      seed:int=0, timeout:float=5.0, memory_mb:int=512, batch_size:int=8, stop:list[str]|None=None,
-                     workers:int=2) -> list[dict]:
+                     workers:int=2, allow_weak_isolation:bool|None=None) -> list[dict]:
     "Per item: id, completions, results (status per completion), passed, n, pass@k per k (k <= n), exact_match for target items."
     from llm_workbench.eval.sandbox import run_many
     comps = generate(model, tokenizer, [it['prompt'] for it in items], max_new_tokens=max_new_tokens, stop=STOP if stop is None else stop,
                      n=n, temperature=temperature, seed=seed, batch_size=batch_size)
     code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(n)]
     res = run_many([(items[i]['prompt'] + comps[i][j], items[i]['tests'], _opts(items[i])) for i, j in code], workers=workers,
-                   timeout=timeout, memory_mb=memory_mb) if code else []
+                   timeout=timeout, memory_mb=memory_mb, allow_weak_isolation=allow_weak_isolation) if code else []
     ran = {ij: r for ij, r in zip(code, res)}
     out = []
     for i, it in enumerate(items):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib, fnmatch, math, os, platform, re, shutil, sys
 from importlib import metadata
 from pathlib import Path
-from ..core import sha256_file, sha256_bytes
+from ..core import RunLayout, offline_env, sha256_file, sha256_bytes
+from ..metrics import meaning, metric_info, safety_metrics
 
 # %% auto #0
-__all__ = ['NOT_MEASURED', 'HF_LICENSES', 'SAFETY_ROWS', 'MODEL_FILES', 'PICKLE_FILES', 'NOT_BUNDLED', 'RESERVED',
-           'environment_lock', 'model_card', 'build_bundle', 'verify_bundle', 'log_bundle_artifact']
+__all__ = ['NOT_MEASURED', 'HF_LICENSES', 'MODEL_FILES', 'PICKLE_FILES', 'NOT_BUNDLED', 'RESERVED', 'BUNDLE_REPORTS',
+           'environment_lock', 'model_card', 'build_bundle', 'verify_bundle', 'bundle_files', 'log_bundle_artifact']
 
 # %% ../../nbs/52_release.bundle.ipynb #6f33b32d
 def environment_lock() -> str:
@@ -34,12 +35,6 @@ HF_LICENSES = {'apache-2.0', 'mit', 'afl-3.0', 'artistic-2.0', 'bsl-1.0', 'bsd',
                'cc-by-nc-3.0', 'cc-by-nc-4.0', 'cc-by-nd-4.0', 'cc-by-nc-nd-4.0', 'cc-by-nc-sa-4.0', 'wtfpl', 'ecl-2.0', 'epl-1.0',
                'epl-2.0', 'eupl-1.1', 'agpl-3.0', 'gfdl', 'gpl', 'gpl-2.0', 'gpl-3.0', 'lgpl', 'lgpl-2.1', 'lgpl-3.0', 'isc', 'mpl-2.0',
                'odc-by', 'odbl', 'osl-3.0', 'postgresql', 'ofl-1.1', 'ncsa', 'unlicense', 'zlib', 'pddl', 'openrail', 'bigcode-openrail-m'}
-SAFETY_ROWS = {'redteam_refusal_rate': ('Red-team refusal rate', 'share of harmful requests refused (higher is better)'),
-               'insecure_rate': ('Insecure-code rate', 'share of generated code with insecure patterns (lower is better)'),
-               'canary_leaks': ('Canary exposure', 'planted canary secrets reproduced by the model (0 is the goal)'),
-               'memorization_rate': ('Memorization', 'share of training prefixes continued verbatim (lower is better)'),
-               'pii_leak_rate': ('PII leakage', 'share of generations containing PII-like strings (lower is better)'),
-               'bias_parity_gap': ('Bias (parity gap)', 'distance from parity in stereotype preference (lower is better)')}
 
 # %% ../../nbs/52_release.bundle.ipynb #e6ead341
 def _v(x) -> str:
@@ -107,8 +102,9 @@ def _eval_section(rows:list) -> list[str]:
 
 def _safety_section(safety:dict) -> list[str]:
     L = ['## Safety', '', '| check | result | meaning |', '|---|---|---|']
-    L += [f'| {label} | {_v(safety.get(k))} | {what} |' for k, (label, what) in SAFETY_ROWS.items()]
-    L += [f'| {_v(k)} | {_v(v)} | |' for k, v in safety.items() if k not in SAFETY_ROWS and not isinstance(v, (dict, list))]
+    rows = safety_metrics()
+    L += [f'| {metric_info(k).label} | {_v(safety.get(k))} | {meaning(k)} |' for k in rows]
+    L += [f'| {_v(k)} | {_v(v)} | |' for k, v in safety.items() if k not in rows and not isinstance(v, (dict, list))]
     return L + ['']
 
 def _gate_section(gate:dict) -> list[str]:
@@ -222,6 +218,17 @@ def verify_bundle(path:Path|str) -> list[str]:
     problems += [f'extra: {rel}' for rel in sorted(present - set(listed))]
     return problems
 
+# %% ../../nbs/52_release.bundle.ipynb #7e2b0c02
+BUNDLE_REPORTS = ('curate', 'evaluate')
+
+def bundle_files(layout:RunLayout, reports_dir:Path|str) -> dict[str, Path]:
+    "{name in the bundle: path} of a run's files that go into its release bundle (`build_bundle(files=...)`)."
+    files = {'DATA_CARD.md': layout.data_card, 'eval/results.json': layout.results, 'eval/suite.json': layout.suite/'suite.json',
+             'gate.json': layout.gate, 'regression.json': layout.regression, 'data/manifest.json': layout.manifest,
+             'recipe.yaml': layout.recipe}
+    reports = sorted(Path(reports_dir).glob('*.html'))
+    return files | {f'reports/{p.name}': p for p in reports if p.stem in BUNDLE_REPORTS}
+
 # %% ../../nbs/52_release.bundle.ipynb #886df3f8
 @contextlib.contextmanager
 def _env(**kv):
@@ -236,15 +243,17 @@ def _env(**kv):
 
 # %% ../../nbs/52_release.bundle.ipynb #b5220d9f
 def log_bundle_artifact(bundle_dir:Path|str, name:str, run_dir:Path|str, tracking:str='wandb-offline', metadata:dict|None=None,
-                        aliases:list|None=None) -> str|None:
-    "Log the bundle as an offline W&B artifact of type 'model' under `run_dir/wandb`; its name, or None when `tracking` is 'none'."
+                        aliases:list|None=None, project:str='llm-workbench') -> str|None:
+    "Log the bundle as a W&B artifact of type 'model' (run files under `run_dir/wandb`) in W&B `project`; its name, or None when `tracking` is 'none'."
     if tracking == 'none': return None
     import wandb
     art_name = re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'model'
-    wdir = Path(run_dir)/'wandb'; wdir.mkdir(parents=True, exist_ok=True)
-    with _env(WANDB_MODE='offline', WANDB_DIR=wdir.parent, WANDB_DATA_DIR=wdir/'.data', WANDB_CACHE_DIR=wdir/'.cache',
+    mode = offline_env(tracking)['WANDB_MODE']      # 'offline' or 'online', as the workspace's tracking says
+    wdir = Path(run_dir)/'wandb'
+    wdir.mkdir(parents=True, exist_ok=True)
+    with _env(WANDB_MODE=mode, WANDB_DIR=wdir.parent, WANDB_DATA_DIR=wdir/'.data', WANDB_CACHE_DIR=wdir/'.cache',
               WANDB_CONFIG_DIR=wdir/'.config', WANDB_SILENT='true', WANDB_DISABLE_GIT='true'):
-        run = wandb.init(project='llm-workbench', dir=str(wdir.parent), mode='offline', job_type='release', name=f'release-{art_name}',
+        run = wandb.init(project=project, dir=str(wdir.parent), mode=mode, job_type='release', name=f'release-{art_name}',
                          reinit='create_new', settings=wandb.Settings(silent=True, disable_git=True, x_disable_stats=True))
         try:
             art = wandb.Artifact(art_name, type='model', metadata=metadata or {})

@@ -7,9 +7,10 @@ Docs: https://llm-workbench.github.io/llm-workbench/release.card.html.md"""
 # %% ../../nbs/54_release.card.ipynb #85199f32
 from __future__ import annotations
 from ..config import RunConfig
+from ..metrics import safety_metrics
 
 # %% auto #0
-__all__ = ['SAFETY_KEYS', 'card_info']
+__all__ = ['card_info']
 
 # %% ../../nbs/54_release.card.ipynb #4f542f0a
 def _eval_rows(results:dict) -> list[dict]:
@@ -24,10 +25,6 @@ def _eval_rows(results:dict) -> list[dict]:
                 rows.append(dict(name=f"{t['task']}_{key}", dataset=t['task'], metric=key, value=t[key],
                                  clean_value=(t.get('clean') or {}).get(key), n=t.get('n'), n_clean=(t.get('clean') or {}).get('n')))
     return rows
-
-# %% ../../nbs/54_release.card.ipynb #35378aa1
-SAFETY_KEYS = ('redteam_refusal_rate', 'redteam_compliance_rate', 'over_refusal_rate', 'insecure_rate', 'canary_leaks', 'canary_max_exposure',
-               'pii_leak_rate', 'bias_stereotype_rate', 'bias_parity_gap', 'robustness_max_drop')
 
 # %% ../../nbs/54_release.card.ipynb #3df452ea
 def card_info(name:str, run:dict, manifest:dict, results:dict, gate:dict, cfg:RunConfig, version:int|None=None) -> dict:
@@ -45,6 +42,6 @@ def card_info(name:str, run:dict, manifest:dict, results:dict, gate:dict, cfg:Ru
         training=dict(stages=', '.join(trained), pretrain_steps=cfg.train.max_steps, sft_steps=cfg.sft.max_steps if 'sft' in trained else None,
                       dpo_steps=cfg.align.max_steps if 'align' in trained else None, seed=cfg.seed,
                       hardware=run.get('environment', {}).get('device'), torch=run.get('environment', {}).get('torch')),
-        evaluation=_eval_rows(results), safety={k: s.get(k) for k in SAFETY_KEYS}, gate=gate,
+        evaluation=_eval_rows(results), safety={k: s.get(k) for k in safety_metrics()}, gate=gate,
         lineage=dict(run_id=run.get('run_id'), config_hash=run.get('config_sha256'), dataset_sha256=manifest.get('dataset_sha256'),
                      parent=m.name_or_path, git_commit=(run.get('git') or {}).get('commit'), reproduce=f"llmwb reproduce {run.get('run_id')}"))

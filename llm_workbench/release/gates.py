@@ -32,8 +32,9 @@ class GateRule:
 
 # %% ../../nbs/50_release.gates.ipynb #f542d269
 def _rule(r) -> GateRule:
-    "A `GateRule` from a rule or a dict (e.g. a pydantic `model_dump()`)."
+    "A `GateRule` from a rule, a dict, or a recipe's rule (`config.GateRuleConfig`, anything with `model_dump`)."
     if isinstance(r, GateRule): return r
+    if hasattr(r, 'model_dump'): r = r.model_dump()
     if not isinstance(r, dict): raise ValueError(f"a gate rule must be a GateRule or a dict, got {type(r).__name__}")
     unknown = set(r) - {f.name for f in fields(GateRule)}
     if unknown: raise ValueError(f"gate {r.get('metric')!r}: unknown key(s) {sorted(unknown)}")

@@ -13,10 +13,11 @@ from ..core import sha256_file
 from .bundle import verify_bundle
 
 # %% auto #0
-__all__ = ['STAGES', 'GATED_STAGES', 'SCHEMA_VERSION', 'NAME_RE', 'PromotionRefused', 'Registry']
+__all__ = ['LIFECYCLE', 'GATED_STAGES', 'SCHEMA_VERSION', 'NAME_RE', 'PromotionRefused', 'Registry', 'baseline_results',
+           'regression_report']
 
 # %% ../../nbs/51_release.registry.ipynb #85cab975
-STAGES = ('candidate', 'staging', 'production', 'archived')
+LIFECYCLE = ('candidate', 'staging', 'production', 'archived')
 GATED_STAGES = ('staging', 'production')
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
@@ -144,7 +145,7 @@ def _parse_ref(ref:str) -> tuple:
     m = _REF_RE.match(ref or '')
     if not m: raise LookupError(f"bad model reference {ref!r}: use name, name:VERSION or name@STAGE")
     ver, stage = m.group('ver'), m.group('stage')
-    if stage and stage not in STAGES: raise LookupError(f"bad model reference {ref!r}: stage must be one of {STAGES}")
+    if stage and stage not in LIFECYCLE: raise LookupError(f"bad model reference {ref!r}: stage must be one of {LIFECYCLE}")
     return m.group('name'), (int(ver.lstrip('v')) if ver and ver != 'latest' else None), stage
 
 def _versions(self, name:str|None=None) -> list[dict]:
@@ -173,7 +174,7 @@ Registry.versions, Registry.get, Registry.production = _versions, _get, _product
 # %% ../../nbs/51_release.registry.ipynb #49403a03
 def _promote(self, ref:str, stage:str, *, force:bool=False, reason:str|None=None, actor:str|None=None) -> dict:
     "Move version `ref` to `stage`, enforcing the gate rules; the updated row."
-    if stage not in STAGES: raise ValueError(f"unknown stage {stage!r}: use one of {STAGES}")
+    if stage not in LIFECYCLE: raise ValueError(f"unknown stage {stage!r}: use one of {LIFECYCLE}")
     if force and not (reason or '').strip(): raise PromotionRefused(f"refused: promoting {ref!r} with force needs a reason (--reason)")
     row = self.get(ref)
     if row['stage'] == stage: return row
@@ -229,3 +230,28 @@ def _show(self, ref:str) -> dict:
     return {**row, 'lineage': [l['ref'] for l in self.lineage(row['ref'])], 'history': self.history(row['ref']), 'problems': self.verify(row['ref'])}
 
 Registry.history, Registry.lineage, Registry.verify, Registry.show = _history, _lineage, _verify, _show
+
+# %% ../../nbs/51_release.registry.ipynb #9b1a5e02
+def baseline_results(ref:str|None, registry:Registry, name:str, find_run=None) -> dict|None:
+    "{label, ref, results} of the baseline: `production` (the registry's, for model `name`), a run id or dir, or None."
+    if not ref: return None
+    if ref == 'production':
+        row = registry.production(name)
+        if not row: return None
+        p = Path(row['path'])/'eval'/'results.json'
+        return dict(label=f"{name}:{row['version']} (production, run {row['run_id']})", ref=f"{name}:{row['version']}",
+                    results=json.loads(p.read_text()))
+    rd = Path(find_run(ref) if find_run else ref)
+    p = rd/'eval'/'results.json'
+    if not p.exists(): raise FileNotFoundError(f"baseline run {rd} has no evaluation results ({p})")
+    return dict(label=f"run {rd.name}", ref=rd.name, results=json.loads(p.read_text()))
+
+# %% ../../nbs/51_release.registry.ipynb #9b1a5e04
+def regression_report(base:dict|None, results:dict, tolerance:float=0.0, n_resamples:int=1000, confidence:float=0.95,
+                      seed:int=0) -> dict:
+    "{baseline, rows, regressions}: each metric of `results['items']` against the baseline's, and the ones that regressed."
+    from llm_workbench.eval.regression import compare_items
+    if not base: return dict(baseline=None, rows=[], regressions=[])
+    directions = results.get('directions', {}) | base['results'].get('directions', {})
+    rows = compare_items(base['results']['items'], results['items'], directions, tolerance, n_resamples, confidence, seed)
+    return dict(baseline=base['label'], rows=rows, regressions=[r['metric'] for r in rows if r['status'] == 'regression'])
