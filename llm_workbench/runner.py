@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from . import __version__
-from .core import (RunLayout, Settings, load_settings, read_progress, fingerprint, sha256_file,
+from .core import (TRAIN_STAGES, RunLayout, Settings, load_settings, read_progress, fingerprint, sha256_file,
                                 sha256_json, sha256_tree, write_json, git_info, environment_info, offline_env,
                                 seed_everything)
 from .config import RunConfig, load_config, config_hash, dump_config
+from .metrics import headline
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'Stage', 'stages_dir', 'package_dir', 'get_stage',
@@ -319,18 +320,16 @@ class StageProgress:
         return False
 
 # %% ../nbs/80_runner.ipynb #4e824bab
-HEADLINE = dict(curate=('kept', 'removed'), pretrain=('train_loss', 'tokens_per_s'), sft=('sft_eval_loss',),
-                align=('reward_accuracy', 'reward_margin'), evaluate=('init_val_perplexity', 'pretrain_val_perplexity', 'val_perplexity', 'test_perplexity'),
-                release=('gate', 'registry_version'))
+HEADLINE = {s.name: headline(s.name) for s in STAGES}     # from the metric table: one place names them
 
 # %% ../nbs/80_runner.ipynb #e9dcd0c6
 def _headline(run:dict) -> dict:
-    "The few metrics shown in listings, from each stage's metrics."
+    "The few metrics shown in listings, from each stage's metrics, and the run's total cost."
     out = {}
     for st, keys in HEADLINE.items():
-        m = run['stages'].get(st, {}).get('metrics') or {}
-        out.update({k: m[k] for k in keys if k in m})
-    costs = [(run['stages'].get(s, {}).get('metrics') or {}).get('cost_usd') for s in ('pretrain', 'sft', 'align')]
+        metrics = run['stages'].get(st, {}).get('metrics') or {}
+        out.update({k: metrics[k] for k in keys if k in metrics})
+    costs = [(run['stages'].get(s, {}).get('metrics') or {}).get('cost_usd') for s in TRAIN_STAGES]
     if any(c is not None for c in costs): out['cost_usd'] = round(sum(c for c in costs if c is not None), 6)
     return out
 

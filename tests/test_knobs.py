@@ -102,6 +102,10 @@ UNPROVEN = {   # read by the library, no test shows the recipe value's effect ye
     'train.weight_decay', 'train.lr_scheduler', 'train.max_grad_norm', 'train.log_every', 'train.max_eval_blocks',
     'train.budget.max_cost', 'sft.completion_only', 'align.method', 'align.loss_type', 'eval.max_new_tokens', 'eval.batch_size',
     'eval.task_max_new_tokens', 'eval.safety.redteam', 'eval.safety.max_new_tokens', 'eval.bias.enabled', 'eval.bias.pairs',
+    'data.sources[].quality', 'data.empty_source', *[f'data.quality.prose.{k}' for k in (
+        'min_words', 'max_words', 'min_mean_word_length', 'max_mean_word_length', 'max_symbol_word_ratio',
+        'max_bullet_line_fraction', 'max_ellipsis_line_fraction', 'min_stop_words', 'min_alpha_word_fraction')],
+    'model.gguf.path', 'model.gguf.package', 'model.gguf.file', 'eval.sandbox.allow_weak_isolation',
     'release.enabled', 'release.bootstrap', 'release.confidence', 'release.register_model', 'release.fail_on_gate',
     *[f'{s}.{k}' for s in ('sft', 'align') for k in ('max_steps', 'batch_size', 'grad_accum', 'lr', 'warmup_steps', 'max_length',
                                                      'log_every', 'eval_every', 'save_every', 'lora.r', 'lora.alpha', 'lora.dropout',

@@ -43,7 +43,7 @@ def leakage_audit(data_dir:Path|str, dedup=None, seed:int=0) -> dict:
     exact = sum(1 for s in digests.values() if 'train' in s and len(s) > 1)
     shingles = [shingle_hashes(r['text'], dedup.ngram) for r in recs]
     sigs = minhash_signatures(shingles, dedup.num_perm, seed) if recs else np.zeros((0, dedup.num_perm), np.uint64)
-    near = leakage_pairs(sigs, shingles, splits, dedup.cross_split_threshold)
+    near = leakage_pairs(sigs, shingles, splits, dedup.cross_split_threshold, rows=dedup.cross_split_rows)
     return dict(pairs=len(near), exact=exact, threshold=dedup.cross_split_threshold,
                 examples=[dict(train=recs[a]['id'], heldout=recs[b]['id'], split=splits[b]) for a, b in list(near.items())[:10]])
 
