@@ -27,7 +27,7 @@ import numpy as np, torch
 
 from llm_workbench.config import ModelConfig, SourceConfig, TrainConfig
 from llm_workbench.data.sources import read_source
-from llm_workbench.train import pretrain as P
+from llm_workbench.train import loop as P              # the shared loop builds the metrics callback
 from llm_workbench.train.model import build_model, count_params
 from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics, training_args
 from llm_workbench.train.tokenizer import train_tokenizer
@@ -77,7 +77,7 @@ def bare_loop(model, blocks, cfg, seed):
 
 @contextlib.contextmanager
 def clocked_pretrain():
-    "Wrap pretrain's metrics callback so that it also time-stamps train begin and end, each step end, evaluations and saves."
+    "Wrap the training loop's metrics callback so that it also time-stamps train begin and end, each step end, evaluations and saves."
     from transformers import TrainerCallback
     orig, clocks = P.metrics_callback, []
     def metrics_callback(path):

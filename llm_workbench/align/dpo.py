@@ -6,16 +6,14 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.dpo.html.md"""
 
 # %% ../../nbs/30_align.dpo.ipynb #cba4ddd1
 from __future__ import annotations
-import copy, logging, math, time
+import copy, logging, math
 from pathlib import Path
 from ..config import AlignConfig
-from ..train.checkpoint import atomic_trainer
-from ..train.model import count_params
-from ..train.pretrain import last_checkpoint, metrics_callback
+from ..train.loop import common_args, context_length, run_training
 from ..train.sft import split_prompt_boundary
 
 # %% auto #0
-__all__ = ['preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args', 'train_dpo']
+__all__ = ['PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args', 'train_dpo']
 
 # %% ../../nbs/30_align.dpo.ipynb #dc774146
 def preference_dataset(rows) -> 'datasets.Dataset':
@@ -92,69 +90,25 @@ def preference_accuracy(model, ref_model, tokenizer, rows, beta:float, max_lengt
 
 # %% ../../nbs/30_align.dpo.ipynb #f8c70709
 def dpo_args(cfg:AlignConfig, out_dir:Path|str, seed:int, report_to=(), run_name:str|None=None):
-    "A CPU-safe `trl.DPOConfig` for `cfg`: checkpoints in `out_dir/checkpoints`, on GPU (bf16 where supported) when present."
-    import torch
+    "A `trl.DPOConfig`: the loop's shared fields, plus DPO's own (beta, loss, length)."
     from trl import DPOConfig
-    gpu = torch.cuda.is_available()
-    return DPOConfig(
-        output_dir=str(Path(out_dir)/'checkpoints'), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr,
-        warmup_steps=cfg.warmup_steps, beta=cfg.beta, loss_type=[cfg.loss_type], max_length=cfg.max_length,
-        logging_steps=cfg.log_every, logging_first_step=True, eval_strategy='steps', eval_steps=cfg.eval_every,
-        save_strategy='steps', save_steps=cfg.save_every, save_total_limit=2, save_only_model=False, seed=seed, data_seed=seed,
-        report_to=list(report_to), run_name=run_name, use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(), fp16=False,
-        gradient_checkpointing=False, activation_checkpointing=False, precompute_ref_log_probs=False,
-        dataloader_num_workers=0, disable_tqdm=False)
+    return DPOConfig(**common_args(cfg, out_dir, seed, report_to, run_name), beta=cfg.beta,
+                     loss_type=[cfg.loss_type], max_length=cfg.max_length, precompute_ref_log_probs=False)
 
 # %% ../../nbs/30_align.dpo.ipynb #a50ef34a
-def _lora_config(lora):
-    from peft import LoraConfig
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
-                      bias='none', task_type='CAUSAL_LM')
-
-def _probe_logits(model, tokenizer, text:str):
-    import torch
-    ids = torch.tensor([tokenizer(text)['input_ids']], device=next(model.parameters()).device)
-    was = model.training; model.eval()
-    with torch.no_grad(): out = model(input_ids=ids).logits.float().cpu()
-    model.train(was)
-    return out
+PAIR_SEQUENCES = 2          # a pair is two sequences through the model: prompt + chosen, prompt + rejected
 
 def train_dpo(model, tokenizer, train_rows, eval_rows, cfg:AlignConfig, out_dir:Path|str, seed:int, ref_model=None,
               report_to=(), run_name:str|None=None, callbacks=()) -> dict:
-    "DPO on preference rows (LoRA when `cfg.lora.enabled`); saves the plain model + tokenizer to `out_dir/model`; returns a summary."
-    from transformers import set_seed
+    "DPO on preference rows in the shared loop (LoRA when `cfg.lora.enabled`); saves the plain model; a summary."
     from trl import DPOTrainer
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     train_ds, eval_ds = preference_dataset(train_rows), preference_dataset(eval_rows)
     if len(train_ds) == 0: raise ValueError("no preference pairs to train on")
     args = dpo_args(cfg, out_dir, seed, report_to, run_name)
-    args.max_length = min(cfg.max_length, getattr(model.config, 'max_position_embeddings', None) or cfg.max_length)
-    if len(eval_ds) == 0: args.eval_strategy, eval_ds = 'no', None
-    lora = cfg.lora.enabled
-    if not lora and ref_model is None: ref_model = reference_model(model)   # never None: TRL would try to reload it by name
-    set_seed(seed)                                                          # TRL adds the adapters before the Trainer seeds
-    trainer = atomic_trainer(DPOTrainer)(model=model, ref_model=ref_model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=_lora_config(cfg.lora) if lora else None,
-                         callbacks=[metrics_callback(out_dir/'metrics.jsonl'), *callbacks])
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    resume = last_checkpoint(out_dir)
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
-    wall = time.time() - t0
-    ev = trainer.evaluate() if eval_ds is not None else {}
-    final, merge_diff, total = trainer.model, None, count_params(trainer.model)
-    if lora: final.save_pretrained(str(out_dir/'adapter'))                   # the adapters alone, as SFT keeps them
-    if lora and cfg.lora.merge:
-        probe = train_ds[0]['prompt'] + train_ds[0]['chosen']
-        before = _probe_logits(final, tokenizer, probe)
-        final = final.merge_and_unload()
-        merge_diff = (before - _probe_logits(final, tokenizer, probe)).abs().max().item()
-    if not lora or cfg.lora.merge: final.save_pretrained(str(out_dir/'model')); tokenizer.save_pretrained(str(out_dir/'model'))
-    skip = ('runtime', 'per_second', 'num_tokens', 'epoch')
-    return dict(steps=result.global_step, resumed_from=resume, train_loss=round(result.training_loss, 6),
-                eval={k.removeprefix('eval_'): round(v, 6) for k, v in ev.items() if not any(s in k for s in skip)},
-                pairs_train=len(trainer.train_dataset), pairs_eval=len(trainer.eval_dataset) if eval_ds is not None else 0,
-                wall_s=round(wall, 2), trainable_params=trainable, total_params=total, lora=lora, merged=merge_diff is not None,
-                merge_max_abs_diff=merge_diff, model_dir=str(out_dir/'model') if (out_dir/'model').exists() else None,
-                adapter_dir=str(out_dir/'adapter') if lora else None)
+    args.max_length = context_length(model, cfg.max_length)
+    if not cfg.lora.enabled and ref_model is None:
+        ref_model = reference_model(model)        # never None: TRL would try to reload it by name
+    probe = train_ds[0]['prompt'] + train_ds[0]['chosen']
+    summary = run_training(DPOTrainer, model, tokenizer, args, train_ds, eval_ds, out_dir, callbacks, lora=cfg.lora,
+                           probe=probe, ref_model=ref_model, processing_class=tokenizer)
+    return summary | dict(pairs_train=summary['train_examples'], pairs_eval=summary['eval_examples'])
