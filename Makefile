@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 PY    ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test nbtest pytest export clean-nbs check-sync browser bench
+.PHONY: install run test nbtest pytest export clean-nbs check-sync browser sandbox bench
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing chromium for the browser tests"; \
 	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium >/dev/null; }
 
+# bubblewrap for the code sandbox's outer layer (Debian package; needs root or sudo). Without it code scoring refuses
+# to run unless weak isolation is accepted (eval.sandbox.allow_weak_isolation).
+sandbox:
+	@command -v bwrap >/dev/null || { echo "installing bubblewrap for the code sandbox"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq bubblewrap >/dev/null; }
+
 export: install
 	$(BIN)/nbdev-export
 
@@ -32,7 +38,7 @@ export: install
 nbtest: export
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test
 
-pytest: install browser
+pytest: install browser sandbox
 	$(BIN)/python -m pytest
 
 test: nbtest pytest

@@ -1,9 +1,9 @@
 "Hostile generated code in the real sandbox: each snippet is scored as not passed AND the host is unharmed."
-import os, socket, statistics, sys, tempfile, threading, time
+import os, socket, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 import pytest
 from llm_workbench.eval import sandbox
-from llm_workbench.eval.sandbox import run_sandboxed, run_with_tests, run_many
+from llm_workbench.eval.sandbox import run_sandboxed, run_with_tests, run_with_examples, run_many
 
 SECRET = 's3cr3t-7f3a9c1e55'
 
@@ -19,11 +19,21 @@ def _leftover_procs(base: Path) -> list[str]:
     return out
 
 
-@pytest.fixture(params=['all', 'portable'], autouse=True)
+FULL = {'bwrap': True, 'landlock': True, 'audit_hook': True}
+WEAK = {'bwrap': False, 'landlock': False, 'audit_hook': True}         # the weakest configuration the sandbox allows
+
+
+@pytest.fixture(params=['full', 'weak'], autouse=True)
 def layers(request, monkeypatch, tmp_path):
-    """Run every test with all layers this machine allows, and with only the portable ones (audit hook, rlimits,
-    no namespaces, no uid change: what CI without root or user namespaces gets). Afterwards the host must be clean."""
-    if request.param == 'portable': monkeypatch.setattr(sandbox, '_LAYERS', {'namespaces': False, 'drop_uid': False, 'audit_hook': True})
+    """Run every test with full isolation (bubblewrap + seccomp + Landlock + audit hook) and with the weakest one the
+    sandbox accepts (seccomp + rlimits + separate harness, no bubblewrap, no Landlock; opted in). Afterwards the host
+    must be clean."""
+    if request.param == 'full':
+        if sandbox._bwrap_works(): pytest.skip(f'no full isolation here: {sandbox._bwrap_works()}')
+        monkeypatch.setattr(sandbox, '_LAYERS', dict(FULL))
+    else:
+        monkeypatch.setattr(sandbox, '_LAYERS', dict(WEAK))
+        monkeypatch.setattr(sandbox, '_ALLOW_WEAK', True)
     sbx = tmp_path/'sbx'; sbx.mkdir()
     monkeypatch.setattr(tempfile, 'tempdir', str(sbx))                 # the sandbox dirs land here, so we can check them
     yield request.param
@@ -289,14 +299,240 @@ def test_run_many_in_order():
     'for i in range(1000):\n    open(f"f{{i}}", "wb").write(b"x" * (8 << 20))',
 ], ids=['fork-bomb', 'setsid-escape', 'remove', 'overwrite', 'create', 'socket', 'kill-parent', 'disk'])
 def test_os_layers_alone_protect_the_host(layers, monkeypatch, host, listener, tmpl):
-    "With the audit hook off, the namespaces, uid change and rlimits still hold (where this machine allows them)."
-    if layers == 'portable': pytest.skip('this test checks the OS layers')
-    monkeypatch.setattr(sandbox, '_LAYERS', {'namespaces': True, 'drop_uid': True, 'audit_hook': False})
+    "With the audit hook off, bubblewrap, seccomp, Landlock and rlimits still hold."
+    if layers == 'weak': pytest.skip('this test checks the full OS layers')
+    monkeypatch.setattr(sandbox, '_LAYERS', {**FULL, 'audit_hook': False})
     iso = run_sandboxed('pass').isolation
-    if not (iso['netns'] and iso['mountns'] and iso['pidns'] and iso['readonly']): pytest.skip(f'no namespaces here: {iso}')
+    assert iso['netns'] and iso['mntns'] and iso['pidns'] and iso['seccomp'] and iso['level'] == 'full', iso
     port, got = listener
     r = run_sandboxed(tmpl.format(f=str(host/'sentinel.txt'), new=str(host/'new.txt'), port=port, ppid=os.getpid()), timeout=2)
     time.sleep(0.2)
     assert not r.passed and not r.isolation['audit_hook'], r
     assert got == [] and r.seconds < 4
     _intact(host)
+
+
+# ---- A score the program cannot forge: the verdict comes from the separate harness, never from the program ----
+
+WRONG_ADD = 'def add(a, b):\n    return a - b\n'
+FORGES = {
+    'print-success': 'print("passed")\nprint("OK: all tests passed")',
+    'os-exit-0': 'import os\nos._exit(0)',
+    'sys-exit-0': 'import sys\nsys.exit(0)',
+    'patch-os': 'import os\n_w, _e = os.write, os._exit\nos.write = lambda fd, b: _w(fd, b"passed\\n")\nos._exit = lambda c: _e(0)',
+    'patch-builtins': 'import builtins\nclass _A(Exception): pass\nbuiltins.AssertionError = _A\nbuiltins.__build_class__ = None',
+    'patch-doctest': 'import doctest\ndoctest.OutputChecker.check_output = lambda *a: True\n'
+                     'doctest.DocTestRunner.run = lambda *a, **k: doctest.TestResults(0, 1)',
+    'patch-unittest': 'import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None',
+    'frames': 'import sys\nf = sys._getframe()\nwhile f is not None:\n    for k, v in list(f.f_globals.items()):\n'
+              '        if isinstance(v, str) and "verdict" in v: print(v)\n    f = f.f_back\nprint("verdict passed")',
+    'atexit': 'import atexit, os\natexit.register(lambda: os._exit(0))',
+    'excepthook': 'import sys\nsys.excepthook = lambda *a: None\nsys.unraisablehook = lambda *a: None',
+    'thread-exit': 'import os, threading, time\n'
+                   'threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0)), daemon=True).start()',
+    'write-all-fds': 'import os\nfor fd in range(3, 64):\n    try: os.write(fd, b"verdict passed\\n" * 10)\n    except OSError: pass',
+    'lying-eq': 'class _Any:\n    def __eq__(self, o): return True\n    __hash__ = None\n    def __bool__(self): return True\n'
+                'def add(a, b):\n    return _Any()',
+    'lying-int': 'class _I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n'
+                 'def add(a, b):\n    return _I(0)',
+    'exit-when-called': 'import os\ndef add(a, b):\n    os._exit(0)',
+    'kill-harness': 'import os, signal\ntry: os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError: pass',
+    'read-harness': 'import os, glob\nfor p in glob.glob(f"/proc/{os.getppid()}/*"):\n    try: print(open(p, "rb").read()[:2000])\n'
+                    '    except Exception as e: pass',
+}
+
+
+@pytest.mark.parametrize('forge', FORGES.values(), ids=FORGES.keys())
+def test_forged_passes_fail(forge):
+    "A wrong `add` plus a trick to fake success: assert-style tests and doctest examples both score it not passed."
+    prog = WRONG_ADD + forge + '\n'
+    r = run_with_tests(prog, 'assert add(2, 3) == 5\nassert add(1, 1) == 2')
+    assert r.status in ('failed', 'blocked', 'crashed'), r
+    r = run_with_examples(prog, [('add(2, 3)', '5'), ('add(1, 1)', '2')])
+    assert r.status in ('failed', 'blocked', 'crashed'), r
+
+
+def test_honest_solution_passes_both_forms():
+    prog = 'def add(a, b):\n    return a + b\n'
+    assert run_with_tests(prog, 'def check(candidate):\n    assert candidate(2, 3) == 5\ncheck(add)').passed
+    r = run_with_examples(prog, [('add(2, 3)', '5'), ('print(add(1, 1))', '2'), ('add("a", 1)', '',
+                                  'TypeError: can only concatenate str (not "int") to str')])
+    assert r.passed, r
+
+
+def test_harness_values_and_remote_objects():
+    "Builtin results travel as values (nan, sets, bytes, nested); other objects are remote and refuse comparisons."
+    prog = '''import math
+from collections import Counter, namedtuple
+P = namedtuple('P', 'x y')
+class Box:
+    def __init__(self, v): self.v = v
+    def get(self): return self.v
+    def __len__(self): return 3
+def f(x): return [x, (1, 2.5), {'a': {1, 2}}, b'\\x00', None, True, complex(1, 2), 2 ** 100, math.inf]
+def g(): return Counter('aab'), P(1, 2), Box(7)
+def gen(n): yield from range(n)
+def boom(): raise ValueError('bad input')
+LIMIT = 10
+'''
+    tests = '''import math
+assert f('s') == ['s', (1, 2.5), {'a': {1, 2}}, b'\\x00', None, True, complex(1, 2), 2 ** 100, math.inf]
+c, p, box = g()
+assert c == {'a': 2, 'b': 1} and p == (1, 2) and LIMIT == 10
+assert box.get() == 7 and len(box) == 3 and box.v == 7 and list(gen(3)) == [0, 1, 2]
+try: box == 7
+except TypeError as e: assert 'cannot be compared' in str(e)
+else: raise AssertionError('a remote object compared')
+try: boom()
+except ValueError as e: assert 'bad input' in str(e)
+else: raise AssertionError('no ValueError')
+assert math.isnan(f(math.nan)[0])
+'''
+    r = run_with_tests(prog, tests)
+    assert r.passed, r
+
+
+# ---- Hostile classes that get past an audit hook: the OS layers hold them (hook switched off here) ----
+
+@pytest.fixture
+def no_hook(layers, monkeypatch):
+    monkeypatch.setattr(sandbox, '_LAYERS', {**sandbox._LAYERS, 'audit_hook': False})
+    return layers
+
+
+PROCESS_CLASSES = {      # seccomp denies these everywhere, full or weak
+    'subinterp-system': 'import _xxsubinterpreters as si\nn = si.create()\n'
+                        'si.run_string(n, "import os\\nassert os.system(\'echo pwn > {new}\') == 0")',
+    'subinterp-fork': 'import _xxsubinterpreters as si\nn = si.create()\nsi.run_string(n, "import os\\nos.fork()")',
+    'mkfifo': 'import os\nos.mkfifo({fifo!r})',
+    'mkfifo-local': 'import os\nos.mkfifo("here")',
+    'mknod': 'import os, stat\nos.mknod({fifo!r}, stat.S_IFIFO | 0o600)',
+    'setsid-child': 'import os\nif os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(30)',
+    'x32-fork': 'import ctypes\nlibc = ctypes.CDLL(None)\nassert libc.syscall(0x40000000 | 57) >= 0',
+    'clone-process': 'import ctypes\nlibc = ctypes.CDLL(None)\nassert libc.syscall(56, 17, 0, 0, 0, 0) >= 0',
+}
+
+
+@pytest.mark.parametrize('tmpl', PROCESS_CLASSES.values(), ids=PROCESS_CLASSES.keys())
+def test_process_creation_denied_without_hook(no_hook, host, tmpl):
+    r = run_sandboxed(tmpl.format(new=str(host/'new.txt'), fifo=str(host/'fifo')), timeout=3)
+    assert not r.passed and r.seconds < 3, r
+    assert r.isolation['seccomp'] and not r.isolation['audit_hook'], r.isolation
+    _intact(host)
+
+
+def test_pidfd_and_signals_cannot_reach_a_host_process(no_hook):
+    victim = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    try:
+        for code in (f'import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({victim.pid}), signal.SIGKILL)',
+                     f'import os\nos.kill({victim.pid}, 9)',
+                     f'import ctypes\nassert ctypes.CDLL(None).syscall(129, {victim.pid}, 9, 0) == 0',   # rt_sigqueueinfo
+                     f'import ctypes\nassert ctypes.CDLL(None).syscall(200, {victim.pid}, 9) == 0'):     # tkill
+            r = run_sandboxed(code)
+            assert not r.passed, (code, r)
+            time.sleep(0.05)
+            assert victim.poll() is None, code
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_unix_socket_to_a_host_listener(no_hook, tmp_path):
+    path = str(tmp_path/'host.sock')
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen()
+    srv.settimeout(0.5)
+    try:
+        for code in (f'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\ns.sendall(b"exfil")',
+                     f'import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b"x", {path!r})'):
+            r = run_sandboxed(code)
+            assert not r.passed, r
+            with pytest.raises(OSError): srv.accept()
+    finally: srv.close()
+
+
+def test_no_privileges_inside(no_hook):
+    "No capabilities anywhere; uid nobody under bubblewrap (the old uid switch silently kept root)."
+    r = run_sandboxed('import os\nprint(os.getuid())\nprint([l for l in open("/proc/self/status") if l.startswith("Cap")])')
+    assert r.passed, r
+    assert "CapEff:\\t0000000000000000" in r.stdout and "CapPrm:\\t0000000000000000" in r.stdout, r.stdout
+    if no_hook == 'full': assert r.stdout.startswith('65534\n'), r.stdout
+
+
+FILE_CLASSES = {         # file and /proc isolation: bubblewrap's fresh root, or Landlock without it
+    'subinterp-write': 'import _xxsubinterpreters as si\nn = si.create()\nsi.run_string(n, "open({f!r}, \'w\').write(\'evil\')")',
+    'str-subclass': 'class S(str):\n    def startswith(self, *a): return True\n    def __str__(self): return "ok.txt"\n'
+                    '    def __fspath__(self): return self\nopen(S({f!r}), "w").write("evil")',
+    'dir_fd-open': 'import os\nfd = os.open({d!r}, os.O_RDONLY)\n'
+                   'os.write(os.open("sentinel.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=fd), b"evil")',
+    'sqlite3': 'import sqlite3\nsqlite3.connect({new!r}).execute("create table t (x)")',
+    'parent-environ': 'import os\nseen = []\nfor p in ("/proc/{pid}/environ", f"/proc/{{os.getppid()}}/environ", "/proc/1/environ"):\n'
+                      '    try: seen.append(open(p, "rb").read())\n    except OSError: pass\n'
+                      'assert any("{secret}"[::-1].encode() in s for s in seen), "no secret"',
+    'home-secret': 'print(open({netrc!r}).read())',
+}
+
+
+@pytest.mark.parametrize('files', ['bwrap', 'landlock', 'none'])
+@pytest.mark.parametrize('tmpl', FILE_CLASSES.values(), ids=FILE_CLASSES.keys())
+def test_file_isolation_without_hook(no_hook, monkeypatch, host, tmp_path, tmpl, files):
+    """Writes outside and reads of other processes' secrets fail with bubblewrap (full) or Landlock (weak + Landlock).
+    Without either, the result says so (file_isolation False): weak isolation is honest, not pretended."""
+    if no_hook == 'weak' and files == 'bwrap' or no_hook == 'full' and files != 'bwrap': pytest.skip('not this combination')
+    if files == 'landlock': monkeypatch.setattr(sandbox, '_LAYERS', {**sandbox._LAYERS, 'landlock': True})
+    netrc = tmp_path/'.netrc'
+    netrc.write_text(f'machine x password {SECRET}\n')
+    monkeypatch.setenv('LLMWB_SANDBOX_SECRET', SECRET)
+    code = tmpl.format(f=str(host/'sentinel.txt'), d=str(host), new=str(host/'new.db'), pid=os.getpid(), secret=SECRET[::-1],
+                       netrc=str(netrc))
+    r = run_sandboxed(code)
+    if files == 'none':
+        assert r.isolation['level'] == 'weak' and r.isolation['file_isolation'] is False and not r.isolation['landlock']
+        pytest.skip('weak isolation without Landlock does not claim file isolation (and reports so)')
+    if files == 'landlock' and not r.isolation['landlock']: pytest.skip('no Landlock in this kernel')
+    assert r.isolation['file_isolation'], r.isolation
+    assert not r.passed and SECRET not in r.stdout + r.stderr, r
+    _intact(host)
+
+
+def test_program_never_sees_the_tests(no_hook):
+    "Scanning its own memory and every readable /proc entry when called, the program finds no trace of the tests."
+    prog = '''import glob, re
+def _scan():
+    mark, hits = re.compile(rb'MARKER-7c1[e]'), []        # a pattern that does not match its own text
+    with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            a, b = (int(x, 16) for x in span.split('-'))
+            if 'r' not in perms or b - a > 1 << 26: continue
+            try:
+                mem.seek(a)
+                if mark.search(mem.read(b - a)): hits.append(line)
+            except (OSError, ValueError, OverflowError): pass
+    for p in glob.glob('/proc/*/*'):
+        try:
+            if mark.search(open(p, 'rb').read(1 << 20)): hits.append(p)
+        except Exception: pass
+    return hits
+def add(a, b):
+    print('HITS', _scan())
+    return a + b
+'''
+    r = run_with_tests(prog, '# MARKER-7c1e\nassert add(2, 3) == 5', timeout=20)
+    assert r.passed, r
+    assert 'HITS []' in r.stdout, r.stdout[-2000:]
+    r = run_with_tests(prog + 'print("MARKER-7c1e")\n', 'assert add(2, 3) == 5', timeout=20)    # the scan does work
+    assert "HITS ['" in r.stdout, r.stdout[-2000:]
+
+
+def test_refuses_without_full_isolation(monkeypatch):
+    "No bubblewrap and no opt-in: nothing runs, and the message says what to do; the probe states the level."
+    monkeypatch.setattr(sandbox, '_LAYERS', dict(WEAK))
+    monkeypatch.setattr(sandbox, '_ALLOW_WEAK', False)
+    with pytest.raises(sandbox.SandboxUnavailable, match='allow_weak_isolation'):
+        run_with_tests('x = 1', 'assert x == 1')
+    assert run_with_tests('x = 1', 'assert x == 1', allow_weak_isolation=True).isolation['level'] == 'weak'
+    assert sandbox.isolation_probe(allow_weak_isolation=False)['level'] == 'none'
+    p = sandbox.isolation_probe()
+    assert p['level'] == 'weak' and p['seccomp'] and not p['bwrap'] and p['weak_reason'], p
