@@ -16,7 +16,7 @@ from ..metrics import direction
 
 # %% auto #0
 __all__ = ['Results', 'perplexity_part', 'clean_ids', 'score_tasks', 'task_metrics', 'robustness_part', 'safety_part',
-           'bias_part', 'cost_part', 'evaluate']
+           'bias_part', 'cost_part', 'sandbox_isolation', 'evaluate']
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #cec4b0b0
 @dataclass
@@ -36,6 +36,7 @@ class Results:
     seen: dict = field(default_factory=dict)          # {task: sorted ids of items training saw}
     samples: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    isolation: dict = field(default_factory=dict)     # the sandbox's isolation level and layers (generated code)
 
     def summary(self) -> dict:
         "The flat metric dict (what the release gates and run summaries read)."
@@ -52,8 +53,8 @@ class Results:
         return dict(summary=self.summary(), perplexity=self.perplexity, tasks=self.tasks,
                     per_item=self.per_item, items=self.items,
                     directions=self.directions, robustness=self.robustness, safety=self.safety, bias=self.bias, cost=self.cost,
-                    suite=self.suite, seen=self.seen, samples=self.samples, timings={k: round(v, 2) for k,
-                                                                                     v in self.timings.items()})
+                    suite=self.suite, seen=self.seen, samples=self.samples, isolation=self.isolation,
+                    timings={k: round(v, 2) for k, v in self.timings.items()})
 
     def save(self, path:Path|str) -> Path:
         "Write `to_json()` to `path` (e.g. `RunLayout(run_dir).results`)."
@@ -95,7 +96,7 @@ def _generation_scorer(cfg, seed:int):
     return partial(score_generation, n=ev.samples, ks=tuple(ev.pass_k), temperature=ev.temperature,
                    max_new_tokens=ev.task_max_new_tokens,
                    seed=seed, timeout=ev.sandbox.timeout_s, memory_mb=ev.sandbox.memory_mb, batch_size=ev.batch_size,
-                   workers=ev.sandbox.workers)
+                   workers=ev.sandbox.workers, allow_weak_isolation=ev.sandbox.allow_weak_isolation)
 
 def clean_ids(seen:dict|None) -> dict:
     "{task: ids of the items training did not see}, from `seen_items`' {task: {id: seen}}."
@@ -259,6 +260,15 @@ class _Progress:
         self.done += 1
         report_progress(min(self.done, self.total), self.total, what)
 
+# %% ../../nbs/49b_eval.evaluate.ipynb #ab7bc940
+def sandbox_isolation(allow_weak_isolation:bool=False) -> dict:
+    "The sandbox's isolation here ({level, layers...}); `SandboxUnavailable` when code may not be scored at all."
+    from llm_workbench.eval.sandbox import SandboxUnavailable, isolation_probe
+    iso = isolation_probe(allow_weak_isolation)
+    if iso.get('level') not in ('full', 'weak'):
+        raise SandboxUnavailable(f"generated code cannot be scored here: {iso.get('reason', iso)}")
+    return iso
+
 # %% ../../nbs/49b_eval.evaluate.ipynb #ab7bc941
 def evaluate(models:dict, tokenizer, suite:dict, cfg, seed:int|None=None, *, texts:dict, seen:dict|None=None,
              suite_info:dict|None=None, canaries:list=(), weights_dir:Path|str|None=None) -> Results:
@@ -269,6 +279,9 @@ def evaluate(models:dict, tokenizer, suite:dict, cfg, seed:int|None=None, *, tex
     progress, clean = _Progress(_work_items(models, texts, suite, cfg)), clean_ids(seen)
     res = Results(metrics=dict(final_model=final), suite=suite_info or {},
                   seen={t: sorted(i for i, s in v.items() if s) for t, v in (seen or {}).items()})
+    if any(task['kind'] == 'generation' for task in suite.values()):
+        res.isolation = sandbox_isolation(cfg.eval.sandbox.allow_weak_isolation)
+        res.metrics['sandbox_isolation'] = res.isolation['level']
     t0 = time.time()
     ppl = perplexity_part(models, tokenizer, texts, cfg.train.seq_len, cfg.eval.max_blocks,
                           cfg.eval.batch_size, progress)

@@ -24,15 +24,16 @@ def humaneval_tasks(max_items:int|None=None) -> list[dict]:
 BUILTIN_KINDS = dict(doctest='generation', docstring_choice='choice', humaneval='generation')
 
 # %% ../../nbs/49a_eval.suite.ipynb #2fa905e2
-def build_suite(records:list[dict], builtin:list[str], tasks:list=(), max_items:int=48, seed:int=0, timeout:float=5.0, workers:int=2,
-                memory_mb:int=512) -> dict:
+def build_suite(records:list[dict], builtin:list[str], tasks:list=(), max_items:int=48, seed:int=0, timeout:float=5.0,
+                workers:int=2, memory_mb:int=512, allow_weak_isolation:bool=False) -> dict:
     "{task: {kind, items}} from held-out `records` (built-in tasks; doctest tasks verified in the sandbox within `timeout` and `memory_mb`) and task files (`tasks`: configs with name, kind, path)."
     from llm_workbench.eval.tasks import doctest_tasks, docstring_choice_tasks, load_task_file
     suite = {}
     for name in builtin:
         build = {}
         if name == 'doctest': items = doctest_tasks(records, max_items=max_items, seed=seed, timeout=timeout, workers=workers,
-                                                     report=build, memory_mb=memory_mb)
+                                                     report=build, memory_mb=memory_mb,
+                                                     allow_weak_isolation=allow_weak_isolation)
         elif name == 'docstring_choice': items = docstring_choice_tasks(records, max_items=max_items, seed=seed)
         elif name == 'humaneval': items = humaneval_tasks(max_items)
         else: raise ValueError(f"unknown built-in task {name!r}; built-in tasks are: {', '.join(BUILTIN_KINDS)}")
