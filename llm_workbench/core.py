@@ -257,6 +257,8 @@ class RunLayout:
     def tokenizer(self) -> Path: return self.root/'tokenizer'
     @property
     def init_model(self) -> Path: return self.root/'pretrain'/'init'
+    def stage_dir(self, stage:str) -> Path: return self.root/stage
+    def summary(self, stage:str) -> Path: return self.root/stage/'summary.json'
     def model(self, stage:str) -> Path: return self.root/stage/'model'
     def adapter(self, stage:str) -> Path: return self.root/stage/'adapter'
     def checkpoints(self, stage:str) -> Path: return self.root/stage/'checkpoints'

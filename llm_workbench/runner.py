@@ -457,8 +457,9 @@ def _stage_result(stage:Stage, st:dict, run:dict, run_dir:Path, err:str|None) ->
         st.update(status='failed', error=err, cleaned=gone)
         run['error'] = f"stage {stage.name!r} failed: {err}"
         return False
-    metrics = json.loads(res.read_text()).get('metrics', {})
-    st.update(status='completed', metrics=metrics, outputs_sha256=outputs_hash(run_dir, stage))
+    record = json.loads(res.read_text())
+    if record.get('base_model'): run['base_model'] = record['base_model']   # where the run's weights came from
+    st.update(status='completed', metrics=record.get('metrics', {}), outputs_sha256=outputs_hash(run_dir, stage))
     return True
 
 def _execute(stage:Stage, run_dir:Path, settings:Settings, progress:bool) -> tuple[Path, str|None]:

@@ -18,6 +18,9 @@ def test_continued_pretraining_starts_from_the_given_model(micro_run, tmp_path):
     assert json.loads((rd/'tokenizer/tokenizer.json').read_text())['model']['vocab'] == json.loads((base/'pretrain/model/tokenizer.json').read_text())['model']['vocab']
     m = read_run(rd)['stages']['pretrain']['metrics']
     assert m['steps'] == 30 and m['val_loss'] < read_run(base)['stages']['pretrain']['metrics']['val_loss'] + 0.5
+    prov = read_run(rd)['base_model']                                                     # provenance in run.json
+    assert prov['kind'] == 'folder' and prov['path'] == str((base/'pretrain/model').resolve())
+    assert prov['weights_sha256']['model.safetensors'] == read_run(base)['stages']['pretrain']['metrics']['model_sha256']
 
 
 def test_lora_recipe(tmp_path):

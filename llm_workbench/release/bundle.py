@@ -127,7 +127,7 @@ def model_card(info:dict) -> str:
          info.get('description') or 'A causal language model trained with llm-workbench.', '', '## Model description', '']
     L += _kv_table({'architecture': model.get('architecture'), 'parameters': model.get('parameters'), 'layers': model.get('layers'),
                     'hidden size': model.get('hidden_size'), 'attention heads': model.get('heads'), 'context length': model.get('context_length'),
-                    'vocabulary': model.get('vocab_size'), 'base model': info.get('base_model') or 'none (trained from scratch)',
+                    'vocabulary': model.get('vocab_size'), 'base model': info.get('base_model_text') or info.get('base_model') or 'none (trained from scratch)',
                     'license': info.get('license') or 'not declared'}, ('property', 'value')) + ['']
     L += ['## Intended use', '', info.get('intended_use') or 'Not stated.', '',
           '### Out of scope', '', info.get('out_of_scope') or 'Any use not listed above; in particular production code generation without review.', '']

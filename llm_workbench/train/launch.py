@@ -30,10 +30,10 @@ def pretrain_from_run(run_dir:Path|str, callbacks:list=()) -> dict:
               for split in ('train', 'val')}
     model = load_model(layout.init_model)
     budget = stage_budget(cfg.train, load_settings())
-    summary = pretrain(model, tok, blocks['train'], blocks['val'], cfg.train, layout.root/'pretrain',
+    summary = pretrain(model, tok, blocks['train'], blocks['val'], cfg.train, layout.stage_dir('pretrain'),
                        seed=cfg.seed, callbacks=[*callbacks, budget])
     summary['budget'] = budget.summary()
-    if int(os.environ.get('RANK', '0')) == 0: write_json(layout.root/'pretrain'/'summary.json', summary)
+    if int(os.environ.get('RANK', '0')) == 0: write_json(layout.summary('pretrain'), summary)
     return summary
 
 # %% ../../nbs/28_train.launch.ipynb #a93141c3
@@ -48,7 +48,7 @@ def launch_pretrain(run_dir:Path|str, processes:int) -> dict:
     import torch
     env = dict(os.environ)
     if not torch.cuda.is_available(): env['OMP_NUM_THREADS'] = '1'
-    out = RunLayout(run_dir).root/'pretrain'/'summary.json'
+    out = RunLayout(run_dir).summary('pretrain')
     out.unlink(missing_ok=True)
     r = subprocess.run(launch_command(run_dir, processes), env=env, capture_output=True, text=True)
     done = out.is_file() and (RunLayout(run_dir).model('pretrain')/'model.safetensors').is_file()
