@@ -31,7 +31,10 @@ def curated(tmp_path_factory):
     (src/'docs.jsonl').write_bytes(b'\n'.join(lines) + b'\n')
     (src/'notes').mkdir()
     (src/'notes/binary.bin').write_bytes(b'\x89PNG\r\n\x1a\n\x00\x00\x00')
-    (src/'notes/readme.md').write_text('# Notes\n\nThese notes describe how the reporting pipeline turns raw events into daily summaries for the team.\n')
+    (src/'notes/readme.md').write_text('# Notes\n\nThese notes describe how the reporting pipeline turns raw events into daily summaries for the team. '
+                                      'Each morning the collector reads the logs of the previous day, groups the events by service and by hour, '
+                                      'and writes one row for each group with the count of errors and the slowest request that was seen. '
+                                      'The summaries are kept for a year and are the first place to look when an outage is reported.\n')  # prose: 50+ words
     chats = [{'conversation_id': 'c1', 'messages': [{'role': 'user', 'content': 'How do I reverse a list in Python?'},
                                                      {'role': 'assistant', 'content': 'Use slicing: `items[::-1]`, or `items.reverse()` to do it in place.'}]},
              {'conversation_id': 'c2', 'messages': [{'role': 'user', 'content': 'Is anyone there? Hello? Please answer me.'}]}]
@@ -146,7 +149,8 @@ def test_cross_split_rows_changes_the_leakage_check(tmp_path):
     (tmp_path/'docs'/val_name).write_text(b)
 
     def leaks(rows):
-        data = DataConfig(sources=[SourceConfig(name='n', kind='text', path=str(tmp_path/'docs'), license='MIT')],
+        data = DataConfig(sources=[SourceConfig(name='n', kind='text', path=str(tmp_path/'docs'), license='MIT',
+                                                quality='code')],       # word soup, not prose: the code rules keep it
                           split=split, eval_sets=[], canaries=0, pairs=dict(enabled=False),
                           dedup=dict(cross_split_rows=rows))
         m = curate(RunConfig(seed=1, data=data), tmp_path/f'out{rows}')

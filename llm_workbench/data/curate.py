@@ -6,17 +6,19 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.curate.html.md"""
 
 # %% ../../nbs/19_data.curate.ipynb #3c784eb0
 from __future__ import annotations
-import json, shutil
+import json, shutil, sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 import numpy as np
 from .. import __version__
-from ..core import (sha256_file, sha256_json, sha256_tree, write_json, package_versions,
+from ..core import (sha256_file, sha256_json, write_json, package_versions,
                                 report_progress)
 from ..config import RunConfig, DataConfig, config_hash
 from .sources import read_source
+from .reading import tree_sha256
+from .quality import quality_profile
 from .filters import ExactDedup
 from .splits import SPLITS, assign_split
 from .contamination import NgramIndex, hits_detail, contamination_index
@@ -31,7 +33,8 @@ from .records import (filter_options, removed_record, process_shards, toxicity_c
 # %% auto #0
 __all__ = ['FILTER_STAGES', 'Tallies', 'ShingleStore', 'similar_pairs', 'leakage_pairs', 'CurateContext', 'curate_context',
            'admit_record', 'write_shard', 'read_pass', 'split_pass', 'near_dedup_pass', 'plant_canaries',
-           'build_pair_files', 'write_contamination', 'write_pass', 'curate', 'build_manifest']
+           'build_pair_files', 'write_contamination', 'write_pass', 'curate', 'build_manifest', 'EmptySourceError',
+           'source_warnings', 'announce']
 
 # %% ../../nbs/19_data.curate.ipynb #1b29855b
 @dataclass
@@ -372,6 +375,8 @@ def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
     m = build_manifest(ctx, tallies)
     write_json(ctx.data_dir/'manifest.json', m)
     (ctx.data_dir/'DATA_CARD.md').write_text(data_card(m, cfg), encoding='utf-8')
+    if cfg.data.empty_source == 'error' and (empty := [w for w in m['warnings'] if _is_empty_warning(w)]):
+        raise EmptySourceError('data.empty_source is error: ' + ' '.join(empty))
     return m
 
 # %% ../../nbs/19_data.curate.ipynb #6f0f4c92
@@ -379,7 +384,7 @@ FILTER_STAGES = ('read', 'license', 'quality', 'toxicity', 'dedup', 'contaminati
 
 def _source_hash(src) -> str|None:
     "sha256 of a user source's files (None for this machine's Python corpus: package versions identify it)."
-    return sha256_tree(src.path) if src.path and Path(src.path).exists() else None
+    return tree_sha256(src.path) if src.path else None
 
 def _sources_record(ctx:CurateContext, tallies:Tallies) -> list[dict]:
     "One manifest entry per source: what was read, kept and removed (by reason), with its content hash."
@@ -388,7 +393,7 @@ def _sources_record(ctx:CurateContext, tallies:Tallies) -> list[dict]:
     for s in ctx.data.sources:
         stats, n_in = tallies.source_stats[s.name], tallies.records_in[s.name]
         out.append(dict(name=s.name, kind=s.kind, format=s.format, path=s.path, license=s.license,
-                        sha256=_source_hash(s), candidates=stats.get('candidates', n_in),
+                        quality=quality_profile(s), sha256=_source_hash(s), candidates=stats.get('candidates', n_in),
                         sampled=stats.get('sampled', n_in), records_in=n_in, kept=kept[s.name],
                         removed=dict(sorted(tallies.removed[s.name].items()))))
     return out
@@ -472,4 +477,55 @@ def build_manifest(ctx:CurateContext, tallies:Tallies) -> dict:
              near_dedup=_near_dedup_record(tallies, d), pairs=out['pairs'], canaries=out['canaries'],
              quarantine=quarantine, scale=scale, code=code)
     m['dataset_sha256'] = _dataset_hash(m, ctx.data_dir)
+    m['warnings'] = source_warnings(m['sources'], tallies.source_stats)
     return m
+
+# %% ../../nbs/19_data.curate.ipynb #be4d3641
+class EmptySourceError(ValueError):
+    "A source yielded no records, or kept none, and the recipe says `data.empty_source: error`."
+
+_PATTERNS = dict(jsonl='*.jsonl or *.jsonl.gz', parquet='*.parquet')
+
+def _empty_cause(s:dict, stats:dict) -> str:
+    "Why source entry `s` (of the manifest) may have yielded nothing, from its reader's `stats`."
+    files, other, skipped = stats.get('files'), stats.get('other_files', 0), stats.get('skipped', 0)
+    if files == 0 and other:
+        return (f"its folder holds {other} file(s) but none named {_PATTERNS.get(s['kind'], 'as expected')} "
+                f"(kind: {s['kind']}); a folder of plain text files needs `kind: text`")
+    if files == 0:
+        return 'its folder holds no readable files' + (f' ({skipped} entries skipped, see quarantine.jsonl)' if skipped else '')
+    return 'its files hold no records (only blank lines?)'
+
+def _removal_hint(s:dict, reason:str) -> str:
+    if reason == 'long_line' and s.get('quality') == 'code':
+        return '; prose needs `quality: prose` (one paragraph is one long line)'
+    if reason in ('missing_field', 'wrong_type'):
+        return '; check `text_field` and `format`'
+    return ''
+
+def source_warnings(sources:list[dict], stats:dict) -> list[str]:
+    "Warnings for the manifest's `sources`: none read, none kept, or one filter removing more than half."
+    out = []
+    for s in sources:
+        removed, n = s['removed'], s['records_in']
+        top = max(removed.items(), key=lambda kv: kv[1], default=(None, 0))
+        if n == 0:
+            out.append(f"source {s['name']!r} yielded no records: {_empty_cause(s, stats.get(s['name'], {}))}.")
+        elif s['kept'] == 0:
+            why = ', '.join(f'{k} {v}' for k, v in sorted(removed.items(), key=lambda kv: -kv[1]))
+            out.append(f"source {s['name']!r} kept no records: all {n} were removed ({why}){_removal_hint(s, top[0])}.")
+        for reason, k in sorted(removed.items(), key=lambda kv: -kv[1]):
+            if s['kept'] and 2 * k > n:
+                out.append(f"source {s['name']!r}: `{reason}` removed {k} of {n} records "
+                           f"(quality profile: {s.get('quality')}){_removal_hint(s, reason)}.")
+    return out
+
+def _is_empty_warning(w:str) -> bool:
+    return ' yielded no records' in w or ' kept no records' in w
+
+# %% ../../nbs/19_data.curate.ipynb #9d49eaf7
+def announce(warnings:list[str], stage:str='curate'):
+    "Print each warning on the terminal (the process's own stdout, also inside a notebook kernel)."
+    out = sys.__stdout__ or sys.stdout
+    for w in warnings:
+        print(f'WARNING [{stage}] {w}', file=out, flush=True)

@@ -28,12 +28,12 @@ def license_reason(license:str|None, policy:LicensePolicy) -> str|None:
     return None if ok else 'license_not_allowed'
 
 # %% ../../nbs/11_data.filters.ipynb #8b3037a4
-def quality_reason(text:str, cfg:DataConfig) -> str|None:
-    "None for a usable document, else `empty`, `too_short`, `too_long` or `long_line`."
+def quality_reason(text:str, cfg:DataConfig, long_lines:bool=True) -> str|None:
+    "None for a usable document, else `empty`, `too_short`, `too_long` or (if `long_lines`) `long_line`."
     if not text.strip(): return 'empty'
     if len(text) < cfg.min_chars: return 'too_short'
     if len(text) > cfg.max_chars: return 'too_long'
-    if max(map(len, text.split('\n'))) > cfg.max_line_chars: return 'long_line'
+    if long_lines and max(map(len, text.split('\n'))) > cfg.max_line_chars: return 'long_line'
     return None
 
 # %% ../../nbs/11_data.filters.ipynb #12964ce4

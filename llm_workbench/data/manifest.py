@@ -121,6 +121,8 @@ def data_card(m:dict, cfg:RunConfig) -> str:
           f"(each listed with its reason and location in `quarantine.jsonl`). Filters in order: {', '.join(m['filters']['order'])}.",
           '', '| reason | records |', '|---|---|']
     L += [f"| {k} | {v} |" for k, v in c['removed_by_reason'].items()]
+    if m.get('warnings'):
+        L += ['', '## Warnings', ''] + [f'- {w}' for w in m['warnings']]
     L += ['', '## Toxicity', '', toxicity_summary(m, cfg)]
     if pii := m.get('pii'):
         L += ['', '## PII', '', f"{pii['records_redacted']} kept records had PII replaced by typed placeholders: " +

@@ -16,7 +16,7 @@ from .sources import render_text, FORMAT_FIELDS
 from .filters import normalize_text, license_reason, quality_reason, text_digest
 from .pii import redact_pii
 from .quality import (quality_signals, quality_issue, load_wordlist, toxicity_score,
-                                        classifier_scorer)
+                                        classifier_scorer, prose_signals, prose_issue, quality_profile)
 from .contamination import NgramIndex
 from .neardup import shingle_hashes
 
@@ -29,8 +29,10 @@ def filter_options(d:DataConfig, seed:int, index:NgramIndex|None=None) -> dict:
     "What the per-record filters need, as a plain picklable dict (`index`: the eval sets' n-gram index)."
     words = load_wordlist(d.toxicity.wordlist) if d.toxicity.enabled else None
     pii = list(d.pii.kinds) if d.pii.enabled else []
-    return dict(data=d, index=index, policy=d.license_policy, pii=pii, quality=d.quality.model_dump(),
-                words=words, max_toxicity=d.toxicity.max_score, ngram=d.dedup.ngram,
+    profiles = {s.name: quality_profile(s) for s in d.sources}
+    return dict(data=d, index=index, policy=d.license_policy, pii=pii,
+                quality=d.quality.model_dump(exclude={'prose'}), prose=d.quality.prose.model_dump(),
+                profiles=profiles, words=words, max_toxicity=d.toxicity.max_score, ngram=d.dedup.ngram,
                 near=d.dedup.near or d.dedup.cross_split, num_perm=d.dedup.num_perm, seed=seed)
 
 # %% ../../nbs/18b_data.records.ipynb #0bcefa0d
@@ -67,25 +69,47 @@ def _redact(rec:dict, kinds:list[str]) -> dict:
 def _quality_detail(sig:dict) -> str:
     return ', '.join(f'{k}={sig[k]:.2f}' for k in ('symbol_ratio', 'dup_line_fraction', 'alpha_ratio'))
 
+def _prose_detail(sig:dict) -> str:
+    return ', '.join(f'{k}={sig[k]:.2f}' if isinstance(sig[k], float) else f'{k}={sig[k]}' for k in sig)
+
+def _quality_check(rec:dict, opts:dict) -> dict|None:
+    "The quarantine record if the quality rules of `rec`'s source profile remove it, else None."
+    profile = opts['profiles'].get(rec['source'], 'code')
+    if reason := quality_reason(rec['text'], opts['data'], long_lines=profile == 'code'):
+        return removed_record(rec, 'quality', reason, f"{len(rec['text'])} chars")
+    if profile == 'code' and (reason := quality_issue(sig := quality_signals(rec['text']), **opts['quality'])):
+        return removed_record(rec, 'quality', reason, _quality_detail(sig))
+    if profile == 'prose' and (reason := prose_issue(sig := prose_signals(rec['text']), **opts['prose'])):
+        return removed_record(rec, 'quality', reason, _prose_detail(sig))
+    return None
+
 # %% ../../nbs/18b_data.records.ipynb #5d943ef9
 def process_record(rec:dict, opts:dict) -> dict:
     "`rec` after license, PII, quality, toxicity (or its quarantine record), with digest, hits and shingles."
     if 'reason' in rec:
         return rec
+    stage = ['license']
+    try:
+        return _filter_record(rec, opts, stage)
+    except Exception as e:
+        return removed_record(rec, stage[0], 'filter_error', f'{type(e).__name__}: {str(e)[:200]}', snippet=False)
+
+def _filter_record(rec:dict, opts:dict, stage:list) -> dict:
+    "`process_record`'s filters in order; `stage[0]` says which one is running."
     if reason := license_reason(rec['license'], opts['policy']):
         return removed_record(rec, 'license', reason, f"license: {rec['license']}", snippet=False)
+    stage[0] = 'quality'
     if rec['format'] == 'text':
         rec['text'] = normalize_text(rec['text'])
     rec['pii'] = _redact(rec, opts['pii']) if opts['pii'] else {}
-    if reason := quality_reason(rec['text'], opts['data']):
-        return removed_record(rec, 'quality', reason, f"{len(rec['text'])} chars")
-    sig = quality_signals(rec['text'])
-    if reason := quality_issue(sig, **opts['quality']):
-        return removed_record(rec, 'quality', reason, _quality_detail(sig))
+    if removed := _quality_check(rec, opts):
+        return removed
+    stage[0] = 'toxicity'
     if opts['words'] is not None:
         score = toxicity_score(rec['text'], opts['words'])
         if score > opts['max_toxicity']:
             return removed_record(rec, 'toxicity', 'toxic', f'{score:.3f} of words flagged')
+    stage[0] = 'dedup'
     rec['sha'] = text_digest(rec['text'])
     rec['hits'] = opts['index'].hits(rec['text']) if opts['index'] is not None else []
     if opts['near']:

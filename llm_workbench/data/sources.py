@@ -6,16 +6,18 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.sources.html.md"""
 
 # %% ../../nbs/10_data.sources.ipynb #132d2bc0
 from __future__ import annotations
-import gzip, hashlib, json, re, sys, sysconfig
+import gzip, hashlib, json, os, re, sys, sysconfig
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 from ..config import SourceConfig
 from .licenses import normalize_license, distribution_license
+from .reading import (safe_name, read_bounded, file_lines, read_error_reason, walk_files,
+                                        open_regular, SkippedEntry)
 
 # %% auto #0
 __all__ = ['FORMAT_FIELDS', 'CHAT_ROLES', 'render_text', 'make_record', 'make_quarantine', 'parse_fields', 'read_text_file',
-           'sample_stable', 'stdlib_files', 'package_files', 'group_of', 'read_source']
+           'sample_stable', 'stdlib_files', 'package_files', 'group_of', 'decode_json', 'read_source']
 
 # %% ../../nbs/10_data.sources.ipynb #657eb087
 FORMAT_FIELDS = dict(text=('text',), chat=('messages',), prompt_completion=('prompt', 'completion'), preference=('prompt', 'chosen', 'rejected'))
@@ -61,10 +63,10 @@ def parse_fields(obj:dict, fmt:str='text', text_field:str='text') -> tuple[dict|
     return {k: obj[k] for k in names}, '', ''
 
 # %% ../../nbs/10_data.sources.ipynb #6b3d6e62
-def read_text_file(path:Path) -> tuple[str|None, str, str]:
-    "(text, reason, detail): text is None when the file is unreadable, binary or not UTF-8."
-    try: b = Path(path).read_bytes()
-    except OSError as e: return None, 'unreadable', str(e)
+def read_text_file(path:Path, max_bytes:int=2_000_000) -> tuple[str|None, str, str]:
+    "(text, reason, detail): text is None for a file unreadable, special, too large, binary or not UTF-8."
+    b, reason, detail = read_bounded(path, max_bytes)
+    if b is None: return None, reason, detail
     if b'\x00' in b: return None, 'binary', 'contains NUL bytes'
     try: return b.decode('utf-8'), '', ''
     except UnicodeDecodeError as e: return None, 'invalid_utf8', f'byte {e.start}: {e.reason}'
@@ -121,98 +123,176 @@ def _python_source(src:SourceConfig, files:list, opts:dict, stats:dict) -> Itera
     stats['sampled'] = len(files)
     for pkg, rel, path, lic in files:
         if (size := path.stat().st_size if path.exists() else 0) > opts['max_record_bytes']:
-            yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes'); continue
-        text, reason, detail = read_text_file(path)
-        if text is None: yield make_quarantine(src.name, rel, reason, detail)
-        else: yield make_record(src.name, rel, text, lic if src.license == 'auto' else src.license, group_of(rel, pkg, opts['group_by']))
-
-# %% ../../nbs/10_data.sources.ipynb #0f204d6c
-def _jsonl_lines(path:Path) -> Iterator[tuple[int, bytes]]:
-    "(line number, raw bytes) of a JSONL file, gzip or not."
-    opener = gzip.open if path.name.endswith('.gz') else open
-    with opener(path, 'rb') as f:
-        for i, line in enumerate(f, 1): yield i, line
+            yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes')
+            continue
+        text, reason, detail = read_text_file(path, opts['max_record_bytes'])
+        if text is None:
+            yield make_quarantine(src.name, rel, reason, detail)
+        else:
+            lic = lic if src.license == 'auto' else src.license
+            yield make_record(src.name, rel, text, lic, group_of(rel, pkg, opts['group_by']))
 
 # %% ../../nbs/10_data.sources.ipynb #cb13733b
-def _source_files(path:Path, patterns:tuple) -> list[Path]:
-    "The file at `path`, or the files under the folder `path` matching `patterns`, sorted."
-    if path.is_file(): return [path]
-    if path.is_dir(): return sorted({p for pat in patterns for p in path.rglob(pat) if p.is_file()})
+def _source_files(path:Path, patterns:tuple, stats:dict) -> tuple[list[Path], list[tuple[Path, str]]]:
+    "(files, skipped entries) at `path`: the file itself, or those under the folder matching `patterns`."
+    if path.is_dir():
+        files, skipped, other = walk_files(path, patterns)
+        stats.update(files=len(files), other_files=other, skipped=len(skipped))
+        return files, skipped
+    if os.path.lexists(path):
+        stats.update(files=1, other_files=0, skipped=0)
+        return [path], []
     raise FileNotFoundError(f"source path not found: {path}")
 
+def _relative(f:Path, root:Path) -> str:
+    "The location of `f` in source `root` (a folder, or a file whose folder is the base), as a safe name."
+    base = root if root.is_dir() else root.parent
+    return safe_name(f.relative_to(base).as_posix())
+
+def _skip_records(src:SourceConfig, root:Path, skipped:list) -> Iterator[dict]:
+    "A quarantine record for each folder entry that was not read."
+    for p, reason in skipped:
+        yield make_quarantine(src.name, _relative(p, root), reason, 'not read: ' + reason.replace('_', ' '))
+
 # %% ../../nbs/10_data.sources.ipynb #6a0bfc9b
-def _from_object(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
-    "A record (or quarantine record) from one decoded row/line object."
+def decode_json(raw:bytes) -> tuple[object, str, str]:
+    "(object, '', '') for one JSON document, else (None, reason, detail): bad UTF-8 or JSON, too deep, ..."
+    try:
+        return json.loads(raw.decode('utf-8')), '', ''
+    except UnicodeDecodeError as e:
+        return None, 'invalid_utf8', f'byte {e.start}'
+    except json.JSONDecodeError as e:
+        return None, 'bad_json', f'{e.msg} at column {e.colno}'
+    except RecursionError:
+        return None, 'too_deep', 'nested deeper than the JSON parser allows'
+    except ValueError as e:                    # e.g. an integer of more than 4300 digits
+        return None, 'bad_json', f'{type(e).__name__}: {e}'
+
+def _unencodable(rec:dict) -> str|None:
+    "The first field of `rec` that is not valid UTF-8 (a lone surrogate from a `\\ud800` escape), or None."
+    for k, v in rec.items():
+        if isinstance(v, str):
+            try:
+                v.encode('utf-8')
+            except UnicodeEncodeError:
+                return k
+    return None
+
+def _record_of(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
     if not isinstance(obj, dict): return make_quarantine(src.name, loc, 'bad_json', f'expected an object, got {type(obj).__name__}')
     fields, reason, detail = parse_fields(obj, src.format, src.text_field)
     if fields is None: return make_quarantine(src.name, loc, reason, detail)
-    lic = src.license if src.license != 'auto' else normalize_license(obj.get('license'))
+    declared = obj.get('license')
+    declared = declared if isinstance(declared, str) else None
+    lic = src.license if src.license != 'auto' else normalize_license(declared)
     g = obj.get(opts['group_field']) if opts['group_by'] == 'field' else None
-    return make_record(src.name, loc, fields, lic, str(g) if g is not None else group_of(loc, rel, opts['group_by']), src.format)
+    group = str(g) if g is not None else group_of(loc, rel, opts['group_by'])
+    rec = make_record(src.name, loc, fields, lic, group, src.format)
+    if bad := _unencodable(rec):
+        return make_quarantine(src.name, loc, 'invalid_unicode', f'{bad!r} holds a lone surrogate')
+    return rec
+
+def _from_object(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
+    "A record (or quarantine record) from one decoded row/line object; never raises."
+    try:
+        return _record_of(src, obj, loc, rel, opts)
+    except Exception as e:                     # RecursionError, MemoryError aside: any record-level failure
+        return make_quarantine(src.name, loc, 'bad_record', f'{type(e).__name__}: {str(e)[:200]}')
 
 # %% ../../nbs/10_data.sources.ipynb #f93691e2
 def _jsonl_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
     "Records from JSONL files (plain or .gz); bad lines are quarantined with file:line."
     root = Path(src.path)
-    files = _source_files(root, ('*.jsonl', '*.jsonl.gz'))
-    base = root if root.is_dir() else root.parent
+    files, skipped = _source_files(root, ('*.jsonl', '*.jsonl.gz'), stats)
+    yield from _skip_records(src, root, skipped)
     n = 0
     for f in files:
-        rel = f.relative_to(base).as_posix()
-        for i, raw in _jsonl_lines(f):
+        rel = _relative(f, root)
+        for i, raw, size in file_lines(f, opts['max_record_bytes']):
             loc = f'{rel}:{i}'
-            if not raw.strip(): continue
+            if isinstance(raw, bytes) and not raw.strip(): continue
             if src.max_docs is not None and n >= src.max_docs: stats['truncated'] = True; break
             n += 1
-            if len(raw) > opts['max_record_bytes']: yield make_quarantine(src.name, loc, 'too_large', f'{len(raw)} bytes'); continue
-            try: obj = json.loads(raw.decode('utf-8'))
-            except UnicodeDecodeError as e: yield make_quarantine(src.name, loc, 'invalid_utf8', f'byte {e.start}'); continue
-            except json.JSONDecodeError as e: yield make_quarantine(src.name, loc, 'bad_json', f'{e.msg} at column {e.colno}'); continue
-            yield _from_object(src, obj, loc, rel, opts)
+            if isinstance(raw, BaseException):
+                detail = f'{type(raw).__name__}: {raw}; the rest of the file is not read'
+                yield make_quarantine(src.name, loc, read_error_reason(raw), detail)
+            elif raw is None: yield make_quarantine(src.name, loc, 'too_large', f'{size} bytes')
+            else:
+                obj, reason, detail = decode_json(raw)
+                bad = make_quarantine(src.name, loc, reason, detail) if reason else None
+                yield bad or _from_object(src, obj, loc, rel, opts)
     stats['candidates'] = stats['sampled'] = n
 
 # %% ../../nbs/10_data.sources.ipynb #310b5adc
 def _rows_source(src:SourceConfig, rows, opts:dict, stats:dict) -> Iterator[dict]:
-    "Records from an iterable of (location, relpath, row dict), up to `src.max_docs`."
+    "Records from an iterable of (location, relpath, row dict or read error), up to `src.max_docs`."
     n = 0
     for loc, rel, row in rows:
         if src.max_docs is not None and n >= src.max_docs: stats['truncated'] = True; break
         n += 1
-        yield _from_object(src, row, loc, rel, opts)
+        if isinstance(row, BaseException):
+            yield make_quarantine(src.name, loc, read_error_reason(row), f'{type(row).__name__}: {row}')
+        else:
+            yield _from_object(src, row, loc, rel, opts)
     stats['candidates'] = stats['sampled'] = n
 
 # %% ../../nbs/10_data.sources.ipynb #d123d7c0
-def _parquet_rows(root:Path, batch_size:int=1024):
-    "(location `file#row`, relpath, row) of Parquet files, streamed batch by batch."
+def _parquet_file_rows(f:Path, rel:str, batch_size:int):
+    "(location, relpath, row) of one Parquet file; a read error ends it with the error as the row."
     import pyarrow.parquet as pq
-    base = root if root.is_dir() else root.parent
-    for f in _source_files(root, ('*.parquet',)):
-        rel, i = f.relative_to(base).as_posix(), 0
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
-            for row in batch.to_pylist(): yield f'{rel}#{i}', rel, row; i += 1
+    i = 0
+    try:
+        with open_regular(f) as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=batch_size):
+                for row in batch.to_pylist():
+                    yield f'{rel}#{i}', rel, row
+                    i += 1
+    except Exception as e:                      # a corrupt footer or page: the file (or the rest) is unreadable
+        yield (f'{rel}#{i}' if i else rel), rel, e
+
+def _parquet_rows(root:Path, stats:dict, batch_size:int=1024):
+    "(location `file#row`, relpath, row or read error) of Parquet files, streamed batch by batch."
+    files, skipped = _source_files(root, ('*.parquet',), stats)
+    for p, reason in skipped:
+        rel = _relative(p, root)
+        yield rel, rel, SkippedEntry(reason, 'not read: ' + reason.replace('_', ' '))
+    for f in files:
+        yield from _parquet_file_rows(f, _relative(f, root), batch_size)
 
 # %% ../../nbs/10_data.sources.ipynb #1f3e30d5
 def _hf_disk_rows(root:Path):
-    "(location `split#row`, split, row) of a `datasets` folder saved with `save_to_disk` (a Dataset or a DatasetDict)."
+    "(location `split#row`, split, row or read error) of a `datasets` folder saved with `save_to_disk`."
     import datasets
     if not root.exists(): raise FileNotFoundError(f"source path not found: {root}")
-    ds = datasets.load_from_disk(str(root))
+    try:
+        ds = datasets.load_from_disk(str(root))
+    except Exception as e:
+        yield safe_name(root.name), safe_name(root.name), e
+        return
     parts = ds.items() if isinstance(ds, datasets.DatasetDict) else [('data', ds)]
     for split, d in parts:
-        for i, row in enumerate(d): yield f'{split}#{i}', split, row
+        i = 0
+        try:
+            for row in d:
+                yield f'{split}#{i}', split, row
+                i += 1
+        except Exception as e:
+            yield f'{split}#{i}', split, e
 
 # %% ../../nbs/10_data.sources.ipynb #27ec3d6c
 def _text_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
     "One record per text file (a file, or every file under a folder)."
     root = Path(src.path)
-    files = _source_files(root, ('*',))
-    base = root if root.is_dir() else root.parent
+    files, skipped = _source_files(root, ('*',), stats)
+    yield from _skip_records(src, root, skipped)
     stats['candidates'] = len(files)
-    items = sample_stable([(f.relative_to(base).as_posix(), f) for f in files], lambda x: x[0], src.max_docs, src.name)
+    items = sample_stable([(_relative(f, root), f) for f in files], lambda x: x[0], src.max_docs, src.name)
     stats['sampled'] = len(items)
     for rel, f in items:
-        if (size := f.stat().st_size) > opts['max_record_bytes']: yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes'); continue
-        text, reason, detail = read_text_file(f)
+        try: size = os.stat(f).st_size
+        except OSError: size = 0
+        if size > opts['max_record_bytes']: yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes'); continue
+        text, reason, detail = read_text_file(f, opts['max_record_bytes'])
         if text is None: yield make_quarantine(src.name, rel, reason, detail)
         else: yield make_record(src.name, rel, text, None if src.license == 'auto' else src.license, group_of(rel, rel.split('/')[0], opts['group_by']))
 
@@ -228,7 +308,7 @@ def read_source(src:SourceConfig, group_by:str='file', stats:dict|None=None, gro
     elif src.kind == 'python_packages':
         yield from _python_source(src, package_files(src.packages, src.exclude_packages), opts, stats)
     elif src.kind == 'jsonl': yield from _jsonl_source(src, opts, stats)
-    elif src.kind == 'parquet': yield from _rows_source(src, _parquet_rows(Path(src.path)), opts, stats)
+    elif src.kind == 'parquet': yield from _rows_source(src, _parquet_rows(Path(src.path), stats), opts, stats)
     elif src.kind == 'hf_disk': yield from _rows_source(src, _hf_disk_rows(Path(src.path)), opts, stats)
     elif src.kind == 'text': yield from _text_source(src, opts, stats)
     else: raise ValueError(f"unknown source kind {src.kind!r}")
