@@ -109,10 +109,14 @@ def sha256_tree(path:Path|str, exclude:tuple=()) -> str:
     return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in files])
 
 # %% ../nbs/00_core.ipynb #6e3f2a02
+def _name(path:str) -> str:
+    "A file name as printable text: bytes that are not UTF-8 (a name from another system) become `\\xNN` escapes."
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
+
 def _file_entry(p:Path, cache:dict) -> str:
     "A file's content hash, from `cache` when its (size, mtime_ns, inode) did not change."
     st = p.lstat()
-    key, stamp = str(p), [st.st_size, st.st_mtime_ns, st.st_ino]
+    key, stamp = _name(str(p)), [st.st_size, st.st_mtime_ns, st.st_ino]
     hit = cache.get(key)
     if hit and hit[:3] == stamp: return hit[3]
     digest = sha256_file(p)
@@ -130,9 +134,9 @@ def fingerprint(path:Path|str, cache:dict|None=None) -> str:
         dirs.sort()
         for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
             p = Path(root, name)
-            rel = p.relative_to(path).as_posix()
+            rel = _name(p.relative_to(path).as_posix())
             mode = p.lstat().st_mode
-            if st_.S_ISLNK(mode): rows.append([rel, 'link', os.readlink(p)])
+            if st_.S_ISLNK(mode): rows.append([rel, 'link', _name(os.readlink(p))])
             elif st_.S_ISREG(mode): rows.append([rel, _file_entry(p, cache)])
             else: rows.append([rel, 'special'])
     return sha256_json(rows)
