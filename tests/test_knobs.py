@@ -146,17 +146,22 @@ PROVEN = {
        for k in ('r', 'alpha', 'dropout', 'target_modules', 'merge')},
     **{f'{s}.budget.{k}': K + 'test_budget_caps_stop_the_stage' for s in ('sft', 'align')
        for k in ('max_tokens', 'max_seconds', 'max_cost')},
+    'release.register_model': T + 'test_release.py::test_regression_against_production_and_promotion_rules',
+    'release.fail_on_gate': T + 'test_release.py::test_regression_against_production_and_promotion_rules',
+    'data.sources[].quality': T + 'test_hostile_inputs.py::test_prose_is_not_judged_by_code_rules',
+    'data.empty_source': T + 'test_hostile_inputs.py::test_a_source_that_yields_nothing_is_said_out_loud',
+    **{f'data.quality.prose.{k}': N + '17_data.quality.ipynb' for k in (
+        'min_words', 'max_words', 'min_mean_word_length', 'max_mean_word_length', 'max_symbol_word_ratio',
+        'max_bullet_line_fraction', 'max_ellipsis_line_fraction', 'min_stop_words', 'min_alpha_word_fraction')},
+    'model.gguf.path': N + '29_train.base.ipynb#path',
+    'model.gguf.package': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
+    'model.gguf.file': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
+    'eval.sandbox.allow_weak_isolation': T + 'test_sandbox.py::test_refuses_without_full_isolation',
 }
 METADATA = {'name', 'description', 'data.sources[].name', 'data.eval_sets[].name', 'release.model_name', 'release.license',
             'release.intended_use', 'release.limitations', 'release.gates[].why'}
 UNPROVEN = {   # read by the library, no test shows the recipe value's effect yet
-    'align.method',                              # a one-value Literal ('dpo'): no other value to change it to
-    'release.register_model', 'release.fail_on_gate',   # act only in the release stage notebook (needs a run)
-    # being implemented now: each comes with its own tests
-    'data.sources[].quality', 'data.empty_source', *[f'data.quality.prose.{k}' for k in (
-        'min_words', 'max_words', 'min_mean_word_length', 'max_mean_word_length', 'max_symbol_word_ratio',
-        'max_bullet_line_fraction', 'max_ellipsis_line_fraction', 'min_stop_words', 'min_alpha_word_fraction')],
-    'model.gguf.path', 'model.gguf.package', 'model.gguf.file', 'eval.sandbox.allow_weak_isolation',
+    'align.method',          # a one-value Literal ('dpo') until the preference-methods issue adds KTO, ORPO, SimPO, GRPO
 }
 
 

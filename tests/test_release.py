@@ -69,6 +69,19 @@ def test_regression_against_production_and_promotion_rules(micro_run, tmp_path):
     assert r.returncode == 1 and 'reason' in r.stderr.lower()
     r = llmwb(ws, 'registry', 'show', 'micro:2', '--json')
     assert json.loads(r.stdout)['stage'] == 'candidate'
+    # a tampered bundle is refused on promotion, even forced with a reason, naming the file that changed
+    weights = Path(json.loads(r.stdout)['path'])/'model/model.safetensors'
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    r = llmwb(ws, 'registry', 'promote', 'micro:2', 'staging', '--force', '--reason', 'try anyway')
+    assert r.returncode == 1 and 'fails verification' in r.stderr and 'model/model.safetensors' in r.stderr, r.stderr
+    weights.write_bytes(good)
+    # the recipe can fail the stage on a failed gate and keep the model out of the registry
+    versions = len(json.loads(llmwb(ws, 'registry', 'list', '--json').stdout))
+    r = llmwb(ws, 'run', MICRO, '--run-dir', bad, '--stages', 'release', '--no-progress',
+              '--set', 'release.fail_on_gate=true', '--set', 'release.register_model=false')
+    assert r.returncode == 1 and 'release gate failed' in r.stdout + r.stderr, r.stdout[-2000:]
+    assert len(json.loads(llmwb(ws, 'registry', 'list', '--json').stdout)) == versions
     # the unchanged run, released again, compares equal to production: nothing flagged
     r = llmwb(ws, 'run', MICRO, '--run-dir', rd, '--stages', 'release', '--no-progress')
     assert r.returncode == 0, r.stdout[-3000:]

@@ -178,6 +178,8 @@ def _promote(self, ref:str, stage:str, *, force:bool=False, reason:str|None=None
     if force and not (reason or '').strip(): raise PromotionRefused(f"refused: promoting {ref!r} with force needs a reason (--reason)")
     row = self.get(ref)
     if row['stage'] == stage: return row
+    if problems := self.verify(row['ref']):      # checked on every promotion; force cannot override a tampered bundle
+        raise PromotionRefused(f"refused: the registered bundle of {row['ref']} fails verification: {'; '.join(problems)}")
     forced = False
     if stage in GATED_STAGES and not row['gate_passed']:
         why = ', '.join(row['gate'].get('failed') or []) or 'no gate result recorded'
@@ -238,6 +240,8 @@ def baseline_results(ref:str|None, registry:Registry, name:str, find_run=None) -
     if ref == 'production':
         row = registry.production(name)
         if not row: return None
+        if problems := registry.verify(row['ref']):
+            raise ValueError(f"baseline {row['ref']}: the registered bundle fails verification: {'; '.join(problems)}")
         p = Path(row['path'])/'eval'/'results.json'
         return dict(label=f"{name}:{row['version']} (production, run {row['run_id']})", ref=f"{name}:{row['version']}",
                     results=json.loads(p.read_text()))
