@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 PY    ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test nbtest pytest export clean-nbs check-sync browser sandbox bench
+.PHONY: install run test nbtest pytest export clean-nbs check-sync browser sandbox bench format
 
 install: $(STAMP)
 
@@ -45,6 +45,11 @@ pytest: install browser sandbox
 	$(BIN)/python -m pytest
 
 test: nbtest pytest
+
+# Format notebooks, tests and benchmarks for reading (ruff, 110 columns, quotes kept), then re-export the package.
+format: install
+	$(BIN)/ruff format nbs llm_workbench/stages llm_workbench/tutorials tests benchmarks
+	$(BIN)/nbdev-export
 
 clean-nbs: install
 	$(BIN)/nbdev-clean
