@@ -19,18 +19,29 @@ __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_
 # %% ../nbs/90_cli.ipynb #7ffdae3e
 def build_parser() -> argparse.ArgumentParser:
     "The `llmwb` argument parser."
-    p = argparse.ArgumentParser(prog='llmwb', description='llm-workbench: curate, train and evaluate language models, with a report of every run.')
+    p = argparse.ArgumentParser(
+        prog='llmwb',
+        description='llm-workbench: curate, train and evaluate language models, with a report of every run.',
+    )
     p.add_argument('--runs-path', help='override settings.ini runs_path')
     p.add_argument('--reports-path', help='override settings.ini reports_path')
-    p.add_argument('--tracking', choices=('wandb-offline', 'wandb-online', 'none'), help='override settings.ini tracking')
+    p.add_argument(
+        '--tracking', choices=('wandb-offline', 'wandb-online', 'none'), help='override settings.ini tracking'
+    )
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run a recipe (default: the built-in quickstart)')
     r.add_argument('config', nargs='?', help='a YAML recipe; omitted: the built-in quickstart')
     r.add_argument('--run-dir', help='run directory (reusing one resumes it, skipping unchanged stages)')
     r.add_argument('--stages', help='comma-separated stages to run (default: all): curate,pretrain,evaluate')
     r.add_argument('--no-progress', action='store_true', help='no progress bars')
-    r.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                   help='override one recipe key, e.g. --set train.max_steps=50 (repeatable; the value is YAML)')
+    r.add_argument(
+        '--set',
+        dest='overrides',
+        action='append',
+        default=[],
+        metavar='KEY=VALUE',
+        help='override one recipe key, e.g. --set train.max_steps=50 (repeatable; the value is YAML)',
+    )
     sub.add_parser('ls', help='list runs, newest first')
     s = sub.add_parser('show', help='summarise a run')
     s.add_argument('run', help='run id, unique prefix of one, or run dir')
@@ -38,20 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
     l = sub.add_parser('lab', help='open JupyterLab on 127.0.0.1 with the project kernel')
     l.add_argument('--port', type=int, default=8888)
     l.add_argument('--dir', default='.', help='folder to open (default: current)')
-    l.add_argument('--no-tutorials', action='store_true', help="don't copy the tutorial notebooks into DIR/tutorials")
+    l.add_argument(
+        '--no-tutorials', action='store_true', help="don't copy the tutorial notebooks into DIR/tutorials"
+    )
     from llm_workbench.release.registry import LIFECYCLE
+
     g = sub.add_parser('registry', help='the model registry: list versions, show one, promote one')
     g.add_argument('--registry-path', help='override settings.ini registry_path')
     gs = g.add_subparsers(dest='registry_cmd', required=True)
     gl = gs.add_parser('list', help='list registered versions (of NAME)')
-    gl.add_argument('name', nargs='?'); gl.add_argument('--json', action='store_true', help='print the rows as JSON')
+    gl.add_argument('name', nargs='?')
+    gl.add_argument('--json', action='store_true', help='print the rows as JSON')
     gw = gs.add_parser('show', help='a version: lineage, checksums, eval summary, gate checks, history')
-    gw.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)'); gw.add_argument('--json', action='store_true', help='print as JSON')
-    gp = gs.add_parser('promote', help='move a version to a stage (staging/production refused when its gate failed)')
-    gp.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)'); gp.add_argument('stage', choices=LIFECYCLE)
+    gw.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)')
+    gw.add_argument('--json', action='store_true', help='print as JSON')
+    gp = gs.add_parser(
+        'promote', help='move a version to a stage (staging/production refused when its gate failed)'
+    )
+    gp.add_argument('ref', help='name:VERSION, name@STAGE or name (latest)')
+    gp.add_argument('stage', choices=LIFECYCLE)
     gp.add_argument('--force', action='store_true', help='override a failed gate (needs --reason; recorded)')
-    gp.add_argument('--reason', help='why (recorded with the change)'); gp.add_argument('--actor', help='who (default: the OS user)')
-    rp = sub.add_parser('reproduce', help='re-run a run from its recorded recipe and check weights, data and metrics match')
+    gp.add_argument('--reason', help='why (recorded with the change)')
+    gp.add_argument('--actor', help='who (default: the OS user)')
+    rp = sub.add_parser(
+        'reproduce', help='re-run a run from its recorded recipe and check weights, data and metrics match'
+    )
     rp.add_argument('run', help='run id, unique prefix of one, or run dir')
     rp.add_argument('--run-dir', help='where to reproduce (default: <run id>-repro-<n> in the runs folder)')
     rp.add_argument('--no-progress', action='store_true', help='no progress bars')
@@ -66,164 +88,305 @@ def _settings(a):
 def cmd_run(a) -> int:
     "Run a recipe; exit 1 when a stage fails, 2 when the recipe is invalid."
     from llm_workbench.runner import run_pipeline
-    run = run_pipeline(a.config, run_dir=a.run_dir, stages=a.stages, settings=_settings(a), progress=not a.no_progress,
-                       overrides=a.overrides)
+
+    run = run_pipeline(
+        a.config,
+        run_dir=a.run_dir,
+        stages=a.stages,
+        settings=_settings(a),
+        progress=not a.no_progress,
+        overrides=a.overrides,
+    )
     return 0 if run['status'] in ('completed', 'partial') else 1
 
 # %% ../nbs/90_cli.ipynb #003a9cfb
-def _fmt_metrics(m:dict) -> str:
+def _fmt_metrics(m: dict) -> str:
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in m.items())
 
 # %% ../nbs/90_cli.ipynb #2416b3d5
 def cmd_ls(a) -> int:
     "Print one line per run: id, status, start, headline metrics."
     from llm_workbench.runner import list_runs
+
     runs = list_runs(_settings(a))
-    if not runs: print(f"no runs under {_settings(a).runs_path}"); return 0
+    if not runs:
+        print(f"no runs under {_settings(a).runs_path}")
+        return 0
     w = max(len(r['run_id']) for r in runs)
     print(f"{'RUN':<{w}}  {'STATUS':<9}  {'STARTED':<25}  METRICS")
     for r in runs:
-        print(f"{r['run_id']:<{w}}  {r.get('status', '?'):<9}  {r.get('started', ''):<25}  {_fmt_metrics(r.get('metrics') or {})}")
+        print(
+            f"{r['run_id']:<{w}}  {r.get('status', '?'):<9}  {r.get('started', ''):<25}  {_fmt_metrics(r.get('metrics') or {})}"
+        )
     return 0
 
 # %% ../nbs/90_cli.ipynb #95e36a24
 def cmd_show(a) -> int:
     "Print a run's summary (or its run.json)."
     from llm_workbench.runner import find_run, read_run
+
     s = _settings(a)
     run = read_run(find_run(a.run, s))
-    if a.json: print(json.dumps(run, indent=2)); return 0
-    print(f"run      {run['run_id']}\nstatus   {run['status']}\nrecipe   {run['config']['name']} (sha256 {run['config_sha256'][:16]})\n"
-          f"seed     {run['seed']}\nstarted  {run['started']}\nended    {run.get('ended') or ''}\ndir      {run['run_dir']}")
-    if run.get('error'): print(f"error    {run['error']}")
+    if a.json:
+        print(json.dumps(run, indent=2))
+        return 0
+    print(
+        f"run      {run['run_id']}\nstatus   {run['status']}\nrecipe   {run['config']['name']} (sha256 {run['config_sha256'][:16]})\n"
+        f"seed     {run['seed']}\nstarted  {run['started']}\nended    {run.get('ended') or ''}\ndir      {run['run_dir']}"
+    )
+    if run.get('error'):
+        print(f"error    {run['error']}")
     for name, st in run['stages'].items():
-        print(f"  {name:<9} {st.get('status', ''):<10} {st.get('duration_s', ''):>8}s  {_fmt_metrics({k: v for k, v in (st.get('metrics') or {}).items() if not isinstance(v, str)})}")
-    print(f"report   {s.reports_path/run['run_id']/'index.html'}")
+        print(
+            f"  {name:<9} {st.get('status', ''):<10} {st.get('duration_s', ''):>8}s  {_fmt_metrics({k: v for k, v in (st.get('metrics') or {}).items() if not isinstance(v, str)})}"
+        )
+    print(f"report   {s.reports_path / run['run_id'] / 'index.html'}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #243c3541
-def ensure_kernel(name:str='llm-workbench') -> str:
+def ensure_kernel(name: str = 'llm-workbench') -> str:
     "Install a Jupyter kernel spec for this Python (the project's environment) into its prefix; return its name."
     from jupyter_client.kernelspec import KernelSpecManager
+
     if name not in KernelSpecManager().find_kernel_specs():
-        subprocess.run([sys.executable, '-m', 'ipykernel', 'install', '--sys-prefix', '--name', name,
-                        '--display-name', 'llm-workbench (Python)'], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                '-m',
+                'ipykernel',
+                'install',
+                '--sys-prefix',
+                '--name',
+                name,
+                '--display-name',
+                'llm-workbench (Python)',
+            ],
+            check=True,
+            capture_output=True,
+        )
     return name
 
 # %% ../nbs/90_cli.ipynb #be5c02bf
-def _copy_tutorials(dest:Path) -> list[Path]:
+def _copy_tutorials(dest: Path) -> list[Path]:
     "Copy the package's tutorial notebooks that `dest` lacks into it (never overwriting one); return the copies made."
     import llm_workbench
-    new = [nb for nb in sorted((Path(llm_workbench.__file__).parent/'tutorials').glob('*.ipynb')) if not (dest/nb.name).exists()]
-    if new: dest.mkdir(parents=True, exist_ok=True)
-    for nb in new: shutil.copyfile(nb, dest/nb.name)
-    return [dest/nb.name for nb in new]
+
+    new = [
+        nb
+        for nb in sorted((Path(llm_workbench.__file__).parent / 'tutorials').glob('*.ipynb'))
+        if not (dest / nb.name).exists()
+    ]
+    if new:
+        dest.mkdir(parents=True, exist_ok=True)
+    for nb in new:
+        shutil.copyfile(nb, dest / nb.name)
+    return [dest / nb.name for nb in new]
+
 
 def cmd_lab(a) -> int:
     "Copy the tutorials into `DIR/tutorials` (those not there yet), start JupyterLab on 127.0.0.1 with the project kernel and print its URL."
     kernel = ensure_kernel()
     root = Path(a.dir).resolve()
     token = os.environ.get('LLMWB_LAB_TOKEN') or secrets.token_hex(16)
-    args = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={a.port}', f'--ServerApp.root_dir={root}',
-            f'--IdentityProvider.token={token}', '--LabApp.news_url=None', f'--MultiKernelManager.default_kernel_name={kernel}']
-    if hasattr(os, 'geteuid') and os.geteuid() == 0: args.append('--allow-root')
-    print(f"JupyterLab: http://127.0.0.1:{a.port}/lab?token={token}  (kernel: {kernel}; Ctrl-C stops it)", flush=True)
+    args = [
+        sys.executable,
+        '-m',
+        'jupyterlab',
+        '--no-browser',
+        '--ip=127.0.0.1',
+        f'--port={a.port}',
+        f'--ServerApp.root_dir={root}',
+        f'--IdentityProvider.token={token}',
+        '--LabApp.news_url=None',
+        f'--MultiKernelManager.default_kernel_name={kernel}',
+    ]
+    if hasattr(os, 'geteuid') and os.geteuid() == 0:
+        args.append('--allow-root')
+    print(
+        f"JupyterLab: http://127.0.0.1:{a.port}/lab?token={token}  (kernel: {kernel}; Ctrl-C stops it)",
+        flush=True,
+    )
     if not a.no_tutorials:
-        dest = root/'tutorials'
-        if made := _copy_tutorials(dest): print(f"Tutorials: copied {', '.join(p.name for p in made)} into {dest}", flush=True)
-        elif dest.is_dir(): print(f"Tutorials: {dest} (already there: kept as they are)", flush=True)
-        if nbs := sorted(dest.glob('*.ipynb')): print(f"  start here: http://127.0.0.1:{a.port}/lab/tree/tutorials/{nbs[0].name}?token={token}", flush=True)
+        dest = root / 'tutorials'
+        if made := _copy_tutorials(dest):
+            print(f"Tutorials: copied {', '.join(p.name for p in made)} into {dest}", flush=True)
+        elif dest.is_dir():
+            print(f"Tutorials: {dest} (already there: kept as they are)", flush=True)
+        if nbs := sorted(dest.glob('*.ipynb')):
+            print(
+                f"  start here: http://127.0.0.1:{a.port}/lab/tree/tutorials/{nbs[0].name}?token={token}",
+                flush=True,
+            )
     return subprocess.call(args)
 
 # %% ../nbs/90_cli.ipynb #9f22db54
-def _registry(a, create:bool=False):
+def _registry(a, create: bool = False):
     "The workspace's registry (LookupError when there is none and `create` is False)."
     from llm_workbench.release.registry import Registry
-    return Registry(Path(a.registry_path).expanduser().resolve() if a.registry_path else _settings(a).registry_path, create=create)
 
-def _scalars(d:dict, n:int=4) -> dict:
+    return Registry(
+        Path(a.registry_path).expanduser().resolve() if a.registry_path else _settings(a).registry_path,
+        create=create,
+    )
+
+
+def _scalars(d: dict, n: int = 4) -> dict:
     "The first `n` numeric entries of `d` (headline metrics for a table)."
-    return dict([(k, v) for k, v in (d or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:n])
+    return dict(
+        [(k, v) for k, v in (d or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:n]
+    )
+
 
 def _registry_list(a) -> int:
-    try: reg = _registry(a)
-    except LookupError as e: print(f"no models registered ({e})"); return 0
+    try:
+        reg = _registry(a)
+    except LookupError as e:
+        print(f"no models registered ({e})")
+        return 0
     rows = reg.versions(a.name)
-    if a.name and not rows: raise LookupError(f"no model named {a.name!r} in the registry at {reg.path}")
-    if a.json: print(json.dumps(rows, indent=2)); return 0
-    if not rows: print(f"no models registered under {reg.path}"); return 0
+    if a.name and not rows:
+        raise LookupError(f"no model named {a.name!r} in the registry at {reg.path}")
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no models registered under {reg.path}")
+        return 0
     w, wr = max(len(r['name']) for r in rows), max(len(r['run_id']) for r in rows)
-    print(f"{'NAME':<{w}}  {'VERSION':>7}  {'STAGE':<10}  {'GATE':<4}  {'RUN':<{wr}}  {'CREATED':<25}  METRICS")
+    print(
+        f"{'NAME':<{w}}  {'VERSION':>7}  {'STAGE':<10}  {'GATE':<4}  {'RUN':<{wr}}  {'CREATED':<25}  METRICS"
+    )
     for r in rows:
-        print(f"{r['name']:<{w}}  {r['version']:>7}  {r['stage']:<10}  {'pass' if r['gate_passed'] else 'FAIL':<4}  {r['run_id']:<{wr}}  "
-              f"{r['created']:<25}  {_fmt_metrics(_scalars(r['eval_summary']))}")
+        print(
+            f"{r['name']:<{w}}  {r['version']:>7}  {r['stage']:<10}  {'pass' if r['gate_passed'] else 'FAIL':<4}  {r['run_id']:<{wr}}  "
+            f"{r['created']:<25}  {_fmt_metrics(_scalars(r['eval_summary']))}"
+        )
     return 0
+
 
 def _registry_show(a) -> int:
     s = _registry(a).show(a.ref)
-    if a.json: print(json.dumps(s, indent=2)); return 0
+    if a.json:
+        print(json.dumps(s, indent=2))
+        return 0
     g = s['gate']
-    verdict = 'passed' if s['gate_passed'] else 'FAILED' + (f" (blocking: {', '.join(g['failed'])})" if g.get('failed') else '')
-    print(f"model    {s['ref']}  [{s['stage']}]\ngate     {verdict}\nrun      {s['run_id']}\nconfig   sha256 {s['config_hash']}\n"
-          f"dataset  sha256 {s['dataset_sha256']}\nparent   {s['parent'] or 'none'}\ncreated  {s['created']}\nbundle   {s['path']}\n"
-          f"         sha256 of SHA256SUMS {s['bundle_sha256']}: " + ('intact' if not s['problems'] else 'PROBLEMS: ' + '; '.join(s['problems'])))
+    verdict = (
+        'passed'
+        if s['gate_passed']
+        else 'FAILED' + (f" (blocking: {', '.join(g['failed'])})" if g.get('failed') else '')
+    )
+    print(
+        f"model    {s['ref']}  [{s['stage']}]\ngate     {verdict}\nrun      {s['run_id']}\nconfig   sha256 {s['config_hash']}\n"
+        f"dataset  sha256 {s['dataset_sha256']}\nparent   {s['parent'] or 'none'}\ncreated  {s['created']}\nbundle   {s['path']}\n"
+        f"         sha256 of SHA256SUMS {s['bundle_sha256']}: "
+        + ('intact' if not s['problems'] else 'PROBLEMS: ' + '; '.join(s['problems']))
+    )
     print(f"lineage  {' <- '.join(s['lineage'])}")
     print('eval summary')
-    for k, v in s['eval_summary'].items(): print(f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}")
+    for k, v in s['eval_summary'].items():
+        print(f"  {k:<28} {v:.6g}" if isinstance(v, float) else f"  {k:<28} {v}")
     print('gate checks')
     for c in g.get('checks', []):
-        thr = ' and '.join(x for x in (f">= {c['min']:g}" if c.get('min') is not None else '', f"<= {c['max']:g}" if c.get('max') is not None else '') if x)
-        print(f"  {c['status']:<8} {c['metric']:<28} {c.get('value')!s:<12} {thr:<16} {c.get('severity', '')}")
+        thr = ' and '.join(
+            x
+            for x in (
+                f">= {c['min']:g}" if c.get('min') is not None else '',
+                f"<= {c['max']:g}" if c.get('max') is not None else '',
+            )
+            if x
+        )
+        print(
+            f"  {c['status']:<8} {c['metric']:<28} {c.get('value')!s:<12} {thr:<16} {c.get('severity', '')}"
+        )
     print('checksums')
-    for f, h in s['checksums'].items(): print(f"  {h}  {f}")
+    for f, h in s['checksums'].items():
+        print(f"  {h}  {f}")
     print('history')
     for e in s['history']:
-        print(f"  {e['time']}  {e['actor']:<10} {e['from_stage'] or '-':>10} -> {e['to_stage']:<10}" + (' FORCED' if e['forced'] else '') + (f"  {e['reason']}" if e['reason'] else ''))
+        print(
+            f"  {e['time']}  {e['actor']:<10} {e['from_stage'] or '-':>10} -> {e['to_stage']:<10}"
+            + (' FORCED' if e['forced'] else '')
+            + (f"  {e['reason']}" if e['reason'] else '')
+        )
     return 0
+
 
 def _registry_promote(a) -> int:
     reg = _registry(a)
     before = reg.get(a.ref)
-    if before['stage'] == a.stage: print(f"{before['ref']} is already in {a.stage}"); return 0
+    if before['stage'] == a.stage:
+        print(f"{before['ref']} is already in {a.stage}")
+        return 0
     prev = reg.production(before['name']) if a.stage == 'production' else None
     row = reg.promote(before['ref'], a.stage, force=a.force, reason=a.reason, actor=a.actor)
     last = reg.history(row['ref'])[-1]
-    print(f"{row['ref']}: {before['stage']} -> {row['stage']}" + (f" (FORCED past a failed gate; reason: {last['reason']})" if last['forced'] else ''))
-    if prev and prev['ref'] != row['ref']: print(f"{prev['ref']}: production -> archived")
+    print(
+        f"{row['ref']}: {before['stage']} -> {row['stage']}"
+        + (f" (FORCED past a failed gate; reason: {last['reason']})" if last['forced'] else '')
+    )
+    if prev and prev['ref'] != row['ref']:
+        print(f"{prev['ref']}: production -> archived")
     return 0
 
 # %% ../nbs/90_cli.ipynb #14576a57
 def cmd_registry(a) -> int:
     "`llmwb registry list|show|promote`; exit 1 when a version is not found or a promotion is refused."
     from llm_workbench.release.registry import PromotionRefused
-    try: return dict(list=_registry_list, show=_registry_show, promote=_registry_promote)[a.registry_cmd](a)
-    except (LookupError, PromotionRefused) as e: print(f"llmwb: {e}", file=sys.stderr); return 1
+
+    try:
+        return dict(list=_registry_list, show=_registry_show, promote=_registry_promote)[a.registry_cmd](a)
+    except (LookupError, PromotionRefused) as e:
+        print(f"llmwb: {e}", file=sys.stderr)
+        return 1
 
 # %% ../nbs/90_cli.ipynb #7580c1a3
 def cmd_reproduce(a) -> int:
     "Reproduce a run; exit 0 when everything matches bit for bit, 1 otherwise."
     from llm_workbench.release.reproduce import reproduce, ReproduceError
-    try: r = reproduce(a.run, _settings(a), a.run_dir, progress=not a.no_progress)
-    except ReproduceError as e: print(f"llmwb: reproduce FAILED: {e}", file=sys.stderr); return 1
+
+    try:
+        r = reproduce(a.run, _settings(a), a.run_dir, progress=not a.no_progress)
+    except ReproduceError as e:
+        print(f"llmwb: reproduce FAILED: {e}", file=sys.stderr)
+        return 1
     bad = [x for x in r['rows'] if not x['match']]
-    print(f"\nreproduction of {Path(r['original']).name} in {r['run_dir']}: {len(r['rows']) - len(bad)}/{len(r['rows'])} items match")
+    print(
+        f"\nreproduction of {Path(r['original']).name} in {r['run_dir']}: {len(r['rows']) - len(bad)}/{len(r['rows'])} items match"
+    )
     for x in r['rows']:
-        if not x['match'] or not x['item'].startswith('metric '): print(f"  {'ok  ' if x['match'] else 'DIFF'} {x['item']}" + ('' if x['match'] else f": {x['original']} -> {x['reproduced']}"))
-    if bad: print(f"llmwb: reproduce FAILED: {len(bad)} item(s) differ", file=sys.stderr); return 1
-    print('REPRODUCED: data, weights and metrics are identical'); return 0
+        if not x['match'] or not x['item'].startswith('metric '):
+            print(
+                f"  {'ok  ' if x['match'] else 'DIFF'} {x['item']}"
+                + ('' if x['match'] else f": {x['original']} -> {x['reproduced']}")
+            )
+    if bad:
+        print(f"llmwb: reproduce FAILED: {len(bad)} item(s) differ", file=sys.stderr)
+        return 1
+    print('REPRODUCED: data, weights and metrics are identical')
+    return 0
 
 # %% ../nbs/90_cli.ipynb #953391ab
-COMMANDS = dict(run=cmd_run, ls=cmd_ls, show=cmd_show, lab=cmd_lab, registry=cmd_registry, reproduce=cmd_reproduce)
+COMMANDS = dict(
+    run=cmd_run, ls=cmd_ls, show=cmd_show, lab=cmd_lab, registry=cmd_registry, reproduce=cmd_reproduce
+)
 
 # %% ../nbs/90_cli.ipynb #d50fa129
-def main(argv:list|None=None) -> int:
+def main(argv: list | None = None) -> int:
     "Entry point of `llmwb`: clear one-line errors for bad input, exit codes for scripts."
     a = build_parser().parse_args(argv)
-    try: return COMMANDS[a.cmd](a)
-    except ConfigError as e: print(f"llmwb: invalid recipe:\n{e}", file=sys.stderr); return 2
-    except (FileNotFoundError, ValueError, RunDirBusy) as e: print(f"llmwb: {e}", file=sys.stderr); return 2
+    try:
+        return COMMANDS[a.cmd](a)
+    except ConfigError as e:
+        print(f"llmwb: invalid recipe:\n{e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RunDirBusy) as e:
+        print(f"llmwb: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
-        if not disk_full(e): raise
+        if not disk_full(e):
+            raise
         print(f"llmwb: {e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt: print("llmwb: interrupted", file=sys.stderr); return 130
+    except KeyboardInterrupt:
+        print("llmwb: interrupted", file=sys.stderr)
+        return 130

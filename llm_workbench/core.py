@@ -18,27 +18,38 @@ __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES',
            'read_progress', 'RunLayout']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
-DEFAULT_SETTINGS = dict(runs_path='runs', reports_path='reports', registry_path='registry', tracking='wandb-offline',
-                        kernel_name='python3', cell_timeout='3600', cost_per_hour_cpu='0.10', cost_per_hour_gpu='2.50',
-                        wandb_project='llm-workbench', model_cache_path='models')
+DEFAULT_SETTINGS = dict(
+    runs_path='runs',
+    reports_path='reports',
+    registry_path='registry',
+    tracking='wandb-offline',
+    kernel_name='python3',
+    cell_timeout='3600',
+    cost_per_hour_cpu='0.10',
+    cost_per_hour_gpu='2.50',
+    wandb_project='llm-workbench',
+    model_cache_path='models',
+)
 TRACKING_MODES = ('wandb-offline', 'wandb-online', 'none')
 
 # %% ../nbs/00_core.ipynb #3a73bda5
-def find_settings(start:Path|str|None=None) -> Path|None:
+def find_settings(start: Path | str | None = None) -> Path | None:
     "The nearest `settings.ini` with an `[llmwb]` section, walking up from `start` (default: cwd)."
     p = Path(start or Path.cwd()).resolve()
     for d in [p, *p.parents]:
-        f = d/'settings.ini'
+        f = d / 'settings.ini'
         if f.is_file():
             cp = configparser.ConfigParser()
             cp.read(f, encoding='utf-8')
-            if cp.has_section('llmwb'): return f
+            if cp.has_section('llmwb'):
+                return f
     return None
 
 # %% ../nbs/00_core.ipynb #95252b25
 @dataclass(frozen=True)
 class Settings:
     "Workspace settings: paths are absolute, resolved against the folder of `settings.ini` (or cwd when there is none)."
+
     root: Path
     runs_path: Path
     reports_path: Path
@@ -49,11 +60,11 @@ class Settings:
     cost_per_hour_cpu: float
     cost_per_hour_gpu: float
     wandb_project: str = 'llm-workbench'
-    model_cache_path: Path|None = None
-    source: Path|None = None
+    model_cache_path: Path | None = None
+    source: Path | None = None
 
 # %% ../nbs/00_core.ipynb #c3f91aff
-def load_settings(start:Path|str|None=None, env:dict|None=None, **overrides) -> Settings:
+def load_settings(start: Path | str | None = None, env: dict | None = None, **overrides) -> Settings:
     "Settings from `settings.ini` (found from `start`), then `LLMWB_*` variables in `env`, then `overrides`."
     env = os.environ if env is None else env
     f = find_settings(start)
@@ -62,32 +73,46 @@ def load_settings(start:Path|str|None=None, env:dict|None=None, **overrides) -> 
         cp = configparser.ConfigParser()
         cp.read(f, encoding='utf-8')
         unknown = set(cp['llmwb']) - set(DEFAULT_SETTINGS)
-        if unknown: raise ValueError(f"{f}: unknown key(s) in [llmwb]: {', '.join(sorted(unknown))}")
+        if unknown:
+            raise ValueError(f"{f}: unknown key(s) in [llmwb]: {', '.join(sorted(unknown))}")
         vals.update(cp['llmwb'])
     for k in DEFAULT_SETTINGS:
-        if (v := env.get(f'LLMWB_{k.upper()}')) not in (None, ''): vals[k] = v
-    vals.update({k:str(v) for k,v in overrides.items() if v is not None})
+        if (v := env.get(f'LLMWB_{k.upper()}')) not in (None, ''):
+            vals[k] = v
+    vals.update({k: str(v) for k, v in overrides.items() if v is not None})
     if vals['tracking'] not in TRACKING_MODES:
-        raise ValueError(f"{f or 'settings'}: tracking must be one of {TRACKING_MODES}, got {vals['tracking']!r}")
+        raise ValueError(
+            f"{f or 'settings'}: tracking must be one of {TRACKING_MODES}, got {vals['tracking']!r}"
+        )
     root = f.parent if f else Path(start or Path.cwd()).resolve()
-    path = lambda k: (root/Path(vals[k]).expanduser()).resolve()
-    return Settings(root=root, runs_path=path('runs_path'), reports_path=path('reports_path'),
-                    registry_path=path('registry_path'), tracking=vals['tracking'], kernel_name=vals['kernel_name'],
-                    cell_timeout=int(vals['cell_timeout']), cost_per_hour_cpu=float(vals['cost_per_hour_cpu']),
-                    cost_per_hour_gpu=float(vals['cost_per_hour_gpu']), wandb_project=vals['wandb_project'],
-                    model_cache_path=path('model_cache_path'), source=f)
+    path = lambda k: (root / Path(vals[k]).expanduser()).resolve()
+    return Settings(
+        root=root,
+        runs_path=path('runs_path'),
+        reports_path=path('reports_path'),
+        registry_path=path('registry_path'),
+        tracking=vals['tracking'],
+        kernel_name=vals['kernel_name'],
+        cell_timeout=int(vals['cell_timeout']),
+        cost_per_hour_cpu=float(vals['cost_per_hour_cpu']),
+        cost_per_hour_gpu=float(vals['cost_per_hour_gpu']),
+        wandb_project=vals['wandb_project'],
+        model_cache_path=path('model_cache_path'),
+        source=f,
+    )
 
 # %% ../nbs/00_core.ipynb #573c5773
-def sha256_bytes(b:bytes) -> str:
+def sha256_bytes(b: bytes) -> str:
     "Hex sha256 of `b`."
     return hashlib.sha256(b).hexdigest()
 
 # %% ../nbs/00_core.ipynb #c6f50c0f
-def sha256_file(path:Path|str, chunk:int=1<<20) -> str:
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
     "Hex sha256 of a file's bytes, read in chunks."
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
+        while b := f.read(chunk):
+            h.update(b)
     return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #5feb94b5
@@ -101,34 +126,41 @@ def sha256_json(obj) -> str:
     return sha256_bytes(canonical_json(obj).encode())
 
 # %% ../nbs/00_core.ipynb #285bd49f
-def sha256_tree(path:Path|str, exclude:tuple=()) -> str:
+def sha256_tree(path: Path | str, exclude: tuple = ()) -> str:
     "Hex sha256 over a folder: each file's relative path and content hash, in sorted order; `exclude` skips top-level names."
     path = Path(path)
-    if path.is_file(): return sha256_file(path)
+    if path.is_file():
+        return sha256_file(path)
     files = sorted(p for p in path.rglob('*') if p.is_file() and p.relative_to(path).parts[0] not in exclude)
     return sha256_json([[p.relative_to(path).as_posix(), sha256_file(p)] for p in files])
 
 # %% ../nbs/00_core.ipynb #6e3f2a02
-def _name(path:str) -> str:
+def _name(path: str) -> str:
     "A file name as printable text: bytes that are not UTF-8 (a name from another system) become `\\xNN` escapes."
     return os.fsencode(path).decode('utf-8', 'backslashreplace')
 
-def _file_entry(p:Path, cache:dict) -> str:
+
+def _file_entry(p: Path, cache: dict) -> str:
     "A file's content hash, from `cache` when its (size, mtime_ns, inode) did not change."
     st = p.lstat()
     key, stamp = _name(str(p)), [st.st_size, st.st_mtime_ns, st.st_ino]
     hit = cache.get(key)
-    if hit and hit[:3] == stamp: return hit[3]
+    if hit and hit[:3] == stamp:
+        return hit[3]
     digest = sha256_file(p)
     cache[key] = stamp + [digest]
     return digest
 
-def fingerprint(path:Path|str, cache:dict|None=None) -> str:
+
+def fingerprint(path: Path | str, cache: dict | None = None) -> str:
     "sha256 over the contents of a file or folder (relative paths + content hashes); `missing` when absent."
     import stat as st_
+
     path, cache = Path(path), ({} if cache is None else cache)
-    if not os.path.lexists(path): return 'missing'
-    if path.is_file() and not path.is_symlink(): return _file_entry(path, cache)
+    if not os.path.lexists(path):
+        return 'missing'
+    if path.is_file() and not path.is_symlink():
+        return _file_entry(path, cache)
     rows = []
     for root, dirs, files in os.walk(path):
         dirs.sort()
@@ -136,151 +168,286 @@ def fingerprint(path:Path|str, cache:dict|None=None) -> str:
             p = Path(root, name)
             rel = _name(p.relative_to(path).as_posix())
             mode = p.lstat().st_mode
-            if st_.S_ISLNK(mode): rows.append([rel, 'link', _name(os.readlink(p))])
-            elif st_.S_ISREG(mode): rows.append([rel, _file_entry(p, cache)])
-            else: rows.append([rel, 'special'])
+            if st_.S_ISLNK(mode):
+                rows.append([rel, 'link', _name(os.readlink(p))])
+            elif st_.S_ISREG(mode):
+                rows.append([rel, _file_entry(p, cache)])
+            else:
+                rows.append([rel, 'special'])
     return sha256_json(rows)
 
 # %% ../nbs/00_core.ipynb #35587bb4
-def write_json(path:Path|str, obj, indent:int=2):
+def write_json(path: Path | str, obj, indent: int = 2):
     "Write `obj` as JSON atomically (write a temp file, then rename), so readers never see half a file."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + '\n', encoding='utf-8')
+        tmp.write_text(
+            json.dumps(obj, indent=indent, ensure_ascii=False, default=str) + '\n', encoding='utf-8'
+        )
         os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)     # a failed write (a full disk) leaves no half-written temp file
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half-written temp file
 
 # %% ../nbs/00_core.ipynb #113f715f
-def seed_everything(seed:int) -> dict:
+def seed_everything(seed: int) -> dict:
     "Seed Python's `random`, numpy and torch (CPU and CUDA); return what was seeded."
     import numpy as np, torch
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     return dict(python=seed, numpy=seed % 2**32, torch=seed)
 
 # %% ../nbs/00_core.ipynb #2827ae9c
-KEY_PACKAGES = ('llm-workbench', 'torch', 'transformers', 'tokenizers', 'datasets', 'accelerate', 'peft', 'trl', 'evaluate',
-                'safetensors', 'wandb', 'numpy', 'pandas', 'plotly', 'papermill', 'nbconvert', 'ipykernel', 'pydantic')
+KEY_PACKAGES = (
+    'llm-workbench',
+    'torch',
+    'transformers',
+    'tokenizers',
+    'datasets',
+    'accelerate',
+    'peft',
+    'trl',
+    'evaluate',
+    'safetensors',
+    'wandb',
+    'numpy',
+    'pandas',
+    'plotly',
+    'papermill',
+    'nbconvert',
+    'ipykernel',
+    'pydantic',
+)
 
 # %% ../nbs/00_core.ipynb #59ebfb24
 def package_versions(names=KEY_PACKAGES) -> dict:
     "Installed versions of `names` (None where not installed)."
+
     def v(n):
-        try: return metadata.version(n)
-        except metadata.PackageNotFoundError: return None
+        try:
+            return metadata.version(n)
+        except metadata.PackageNotFoundError:
+            return None
+
     return {n: v(n) for n in names}
 
 # %% ../nbs/00_core.ipynb #2c8f797c
-def git_info(path:Path|str|None=None) -> dict:
+def git_info(path: Path | str | None = None) -> dict:
     "The git commit of the repo holding `path` and whether its tree is dirty (empty dict outside git)."
+
     def git(*a):
         return subprocess.run(['git', *a], cwd=path or Path.cwd(), capture_output=True, text=True, timeout=10)
+
     try:
         c = git('rev-parse', 'HEAD')
-        if c.returncode: return {}
-        return dict(commit=c.stdout.strip(), dirty=bool(git('status', '--porcelain', '--untracked-files=no').stdout.strip()))
-    except (OSError, subprocess.SubprocessError): return {}
+        if c.returncode:
+            return {}
+        return dict(
+            commit=c.stdout.strip(),
+            dirty=bool(git('status', '--porcelain', '--untracked-files=no').stdout.strip()),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
 
 # %% ../nbs/00_core.ipynb #ca092d46
 def environment_info() -> dict:
     "Python, platform, CPU count, torch build and accelerator, and key package versions."
     import torch
-    return dict(python=sys.version.split()[0], executable=sys.executable, platform=platform.platform(),
-                machine=platform.machine(), cpu_count=os.cpu_count(), torch=torch.__version__,
-                cuda=torch.cuda.is_available(), device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
-                torch_threads=torch.get_num_threads(), packages=package_versions())
+
+    return dict(
+        python=sys.version.split()[0],
+        executable=sys.executable,
+        platform=platform.platform(),
+        machine=platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch=torch.__version__,
+        cuda=torch.cuda.is_available(),
+        device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu',
+        torch_threads=torch.get_num_threads(),
+        packages=package_versions(),
+    )
 
 # %% ../nbs/00_core.ipynb #7d501c48
-def offline_env(tracking:str='wandb-offline') -> dict:
+def offline_env(tracking: str = 'wandb-offline') -> dict:
     "Environment variables a run sets for itself and its kernels."
-    env = dict(HF_HUB_OFFLINE='1', HF_DATASETS_OFFLINE='1', HF_EVALUATE_OFFLINE='1', TRANSFORMERS_OFFLINE='1',
-               HF_HUB_DISABLE_TELEMETRY='1', TOKENIZERS_PARALLELISM='false', PLOTLY_RENDERER='plotly_mimetype+notebook',
-               WANDB_SILENT='true', WANDB_DISABLE_GIT='true')
+    env = dict(
+        HF_HUB_OFFLINE='1',
+        HF_DATASETS_OFFLINE='1',
+        HF_EVALUATE_OFFLINE='1',
+        TRANSFORMERS_OFFLINE='1',
+        HF_HUB_DISABLE_TELEMETRY='1',
+        TOKENIZERS_PARALLELISM='false',
+        PLOTLY_RENDERER='plotly_mimetype+notebook',
+        WANDB_SILENT='true',
+        WANDB_DISABLE_GIT='true',
+    )
     env['WANDB_MODE'] = {'wandb-offline': 'offline', 'wandb-online': 'online', 'none': 'disabled'}[tracking]
     return env
 
 # %% ../nbs/00_core.ipynb #7c0a5e02
-def report_progress(done:int, total:int|None=None, what:str='', path:str|os.PathLike|None=None, **info) -> dict|None:
+def report_progress(
+    done: int, total: int | None = None, what: str = '', path: str | os.PathLike | None = None, **info
+) -> dict | None:
     "Write `{done, total, what, time, **info}` atomically to `path` (default `$LLMWB_PROGRESS`); None when unset."
     import time
+
     path = path or os.environ.get('LLMWB_PROGRESS')
-    if not path: return None
-    rec = dict(done=int(done), total=None if total is None else int(total), what=what, time=round(time.time(), 3), **info)
+    if not path:
+        return None
+    rec = dict(
+        done=int(done),
+        total=None if total is None else int(total),
+        what=what,
+        time=round(time.time(), 3),
+        **info,
+    )
     p = Path(path)
     tmp = p.with_name(p.name + f'.{os.getpid()}.tmp')
     try:
         tmp.write_text(json.dumps(rec, default=str), encoding='utf-8')
         os.replace(tmp, p)
-    except OSError: return None      # progress is a courtesy: never fail the work for it
+    except OSError:
+        return None  # progress is a courtesy: never fail the work for it
     return rec
 
 # %% ../nbs/00_core.ipynb #7c0a5e03
-def read_progress(path:str|os.PathLike) -> dict|None:
+def read_progress(path: str | os.PathLike) -> dict | None:
     "The last record `report_progress` wrote to `path`, or None."
-    try: return json.loads(Path(path).read_text(encoding='utf-8'))
-    except (OSError, ValueError): return None
+    try:
+        return json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return None
 
 # %% ../nbs/00_core.ipynb #8d1b6f02
 TRAIN_STAGES = ('pretrain', 'sft', 'align')
 
+
 @dataclass(frozen=True)
 class RunLayout:
     "Paths of one run dir: `RunLayout(run_dir).results`, `.model('sft')`, `.split('val')`, ..."
+
     root: Path
 
-    def __post_init__(self): object.__setattr__(self, 'root', Path(self.root))
+    def __post_init__(self):
+        object.__setattr__(self, 'root', Path(self.root))
+
     @property
-    def run_json(self) -> Path: return self.root/'run.json'
+    def run_json(self) -> Path:
+        return self.root / 'run.json'
+
     @property
-    def recipe(self) -> Path: return self.root/'recipe.yaml'
+    def recipe(self) -> Path:
+        return self.root / 'recipe.yaml'
+
     @property
-    def notebooks(self) -> Path: return self.root/'notebooks'
-    def stage_record(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.json'
-    def progress(self, stage:str) -> Path: return self.root/'stages'/f'{stage}.progress.json'
+    def notebooks(self) -> Path:
+        return self.root / 'notebooks'
+
+    def stage_record(self, stage: str) -> Path:
+        return self.root / 'stages' / f'{stage}.json'
+
+    def progress(self, stage: str) -> Path:
+        return self.root / 'stages' / f'{stage}.progress.json'
+
     @property
-    def lock(self) -> Path: return self.root/'stages'/'.lock'
+    def lock(self) -> Path:
+        return self.root / 'stages' / '.lock'
+
     @property
-    def reserve(self) -> Path: return self.root/'stages'/'.reserve'
+    def reserve(self) -> Path:
+        return self.root / 'stages' / '.reserve'
+
     @property
-    def fingerprints(self) -> Path: return self.root/'stages'/'fingerprints.json'
+    def fingerprints(self) -> Path:
+        return self.root / 'stages' / 'fingerprints.json'
+
     @property
-    def data(self) -> Path: return self.root/'data'
+    def data(self) -> Path:
+        return self.root / 'data'
+
     @property
-    def manifest(self) -> Path: return self.data/'manifest.json'
+    def manifest(self) -> Path:
+        return self.data / 'manifest.json'
+
     @property
-    def quarantine(self) -> Path: return self.data/'quarantine.jsonl'
+    def quarantine(self) -> Path:
+        return self.data / 'quarantine.jsonl'
+
     @property
-    def contamination(self) -> Path: return self.data/'contamination.json'
+    def contamination(self) -> Path:
+        return self.data / 'contamination.json'
+
     @property
-    def data_card(self) -> Path: return self.data/'DATA_CARD.md'
-    def split(self, name:str) -> Path: return self.data/f'{name}.parquet'
-    def pairs(self, kind:str, split:str) -> Path: return self.data/'pairs'/f'{kind}-{split}.parquet'
+    def data_card(self) -> Path:
+        return self.data / 'DATA_CARD.md'
+
+    def split(self, name: str) -> Path:
+        return self.data / f'{name}.parquet'
+
+    def pairs(self, kind: str, split: str) -> Path:
+        return self.data / 'pairs' / f'{kind}-{split}.parquet'
+
     @property
-    def tokenizer(self) -> Path: return self.root/'tokenizer'
+    def tokenizer(self) -> Path:
+        return self.root / 'tokenizer'
+
     @property
-    def init_model(self) -> Path: return self.root/'pretrain'/'init'
-    def stage_dir(self, stage:str) -> Path: return self.root/stage
-    def summary(self, stage:str) -> Path: return self.root/stage/'summary.json'
-    def model(self, stage:str) -> Path: return self.root/stage/'model'
-    def adapter(self, stage:str) -> Path: return self.root/stage/'adapter'
-    def checkpoints(self, stage:str) -> Path: return self.root/stage/'checkpoints'
-    def metrics(self, stage:str) -> Path: return self.root/stage/'metrics.jsonl'
-    def ledger(self, stage:str) -> Path: return self.root/stage/'ledger.jsonl'
+    def init_model(self) -> Path:
+        return self.root / 'pretrain' / 'init'
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def summary(self, stage: str) -> Path:
+        return self.root / stage / 'summary.json'
+
+    def model(self, stage: str) -> Path:
+        return self.root / stage / 'model'
+
+    def adapter(self, stage: str) -> Path:
+        return self.root / stage / 'adapter'
+
+    def checkpoints(self, stage: str) -> Path:
+        return self.root / stage / 'checkpoints'
+
+    def metrics(self, stage: str) -> Path:
+        return self.root / stage / 'metrics.jsonl'
+
+    def ledger(self, stage: str) -> Path:
+        return self.root / stage / 'ledger.jsonl'
+
     @property
-    def eval(self) -> Path: return self.root/'eval'
+    def eval(self) -> Path:
+        return self.root / 'eval'
+
     @property
-    def results(self) -> Path: return self.eval/'results.json'
+    def results(self) -> Path:
+        return self.eval / 'results.json'
+
     @property
-    def suite(self) -> Path: return self.eval/'suite'
+    def suite(self) -> Path:
+        return self.eval / 'suite'
+
     @property
-    def release(self) -> Path: return self.root/'release'
+    def release(self) -> Path:
+        return self.root / 'release'
+
     @property
-    def gate(self) -> Path: return self.release/'gate.json'
+    def gate(self) -> Path:
+        return self.release / 'gate.json'
+
     @property
-    def regression(self) -> Path: return self.release/'regression.json'
+    def regression(self) -> Path:
+        return self.release / 'regression.json'
+
     @property
-    def audit(self) -> Path: return self.release/'audit.json'
+    def audit(self) -> Path:
+        return self.release / 'audit.json'
+
     @property
-    def bundle(self) -> Path: return self.release/'bundle'
+    def bundle(self) -> Path:
+        return self.release / 'bundle'

@@ -18,14 +18,17 @@ __all__ = ['WIDGET_VIEW', 'funnel_figure', 'removed_figure', 'loss_figure', 'gra
            'notebook_link', 'render_html', 'run_index_html', 'runs_index_html']
 
 # %% ../nbs/60_report.ipynb #a412e9ea
-def _wrap(text:str, width:int) -> str:
+def _wrap(text: str, width: int) -> str:
     "`text` wrapped at `width` characters with `<br>`, plotly's line break."
     import textwrap
+
     return '<br>'.join(textwrap.wrap(text, width))
 
-def funnel_figure(manifest:dict):
+
+def funnel_figure(manifest: dict):
     "Plotly funnel: records in, what each filter removed, records kept; idle filters named in a note."
     import plotly.graph_objects as go
+
     c = manifest['counts']
     left, labels, values, idle = c['records_in'], ['records in'], [c['records_in']], []
     for stage, n in c.get('removed_by_stage', {}).items():
@@ -35,54 +38,95 @@ def funnel_figure(manifest:dict):
         left -= n
         labels.append(f'after {stage} (−{n:,})')
         values.append(left)
-    fig = go.Figure(go.Funnel(y=labels, x=values, texttemplate='%{value:,}<br>%{percentInitial:.0%}',
-                              textposition='inside', insidetextfont=dict(size=13)))
+    fig = go.Figure(
+        go.Funnel(
+            y=labels,
+            x=values,
+            texttemplate='%{value:,}<br>%{percentInitial:.0%}',
+            textposition='inside',
+            insidetextfont=dict(size=13),
+        )
+    )
     note = _wrap('no records removed by: ' + ', '.join(idle), 110) if idle else ''
     bottom = 30 + 18 * (note.count('<br>') + 1) if note else 30
-    fig.update_layout(title='Data funnel', height=110 + 48 * len(labels) + bottom,
-                      margin=dict(l=20, r=20, t=50, b=bottom),
-                      yaxis=dict(automargin=True, tickfont=dict(size=13)))
+    fig.update_layout(
+        title='Data funnel',
+        height=110 + 48 * len(labels) + bottom,
+        margin=dict(l=20, r=20, t=50, b=bottom),
+        yaxis=dict(automargin=True, tickfont=dict(size=13)),
+    )
     if note:
-        fig.add_annotation(text=note, xref='paper', yref='paper', x=0, y=0, yshift=-12, yanchor='top', xanchor='left',
-                           showarrow=False, align='left', font=dict(size=12, color='#5f6368'))
+        fig.add_annotation(
+            text=note,
+            xref='paper',
+            yref='paper',
+            x=0,
+            y=0,
+            yshift=-12,
+            yanchor='top',
+            xanchor='left',
+            showarrow=False,
+            align='left',
+            font=dict(size=12, color='#5f6368'),
+        )
     return fig
 
 # %% ../nbs/60_report.ipynb #8ac447ec
-def removed_figure(manifest:dict):
+def removed_figure(manifest: dict):
     "Plotly bar chart of removed records by reason."
     import plotly.graph_objects as go
+
     r = manifest['counts']['removed_by_reason']
     fig = go.Figure(go.Bar(x=list(r.values()), y=list(r.keys()), orientation='h'))
-    fig.update_layout(title='Removed records by reason', height=max(200, 40 * len(r) + 100),
-                      margin=dict(l=20, r=20, t=50, b=30), yaxis=dict(autorange='reversed', automargin=True))
+    fig.update_layout(
+        title='Removed records by reason',
+        height=max(200, 40 * len(r) + 100),
+        margin=dict(l=20, r=20, t=50, b=30),
+        yaxis=dict(autorange='reversed', automargin=True),
+    )
     return fig
 
 # %% ../nbs/60_report.ipynb #27d90f43
-def loss_figure(rows:list[dict]):
+def loss_figure(rows: list[dict]):
     "Plotly line chart of train and eval loss (and learning rate on a second axis) against step."
     import plotly.graph_objects as go
-    tr = [r for r in rows if 'loss' in r]; ev = [r for r in rows if 'eval_loss' in r]
+
+    tr = [r for r in rows if 'loss' in r]
+    ev = [r for r in rows if 'eval_loss' in r]
     fig = go.Figure()
     fig.add_scatter(x=[r['step'] for r in tr], y=[r['loss'] for r in tr], name='train loss', mode='lines')
-    fig.add_scatter(x=[r['step'] for r in ev], y=[r['eval_loss'] for r in ev], name='val loss',
-                    mode='lines+markers')
+    fig.add_scatter(
+        x=[r['step'] for r in ev], y=[r['eval_loss'] for r in ev], name='val loss', mode='lines+markers'
+    )
     if any('learning_rate' in r for r in tr):
-        fig.add_scatter(x=[r['step'] for r in tr], y=[r.get('learning_rate') for r in tr], name='learning rate',
-                        yaxis='y2',
-                        line=dict(dash='dot', width=1))
-    fig.update_layout(title='Loss', xaxis_title='step', yaxis_title='loss', height=400,
-                      legend=dict(orientation='h', yanchor='bottom', y=1.02, xanchor='right', x=1),
-                      yaxis2=dict(overlaying='y', side='right', title='lr', showgrid=False,
-                                  tickformat='.1e'))
+        fig.add_scatter(
+            x=[r['step'] for r in tr],
+            y=[r.get('learning_rate') for r in tr],
+            name='learning rate',
+            yaxis='y2',
+            line=dict(dash='dot', width=1),
+        )
+    fig.update_layout(
+        title='Loss',
+        xaxis_title='step',
+        yaxis_title='loss',
+        height=400,
+        legend=dict(orientation='h', yanchor='bottom', y=1.02, xanchor='right', x=1),
+        yaxis2=dict(overlaying='y', side='right', title='lr', showgrid=False, tickformat='.1e'),
+    )
     return fig
 
 # %% ../nbs/60_report.ipynb #8d072abc
-def grad_norm_figure(rows:list[dict], max_grad_norm:float|None=None):
+def grad_norm_figure(rows: list[dict], max_grad_norm: float | None = None):
     "Plotly line chart of the gradient norm against step, with the clipping threshold when given."
     import plotly.graph_objects as go
+
     g = [r for r in rows if 'grad_norm' in r]
-    fig = go.Figure(go.Scatter(x=[r['step'] for r in g], y=[r['grad_norm'] for r in g], name='grad norm', mode='lines'))
-    if max_grad_norm: fig.add_hline(y=max_grad_norm, line_dash='dot', annotation_text='clip')
+    fig = go.Figure(
+        go.Scatter(x=[r['step'] for r in g], y=[r['grad_norm'] for r in g], name='grad norm', mode='lines')
+    )
+    if max_grad_norm:
+        fig.add_hline(y=max_grad_norm, line_dash='dot', annotation_text='clip')
     fig.update_layout(title='Gradient norm', xaxis_title='step', height=300)
     return fig
 
@@ -90,45 +134,61 @@ def grad_norm_figure(rows:list[dict], max_grad_norm:float|None=None):
 def template_dir() -> Path:
     "The folder holding the package's nbconvert templates."
     import llm_workbench
-    return Path(llm_workbench.__file__).parent/'templates'
+
+    return Path(llm_workbench.__file__).parent / 'templates'
 
 # %% ../nbs/60_report.ipynb #c551efe0
-def external_resources(html_text:str) -> list[str]:
+def external_resources(html_text: str) -> list[str]:
     "URLs of scripts, stylesheets and images an HTML page would fetch from the network."
-    pat = r'<(?:script|img|iframe)[^>]+src=["\'](https?:)?//([^"\']+)|<link[^>]+href=["\'](https?:)?//([^"\']+)'
+    pat = (
+        r'<(?:script|img|iframe)[^>]+src=["\'](https?:)?//([^"\']+)|<link[^>]+href=["\'](https?:)?//([^"\']+)'
+    )
     return sorted({m.group(2) or m.group(4) for m in re.finditer(pat, html_text)})
 
 # %% ../nbs/60_report.ipynb #4d86832b
 _MATHJAX_CDN = re.compile(r'<script src="https?://[^"]*mathjax[^"]*"></script>')
 
-def offline_plotly(renderer:str='plotly_mimetype+llmwb_notebook') -> str:
+
+def offline_plotly(renderer: str = 'plotly_mimetype+llmwb_notebook') -> str:
     "Register the offline notebook renderer (`llmwb_notebook`) and make `renderer` plotly's default; return it."
     import plotly.io as pio
     from plotly.io._base_renderers import NotebookRenderer
+
     class OfflineNotebookRenderer(NotebookRenderer):
         "plotly's notebook renderer without the MathJax CDN script."
+
         def to_mimebundle(self, fig_dict):
             b = super().to_mimebundle(fig_dict)
             b['text/html'] = _MATHJAX_CDN.sub('', b['text/html'])
             return b
-    if 'llmwb_notebook' not in pio.renderers: pio.renderers['llmwb_notebook'] = OfflineNotebookRenderer(connected=False)
+
+    if 'llmwb_notebook' not in pio.renderers:
+        pio.renderers['llmwb_notebook'] = OfflineNotebookRenderer(connected=False)
     pio.renderers.default = renderer
     return renderer
 
 # %% ../nbs/60_report.ipynb #713e1a02
-_STATUS_STYLE = {'pass': ('#137333', '#e6f4ea'), 'fail': ('#c5221f', '#fce8e6'), 'missing': ('#b06000', '#fef7e0')}
+_STATUS_STYLE = {
+    'pass': ('#137333', '#e6f4ea'),
+    'fail': ('#c5221f', '#fce8e6'),
+    'missing': ('#b06000', '#fef7e0'),
+}
 
-def _bound(c:dict) -> str:
+
+def _bound(c: dict) -> str:
     lo, hi = c.get('min'), c.get('max')
-    if lo is not None and hi is not None: return f'{lo:g} ≤ x ≤ {hi:g}'
+    if lo is not None and hi is not None:
+        return f'{lo:g} ≤ x ≤ {hi:g}'
     return f'≥ {lo:g}' if lo is not None else f'≤ {hi:g}'
 
+
 def _val(v) -> str:
-    if v is None: return '—'
+    if v is None:
+        return '—'
     return f'{v:.4g}' if isinstance(v, float) else str(v)
 
 # %% ../nbs/60_report.ipynb #f816ce9b
-def gate_table_html(gate:dict) -> str:
+def gate_table_html(gate: dict) -> str:
     "A compact, coloured HTML table of a gate result (verdict banner, one row per check), with inline styles only."
     e = html.escape
     ok = gate.get('passed') is True
@@ -141,32 +201,42 @@ def gate_table_html(gate:dict) -> str:
     rows = []
     for c in gate.get('checks', []):
         cf, cb = _STATUS_STYLE.get(c['status'], ('#222', '#fff'))
-        if c['status'] != 'pass' and c.get('severity') == 'warn': cf, cb = _STATUS_STYLE['missing']
-        rows.append(f'<tr style="background:{cb}"><td style="{td}"><code>{e(c["metric"])}</code></td><td style="{td}">{e(_val(c.get("value")))}</td>'
-                    f'<td style="{td}">{e(_bound(c))}</td><td style="{td}">{e(c.get("severity", ""))}</td>'
-                    f'<td style="{td};color:{cf};font-weight:bold">{e(c["status"])}</td>'
-                    f'<td style="{td}">{e(c.get("why", ""))}{(" (" + e(c["note"]) + ")") if c.get("note") else ""}</td></tr>')
-    head = ''.join(f'<th style="{td};background:#f3f3f3">{h}</th>' for h in ('metric', 'value', 'threshold', 'severity', 'status', 'why'))
-    return (f'<div class="llmwb-gate" style="margin:0.5em 0 1.5em 0;font-family:system-ui,sans-serif">'
-            f'<div style="background:{bg};color:{fg};border-left:6px solid {fg};padding:6px 12px;font-weight:bold">'
-            f'Release gate: {verdict} ({npass}/{n} checks passed{e(extra)})</div>'
-            f'<table style="border-collapse:collapse;font-size:90%;margin-top:4px"><tr>{head}</tr>{"".join(rows)}</table></div>')
+        if c['status'] != 'pass' and c.get('severity') == 'warn':
+            cf, cb = _STATUS_STYLE['missing']
+        rows.append(
+            f'<tr style="background:{cb}"><td style="{td}"><code>{e(c["metric"])}</code></td><td style="{td}">{e(_val(c.get("value")))}</td>'
+            f'<td style="{td}">{e(_bound(c))}</td><td style="{td}">{e(c.get("severity", ""))}</td>'
+            f'<td style="{td};color:{cf};font-weight:bold">{e(c["status"])}</td>'
+            f'<td style="{td}">{e(c.get("why", ""))}{(" (" + e(c["note"]) + ")") if c.get("note") else ""}</td></tr>'
+        )
+    head = ''.join(
+        f'<th style="{td};background:#f3f3f3">{h}</th>'
+        for h in ('metric', 'value', 'threshold', 'severity', 'status', 'why')
+    )
+    return (
+        f'<div class="llmwb-gate" style="margin:0.5em 0 1.5em 0;font-family:system-ui,sans-serif">'
+        f'<div style="background:{bg};color:{fg};border-left:6px solid {fg};padding:6px 12px;font-weight:bold">'
+        f'Release gate: {verdict} ({npass}/{n} checks passed{e(extra)})</div>'
+        f'<table style="border-collapse:collapse;font-size:90%;margin-top:4px"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    )
 
 # %% ../nbs/60_report.ipynb #f65590ce
 _BAR = re.compile(r'\d{1,3}%\|.*\|')
 _ELAPSED = re.compile(r'\[(?:\d+:)?\d{1,2}:\d{2}(?:<[^\],]*)?,[^\]]*\]\s*$')
 
-def is_progress_line(line:str) -> bool:
+
+def is_progress_line(line: str) -> bool:
     "Whether one line of output is a progress bar (tqdm's `NN%|bar|`, or its `[elapsed<remaining, rate]`)."
     return bool(_BAR.search(line) or _ELAPSED.search(line))
 
 # %% ../nbs/60_report.ipynb #c0833ea5
-def strip_progress(text:str) -> str:
+def strip_progress(text: str) -> str:
     "`text` without its progress-bar lines (a `\\r`-updated line counts as what a terminal shows)."
     kept = []
     for line in text.split('\n'):
         shown = line.rstrip('\r').split('\r')[-1]
-        if is_progress_line(shown) or (line.strip() and not shown.strip()): continue
+        if is_progress_line(shown) or (line.strip() and not shown.strip()):
+            continue
         kept.append(shown)
     return '\n'.join(kept)
 
@@ -174,72 +244,96 @@ def strip_progress(text:str) -> str:
 WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json'
 _PROGRESS_HTML = re.compile(r'<div>\s*<progress[^>]*>\s*</progress>.*?</div>', re.S)
 
-def _text(value) -> str: return ''.join(value) if isinstance(value, list) else value
 
-def clean_output(out:dict) -> dict|None:
+def _text(value) -> str:
+    return ''.join(value) if isinstance(value, list) else value
+
+
+def clean_output(out: dict) -> dict | None:
     "One cell output as a report shows it (progress residue removed); None when nothing is left."
     import nbformat
+
     if out.get('output_type') == 'stream':
         text = strip_progress(_text(out.get('text', '')))
         return nbformat.from_dict({**out, 'text': text}) if text.strip() else None
     data = out.get('data')
-    if not data: return out
-    if WIDGET_VIEW in data and not set(data) - {WIDGET_VIEW, 'text/plain'}: return None
-    if 'text/html' not in data: return out
+    if not data:
+        return out
+    if WIDGET_VIEW in data and not set(data) - {WIDGET_VIEW, 'text/plain'}:
+        return None
+    if 'text/html' not in data:
+        return out
     page = _PROGRESS_HTML.sub('', _text(data['text/html']))
-    if not page.strip(): return None
+    if not page.strip():
+        return None
     return nbformat.from_dict({**out, 'data': {**data, 'text/html': page}})
 
 # %% ../nbs/60_report.ipynb #81900295
-def is_import_cell(source:str) -> bool:
+def is_import_cell(source: str) -> bool:
     "Whether a cell's code does nothing but import (comments and blank lines aside)."
     import ast
-    try: tree = ast.parse(source)
-    except SyntaxError: return False
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
     return bool(tree.body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in tree.body)
 
 # %% ../nbs/60_report.ipynb #fdbac0fa
 _HIDDEN_TAGS = {'parameters', 'injected-parameters'}
 
-def hidden_cell(cell:dict) -> bool:
+
+def hidden_cell(cell: dict) -> bool:
     "Whether a report leaves a cell out: papermill's parameter cells; code that only imports and shows nothing."
-    if cell.get('cell_type') != 'code': return False
+    if cell.get('cell_type') != 'code':
+        return False
     outputs = cell.get('outputs', [])
     if _HIDDEN_TAGS & set(cell.get('metadata', {}).get('tags', [])):
         return not any(o.get('output_type') == 'error' for o in outputs)
     return not outputs and is_import_cell(_text(cell.get('source', '')))
 
 # %% ../nbs/60_report.ipynb #7fd3dd79
-def report_cells(cells:list) -> list:
+def report_cells(cells: list) -> list:
     "The cells a report shows, their outputs cleaned of progress residue."
     import nbformat
+
     shown = []
     for cell in cells:
         if cell.get('cell_type') == 'code':
             outputs = [o for o in map(clean_output, cell.get('outputs', [])) if o is not None]
             cell = nbformat.from_dict({**cell, 'outputs': outputs})
-        if not hidden_cell(cell): shown.append(cell)
+        if not hidden_cell(cell):
+            shown.append(cell)
     return shown
 
 # %% ../nbs/60_report.ipynb #87711edf
-def path_substitutions(run_dir:Path|str|None=None, root:Path|str|None=None) -> list[tuple[str, str]]:
+def path_substitutions(
+    run_dir: Path | str | None = None, root: Path | str | None = None
+) -> list[tuple[str, str]]:
     "(absolute path, placeholder) pairs, longest first: run dir, Python, this package, workspace, home."
     import site, sys
     import llm_workbench
+
     pairs = set()
+
     def add(path, token):
         for form in {str(Path(path).absolute()), str(Path(path).resolve())}:
-            if len(form) > 1: pairs.add((form, token))
-    if run_dir is not None: add(run_dir, '<run_dir>')
-    for sp in [*site.getsitepackages(), site.getusersitepackages()]: add(sp, '<site-packages>')
+            if len(form) > 1:
+                pairs.add((form, token))
+
+    if run_dir is not None:
+        add(run_dir, '<run_dir>')
+    for sp in [*site.getsitepackages(), site.getusersitepackages()]:
+        add(sp, '<site-packages>')
     add(sys.prefix, '<python>')
     add(Path(llm_workbench.__file__).parent, '<llm_workbench>')
-    if root is not None: add(root, '.')
+    if root is not None:
+        add(root, '.')
     add(Path.home(), '~')
     return sorted(pairs, key=lambda pair: -len(pair[0]))
 
 # %% ../nbs/60_report.ipynb #5305fec5
-def scrub_paths(text:str, subs:list[tuple[str, str]], escape:bool=False) -> str:
+def scrub_paths(text: str, subs: list[tuple[str, str]], escape: bool = False) -> str:
     "`text` with each path of `subs` replaced by its placeholder (HTML-escaped when `escape`)."
     for path, token in subs:
         token = html.escape(token) if escape else token
@@ -249,78 +343,101 @@ def scrub_paths(text:str, subs:list[tuple[str, str]], escape:bool=False) -> str:
 # %% ../nbs/60_report.ipynb #be1810ea
 _HTML_KEYS = {'text/html', 'text/markdown', 'image/svg+xml'}
 
-def _scrub_node(node, subs:list, escape:bool):
-    if isinstance(node, str): return scrub_paths(node, subs, escape)
-    if isinstance(node, list): return [_scrub_node(x, subs, escape) for x in node]
+
+def _scrub_node(node, subs: list, escape: bool):
+    if isinstance(node, str):
+        return scrub_paths(node, subs, escape)
+    if isinstance(node, list):
+        return [_scrub_node(x, subs, escape) for x in node]
     if isinstance(node, dict):
         return {k: _scrub_node(v, subs, escape or k in _HTML_KEYS) for k, v in node.items()}
     return node
 
-def scrub_cells(cells:list, subs:list[tuple[str, str]]) -> list:
+
+def scrub_cells(cells: list, subs: list[tuple[str, str]]) -> list:
     "The cells with every absolute path of `subs` replaced by its placeholder."
     import nbformat
+
     return [nbformat.from_dict(_scrub_node(c, subs, c.get('cell_type') == 'markdown')) for c in cells]
 
 # %% ../nbs/60_report.ipynb #a06f6dc5
 def metric_value_html(value) -> str:
     "A metric value as a reader wants to see it, as HTML."
-    if value is None: return '—'
-    if isinstance(value, bool): return 'yes' if value else 'no'
-    if isinstance(value, int): return f'{value:,}'
+    if value is None:
+        return '—'
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    if isinstance(value, int):
+        return f'{value:,}'
     if isinstance(value, float):
-        if 1e4 <= abs(value) < 1e9: return f'{value:,.0f}'
+        if 1e4 <= abs(value) < 1e9:
+            return f'{value:,.0f}'
         return f'{value:.4g}'
     if isinstance(value, str) and re.fullmatch(r'[0-9a-f]{32,}', value):
         return f'<code title="{value}">{value[:12]}…</code>'
-    if isinstance(value, list): text = ', '.join(map(str, value)) if value else 'none'
-    elif isinstance(value, dict): text = ', '.join(f'{k}={v}' for k, v in value.items())
-    else: text = str(value)
-    return html.escape(text).replace('_', '_<wbr>')   # long metric names break after an underscore
+    if isinstance(value, list):
+        text = ', '.join(map(str, value)) if value else 'none'
+    elif isinstance(value, dict):
+        text = ', '.join(f'{k}={v}' for k, v in value.items())
+    else:
+        text = str(value)
+    return html.escape(text).replace('_', '_<wbr>')  # long metric names break after an underscore
 
 # %% ../nbs/60_report.ipynb #df319775
-def metric_label(name:str) -> str:
+def metric_label(name: str) -> str:
     "A metric's name as a label: words instead of underscores, units in brackets (`wall_s` → `wall (s)`)."
     name = re.sub(r'(?<!per)_s$', ' (s)', re.sub(r'_usd$', ' (USD)', name))
     return name.replace('_', ' ')
 
 # %% ../nbs/60_report.ipynb #0113be68
-def findings_html(findings:dict) -> str:
+def findings_html(findings: dict) -> str:
     "The panel a stage report opens with: its error if it failed, the release gate, the metrics (hashes last)."
     e = html.escape
     if findings and not {'metrics', 'gate', 'error'} & set(findings):
-        findings = dict(metrics=findings)   # a plain metrics dict
+        findings = dict(metrics=findings)  # a plain metrics dict
     parts = []
     if findings.get('error'):
         parts.append(f'<div class="llmwb-error"><b>This stage failed:</b> {e(str(findings["error"]))}</div>')
-    if findings.get('gate'): parts.append(gate_table_html(findings['gate']))
+    if findings.get('gate'):
+        parts.append(gate_table_html(findings['gate']))
     metrics = sorted((findings.get('metrics') or {}).items(), key=lambda kv: kv[0].endswith('sha256'))
-    cards = ''.join(f'<div class="llmwb-metric"><dt title="{e(k)}">{e(metric_label(k))}</dt>'
-                    f'<dd>{metric_value_html(v)}</dd></div>' for k, v in metrics)
-    if cards: parts.append(f'<dl class="llmwb-metrics">{cards}</dl>')
-    if not parts: parts.append('<p class="llmwb-muted">The stage recorded no metrics.</p>')
+    cards = ''.join(
+        f'<div class="llmwb-metric"><dt title="{e(k)}">{e(metric_label(k))}</dt>'
+        f'<dd>{metric_value_html(v)}</dd></div>'
+        for k, v in metrics
+    )
+    if cards:
+        parts.append(f'<dl class="llmwb-metrics">{cards}</dl>')
+    if not parts:
+        parts.append('<p class="llmwb-muted">The stage recorded no metrics.</p>')
     title = '<h2 class="llmwb-findings-title">Findings</h2>'
     return f'<section class="llmwb-findings" id="findings">{title}{"".join(parts)}</section>'
 
 # %% ../nbs/60_report.ipynb #ff1058f8
-def stage_findings(run_dir:Path|str, stage:str, error:str|None=None) -> dict:
+def stage_findings(run_dir: Path | str, stage: str, error: str | None = None) -> dict:
     "A stage's findings: its metrics (`stages/<stage>.json`), the gate (`release/gate.json`), its error."
     from llm_workbench.core import RunLayout
+
     layout = RunLayout(run_dir)
     record = layout.stage_record(stage)
     found = dict(metrics=json.loads(record.read_text()).get('metrics', {}) if record.is_file() else {})
-    if stage == 'release' and layout.gate.is_file(): found['gate'] = json.loads(layout.gate.read_text())
-    if error: found['error'] = error
+    if stage == 'release' and layout.gate.is_file():
+        found['gate'] = json.loads(layout.gate.read_text())
+    if error:
+        found['error'] = error
     return found
 
 # %% ../nbs/60_report.ipynb #1e01d8bb
 _HEADING = re.compile(r'<h2 id="([^"]+)"[^>]*>(.*?)</h2>', re.S)
 _CELL = re.compile(r'(?=<div[^>]*class="jp-Cell )')
 
-def toc_html(page:str) -> str:
+
+def toc_html(page: str) -> str:
     "A short table of contents: a link per second-level heading (with an anchor) of the page's markdown cells."
     items = []
     for chunk in _CELL.split(page):
-        if 'jp-MarkdownCell' not in chunk[:chunk.find('>')]: continue
+        if 'jp-MarkdownCell' not in chunk[: chunk.find('>')]:
+            continue
         for anchor, inner in _HEADING.findall(chunk):
             inner = re.sub(r'<a class="anchor-link".*?</a>', '', inner, flags=re.S)
             text = re.sub(r'<[^>]+>', '', inner).strip()
@@ -330,36 +447,57 @@ def toc_html(page:str) -> str:
 # %% ../nbs/60_report.ipynb #161d51e1
 _TOC_MARK = '<!--llmwb-toc-->'
 
-def notebook_link(nb_path:Path|str, html_path:Path|str) -> str:
+
+def notebook_link(nb_path: Path | str, html_path: Path | str) -> str:
     "The executed notebook's path relative to its report's folder (its name when there is no relative path)."
     import os
-    try: return Path(os.path.relpath(Path(nb_path).resolve(), Path(html_path).resolve().parent)).as_posix()
-    except ValueError: return Path(nb_path).name
 
-def _title_index(cells:list) -> int|None:
+    try:
+        return Path(os.path.relpath(Path(nb_path).resolve(), Path(html_path).resolve().parent)).as_posix()
+    except ValueError:
+        return Path(nb_path).name
+
+
+def _title_index(cells: list) -> int | None:
     "The index of the notebook's title cell (markdown opening with `# `) among its first cells."
     titles = (i for i, c in enumerate(cells[:3]) if c.cell_type == 'markdown' and c.source.startswith('# '))
     return next(titles, None)
 
 # %% ../nbs/60_report.ipynb #c23470f2
-def render_html(nb_path:Path|str, html_path:Path|str, title:str|None=None, back_link:str|None=None,
-                findings:dict|None=None, run_dir:Path|str|None=None, root:Path|str|None=None) -> Path:
+def render_html(
+    nb_path: Path | str,
+    html_path: Path | str,
+    title: str | None = None,
+    back_link: str | None = None,
+    findings: dict | None = None,
+    run_dir: Path | str | None = None,
+    root: Path | str | None = None,
+) -> Path:
     "An executed notebook as an offline HTML report: findings first, code folded, no residue or local paths."
     import nbformat
     from nbconvert import HTMLExporter
+
     nb = nbformat.read(str(nb_path), as_version=4)
-    if title: nb.metadata['title'] = title
-    nb.metadata.pop('widgets', None)   # live widgets need a widget manager from a CDN: the snapshots show
+    if title:
+        nb.metadata['title'] = title
+    nb.metadata.pop('widgets', None)  # live widgets need a widget manager from a CDN: the snapshots show
     subs = path_substitutions(run_dir, root)
     nb.cells = scrub_cells(report_cells(nb.cells), subs)
     link = html.escape(notebook_link(nb_path, html_path))
-    audit = ('<p class="llmwb-audit">The full record, with every parameter and code cell: '
-             f'<a href="{link}">{link}</a></p>')
+    audit = (
+        '<p class="llmwb-audit">The full record, with every parameter and code cell: '
+        f'<a href="{link}">{link}</a></p>'
+    )
     lead = (findings_html(findings) if findings is not None else '') + _TOC_MARK + audit
     at = _title_index(nb.cells)
-    if at is not None: nb.cells[at].metadata['llmwb_lead'] = True
-    ex = HTMLExporter(template_name='llmwb', extra_template_basedirs=[str(template_dir())],
-                      exclude_input_prompt=True, exclude_output_prompt=True)
+    if at is not None:
+        nb.cells[at].metadata['llmwb_lead'] = True
+    ex = HTMLExporter(
+        template_name='llmwb',
+        extra_template_basedirs=[str(template_dir())],
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
     resources = dict(llmwb_back_link=back_link, llmwb_lead=lead, llmwb_lead_top=at is None)
     page, _ = ex.from_notebook_node(nb, resources=resources)
     page = scrub_paths(page.replace(_TOC_MARK, toc_html(page), 1), subs, escape=True)
@@ -374,59 +512,121 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f3f3f3}.completed{color:#137333}.failed{color:#c5221f;font-weight:bold}.skipped{color:#666}.running{color:#b06000}
 code,pre{background:#f6f6f6}pre{padding:1em;overflow:auto;max-height:30em}.err{background:#fce8e6;padding:1em;border-left:4px solid #c5221f}"""
 
-def _page(title:str, body:str) -> str:
+
+def _page(title: str, body: str) -> str:
     return f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n'
 
-def _table(header:list, rows:list) -> str:
+
+def _table(header: list, rows: list) -> str:
     th = ''.join(f'<th>{html.escape(str(h))}</th>' for h in header)
-    return '<table><tr>' + th + '</tr>' + ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows) + '</table>'
+    return (
+        '<table><tr>'
+        + th
+        + '</tr>'
+        + ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)
+        + '</table>'
+    )
 
 # %% ../nbs/60_report.ipynb #1609c5de
 def _fmt(v) -> str:
     "A metric value for a table cell."
-    if isinstance(v, float): return f'{v:.4g}'
+    if isinstance(v, float):
+        return f'{v:.4g}'
     return html.escape(str(v))
 
 # %% ../nbs/60_report.ipynb #a95a2ad5
-def run_index_html(run:dict) -> str:
+def run_index_html(run: dict) -> str:
     "The HTML summary page of one run, from its `run.json` dict."
     e = lambda v: html.escape(str(v))
     stages = run.get('stages', {})
     rows = []
     for name, s in stages.items():
         link = f'<a href="{e(s["report"])}">{e(name)}</a>' if s.get('report') else e(name)
-        metrics = ', '.join(f'{e(k)}={_fmt(v)}' for k, v in (s.get('metrics') or {}).items() if not isinstance(v, (dict, list)))
-        rows.append([link, f'<span class="{e(s.get("status", ""))}">{e(s.get("status", ""))}</span>',
-                     _fmt(s.get('duration_s', '')), metrics, f'<code>{e((s.get("outputs_sha256") or "")[:16])}</code>'])
-    body = [f'<p><a href="../index.html">all runs</a></p><h1>Run {e(run["run_id"])}</h1>',
-            f'<p>{e(run.get("config", {}).get("description", ""))}</p>',
-            _table(['status', 'started', 'ended', 'seed', 'config sha256', 'git commit'],
-                   [[f'<span class="{e(run.get("status", ""))}">{e(run.get("status", ""))}</span>', e(run.get('started', '')),
-                     e(run.get('ended') or ''), e(run.get('seed', '')), f'<code>{e(run.get("config_sha256", "")[:16])}</code>',
-                     f'<code>{e((run.get("git") or {}).get("commit", "")[:12])}</code>' + (' (dirty)' if (run.get('git') or {}).get('dirty') else '')]])]
-    if run.get('error'): body.append(f'<div class="err"><b>Failed:</b> {e(run["error"])}</div>')
-    gate_path = Path(run.get('run_dir', ''))/'release'/'gate.json'
+        metrics = ', '.join(
+            f'{e(k)}={_fmt(v)}'
+            for k, v in (s.get('metrics') or {}).items()
+            if not isinstance(v, (dict, list))
+        )
+        rows.append(
+            [
+                link,
+                f'<span class="{e(s.get("status", ""))}">{e(s.get("status", ""))}</span>',
+                _fmt(s.get('duration_s', '')),
+                metrics,
+                f'<code>{e((s.get("outputs_sha256") or "")[:16])}</code>',
+            ]
+        )
+    body = [
+        f'<p><a href="../index.html">all runs</a></p><h1>Run {e(run["run_id"])}</h1>',
+        f'<p>{e(run.get("config", {}).get("description", ""))}</p>',
+        _table(
+            ['status', 'started', 'ended', 'seed', 'config sha256', 'git commit'],
+            [
+                [
+                    f'<span class="{e(run.get("status", ""))}">{e(run.get("status", ""))}</span>',
+                    e(run.get('started', '')),
+                    e(run.get('ended') or ''),
+                    e(run.get('seed', '')),
+                    f'<code>{e(run.get("config_sha256", "")[:16])}</code>',
+                    f'<code>{e((run.get("git") or {}).get("commit", "")[:12])}</code>'
+                    + (' (dirty)' if (run.get('git') or {}).get('dirty') else ''),
+                ]
+            ],
+        ),
+    ]
+    if run.get('error'):
+        body.append(f'<div class="err"><b>Failed:</b> {e(run["error"])}</div>')
+    gate_path = Path(run.get('run_dir', '')) / 'release' / 'gate.json'
     if run.get('run_dir') and gate_path.is_file():
         body += ['<h2>Release gate</h2>', gate_table_html(json.loads(gate_path.read_text()))]
     if hm := run.get('metrics'):
-        body += ['<h2>Headline metrics</h2>', _table(['metric', 'value'], [[e(k), _fmt(v)] for k, v in hm.items()])]
+        body += [
+            '<h2>Headline metrics</h2>',
+            _table(['metric', 'value'], [[e(k), _fmt(v)] for k, v in hm.items()]),
+        ]
     body += ['<h2>Stages</h2>', _table(['stage', 'status', 'seconds', 'metrics', 'outputs sha256'], rows)]
     env = run.get('environment', {})
-    body += ['<h2>Environment</h2>', _table(['python', 'torch', 'device', 'platform'],
-             [[e(env.get('python', '')), e(env.get('torch', '')), e(env.get('device', '')), e(env.get('platform', ''))]])]
+    body += [
+        '<h2>Environment</h2>',
+        _table(
+            ['python', 'torch', 'device', 'platform'],
+            [
+                [
+                    e(env.get('python', '')),
+                    e(env.get('torch', '')),
+                    e(env.get('device', '')),
+                    e(env.get('platform', '')),
+                ]
+            ],
+        ),
+    ]
     import yaml
-    body += ['<h2>Recipe (resolved)</h2>', f'<pre>{e(yaml.safe_dump(run.get("config", {}), sort_keys=False))}</pre>']
+
+    body += [
+        '<h2>Recipe (resolved)</h2>',
+        f'<pre>{e(yaml.safe_dump(run.get("config", {}), sort_keys=False))}</pre>',
+    ]
     return _page(f'Run {run["run_id"]}', '\n'.join(body))
 
 # %% ../nbs/60_report.ipynb #ce13b722
-def runs_index_html(runs:list[dict], reports_dir:Path|str) -> str:
+def runs_index_html(runs: list[dict], reports_dir: Path | str) -> str:
     "The HTML list of all runs (newest first), with status, headline metric and a link to each run's report."
     e = lambda v: html.escape(str(v))
     rows = []
     for r in sorted(runs, key=lambda r: r.get('started', ''), reverse=True):
-        has = (Path(reports_dir)/r['run_id']/'index.html').exists()
+        has = (Path(reports_dir) / r['run_id'] / 'index.html').exists()
         link = f'<a href="{e(r["run_id"])}/index.html">{e(r["run_id"])}</a>' if has else e(r['run_id'])
         hm = ', '.join(f'{e(k)}={_fmt(v)}' for k, v in (r.get('metrics') or {}).items())
-        rows.append([link, e(r.get('config', {}).get('name', '')), f'<span class="{e(r.get("status", ""))}">{e(r.get("status", ""))}</span>',
-                     e(r.get('started', '')), hm])
-    return _page('llm-workbench runs', '<h1>Runs</h1>' + _table(['run', 'recipe', 'status', 'started', 'headline metrics'], rows))
+        rows.append(
+            [
+                link,
+                e(r.get('config', {}).get('name', '')),
+                f'<span class="{e(r.get("status", ""))}">{e(r.get("status", ""))}</span>',
+                e(r.get('started', '')),
+                hm,
+            ]
+        )
+    return _page(
+        'llm-workbench runs',
+        '<h1>Runs</h1>' + _table(['run', 'recipe', 'status', 'started', 'headline metrics'], rows),
+    )

@@ -11,9 +11,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from . import __version__
-from .core import (TRAIN_STAGES, RunLayout, Settings, load_settings, read_progress, fingerprint, sha256_file,
-                                sha256_json, sha256_tree, write_json, git_info, environment_info, offline_env,
-                                seed_everything)
+from llm_workbench.core import (
+    TRAIN_STAGES,
+    RunLayout,
+    Settings,
+    load_settings,
+    read_progress,
+    fingerprint,
+    sha256_file,
+    sha256_json,
+    sha256_tree,
+    write_json,
+    git_info,
+    environment_info,
+    offline_env,
+    seed_everything,
+)
 from .config import RunConfig, load_config, config_hash, dump_config
 from .metrics import headline
 
@@ -29,88 +42,121 @@ __all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'Stage', 'stage
 @dataclass(frozen=True)
 class Stage:
     "A step of a run."
+
     name: str
-    notebook: str                # file in llm_workbench/stages/
-    sections: tuple              # recipe sections it reads
-    deps: tuple = ()             # stages whose outputs it reads
-    outputs: tuple = ()          # folders of the run dir it writes
-    toggle: str|None = None      # recipe section whose `enabled` switches the stage off
-    external: bool = False       # reads state outside the run dir (the registry): never skipped
+    notebook: str  # file in llm_workbench/stages/
+    sections: tuple  # recipe sections it reads
+    deps: tuple = ()  # stages whose outputs it reads
+    outputs: tuple = ()  # folders of the run dir it writes
+    toggle: str | None = None  # recipe section whose `enabled` switches the stage off
+    external: bool = False  # reads state outside the run dir (the registry): never skipped
 
 # %% ../nbs/80_runner.ipynb #7d369217
 STAGES = (
     Stage('curate', '10_curate.ipynb', ('data', 'seed'), (), ('data',)),
-    Stage('pretrain', '20_pretrain.ipynb', ('tokenizer', 'model', 'train', 'seed'), ('curate',), ('tokenizer', 'pretrain')),
+    Stage(
+        'pretrain',
+        '20_pretrain.ipynb',
+        ('tokenizer', 'model', 'train', 'seed'),
+        ('curate',),
+        ('tokenizer', 'pretrain'),
+    ),
     Stage('sft', '23_sft.ipynb', ('sft', 'seed'), ('curate', 'pretrain'), ('sft',), 'sft'),
     Stage('align', '30_align.ipynb', ('align', 'seed'), ('curate', 'pretrain', 'sft'), ('align',), 'align'),
-    Stage('evaluate', '40_evaluate.ipynb', ('eval', 'train', 'seed'), ('curate', 'pretrain', 'sft', 'align'), ('eval',)),
-    Stage('release', '50_release.ipynb', ('release', 'seed'), ('curate', 'pretrain', 'sft', 'align', 'evaluate'), ('release',), 'release', True),
+    Stage(
+        'evaluate',
+        '40_evaluate.ipynb',
+        ('eval', 'train', 'seed'),
+        ('curate', 'pretrain', 'sft', 'align'),
+        ('eval',),
+    ),
+    Stage(
+        'release',
+        '50_release.ipynb',
+        ('release', 'seed'),
+        ('curate', 'pretrain', 'sft', 'align', 'evaluate'),
+        ('release',),
+        'release',
+        True,
+    ),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
 # %% ../nbs/80_runner.ipynb #18abff2f
 def stages_dir() -> Path:
     "Where the package keeps its stage notebooks."
-    return package_dir()/'stages'
+    return package_dir() / 'stages'
 
 # %% ../nbs/80_runner.ipynb #d9964da2
 def package_dir() -> Path:
     "The folder of the installed `llm_workbench` package (its git commit is the code's version)."
     import llm_workbench
+
     return Path(llm_workbench.__file__).parent
 
 # %% ../nbs/80_runner.ipynb #7f951633
-def get_stage(name:str) -> Stage:
+def get_stage(name: str) -> Stage:
     "The stage called `name`."
     for s in STAGES:
-        if s.name == name: return s
+        if s.name == name:
+            return s
     raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
 
 # %% ../nbs/80_runner.ipynb #06fb9e52
-def stage_enabled(stage:Stage, cfg:RunConfig) -> bool:
+def stage_enabled(stage: Stage, cfg: RunConfig) -> bool:
     "Whether the recipe runs `stage` (a stage with a `toggle` section can be switched off with `enabled: false`)."
     return stage.toggle is None or getattr(cfg, stage.toggle).enabled
 
 # %% ../nbs/80_runner.ipynb #a843d179
-def model_dir(run_dir:Path|str, cfg:RunConfig, before:str='evaluate') -> Path:
+def model_dir(run_dir: Path | str, cfg: RunConfig, before: str = 'evaluate') -> Path:
     "The model folder of the last enabled training stage before stage `before` (pretrain → sft → align)."
     order = [s.name for s in STAGES]
-    for name in reversed(order[:order.index(before)]):
-        if name in ('pretrain', 'sft', 'align') and stage_enabled(get_stage(name), cfg): return Path(run_dir)/name/'model'
+    for name in reversed(order[: order.index(before)]):
+        if name in ('pretrain', 'sft', 'align') and stage_enabled(get_stage(name), cfg):
+            return Path(run_dir) / name / 'model'
     raise ValueError(f"no training stage runs before {before!r}")
 
 # %% ../nbs/80_runner.ipynb #b14038bf
-def outputs_hash(run_dir:Path, stage:Stage) -> str|None:
+def outputs_hash(run_dir: Path, stage: Stage) -> str | None:
     "sha256 over a stage's output folders (None if one is missing)."
-    dirs = [Path(run_dir)/o for o in stage.outputs]
-    if not all(d.is_dir() for d in dirs): return None
+    dirs = [Path(run_dir) / o for o in stage.outputs]
+    if not all(d.is_dir() for d in dirs):
+        return None
     return sha256_json({d.name: sha256_tree(d, exclude=('checkpoints',)) for d in dirs})
 
 # %% ../nbs/80_runner.ipynb #3c5d7e02
-def stage_files(cfg:RunConfig, stage:Stage) -> dict:
+def stage_files(cfg: RunConfig, stage: Stage) -> dict:
     "The files and folders named in the recipe that `stage` reads, by label."
     data, ev = cfg.data, cfg.eval
     eval_sets = {f'eval_set:{s.name}': s.path for s in data.eval_sets}
     if stage.name == 'curate':
         files = {f'source:{s.name}': s.path for s in data.sources} | eval_sets
-        files |= {'toxicity.wordlist': data.toxicity.wordlist, 'toxicity.classifier': data.toxicity.classifier}
+        files |= {
+            'toxicity.wordlist': data.toxicity.wordlist,
+            'toxicity.classifier': data.toxicity.classifier,
+        }
     elif stage.name == 'pretrain':
         local = cfg.model.name_or_path and Path(cfg.model.name_or_path).expanduser().exists()
         files = {'model': cfg.model.name_or_path if local else None}
     elif stage.name == 'evaluate':
         files = eval_sets | {f'task:{t.name}': t.path for t in ev.tasks}
         files |= {'safety.redteam': ev.safety.redteam, 'bias.pairs': ev.bias.pairs}
-    else: files = {}
+    else:
+        files = {}
     return {k: str(v) for k, v in files.items() if v}
 
 # %% ../nbs/80_runner.ipynb #3c5d7e03
 def _python_sources_state() -> str:
     "The interpreter and the installed distributions (name and version): what the built-in Python sources read."
     from importlib import metadata
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata['Name'])
+
+    dists = sorted(
+        f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata['Name']
+    )
     return sha256_json(dict(python=sys.version, prefix=sys.prefix, dists=dists))
 
-def stage_fingerprints(cfg:RunConfig, stage:Stage, cache:dict|None=None) -> dict:
+
+def stage_fingerprints(cfg: RunConfig, stage: Stage, cache: dict | None = None) -> dict:
     "Content fingerprints of what `stage` reads outside the run dir (see `stage_files`); `cache` speeds up reruns."
     out = {k: fingerprint(p, cache) for k, p in stage_files(cfg, stage).items()}
     if stage.name == 'curate' and any(s.kind.startswith('python') for s in cfg.data.sources):
@@ -118,11 +164,18 @@ def stage_fingerprints(cfg:RunConfig, stage:Stage, cache:dict|None=None) -> dict
     return out
 
 # %% ../nbs/80_runner.ipynb #72adcd55
-def inputs_hash(cfg:RunConfig, stage:Stage, upstream:dict, files:dict|None=None) -> str:
+def inputs_hash(cfg: RunConfig, stage: Stage, upstream: dict, files: dict | None = None) -> str:
     "sha256 of what `stage` reads: recipe sections, files' contents, notebook, package version, upstream outputs."
-    return sha256_json(dict(stage=stage.name, config=config_hash(cfg, stage.sections), version=__version__,
-                            notebook=sha256_file(stages_dir()/stage.notebook), files=files or {},
-                            upstream={d: upstream.get(d) for d in stage.deps}))
+    return sha256_json(
+        dict(
+            stage=stage.name,
+            config=config_hash(cfg, stage.sections),
+            version=__version__,
+            notebook=sha256_file(stages_dir() / stage.notebook),
+            files=files or {},
+            upstream={d: upstream.get(d) for d in stage.deps},
+        )
+    )
 
 # %% ../nbs/80_runner.ipynb #2e87835b
 def now() -> str:
@@ -130,42 +183,53 @@ def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 # %% ../nbs/80_runner.ipynb #54a00e41
-def new_run_id(cfg:RunConfig) -> str:
+def new_run_id(cfg: RunConfig) -> str:
     "A sortable run id: UTC timestamp, recipe name and a short recipe hash."
     return f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{cfg.name}-{config_hash(cfg)[:6]}"
 
 # %% ../nbs/80_runner.ipynb #a4a0d5ce
-def read_run(run_dir:Path|str) -> dict:
+def read_run(run_dir: Path | str) -> dict:
     "The `run.json` of a run dir."
-    p = Path(run_dir)/'run.json'
-    if not p.is_file(): raise FileNotFoundError(f"{run_dir}: not a run dir (no run.json)")
+    p = Path(run_dir) / 'run.json'
+    if not p.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a run dir (no run.json)")
     return json.loads(p.read_text())
 
 # %% ../nbs/80_runner.ipynb #7514dba3
-def find_run(ref:str, settings:Settings|None=None) -> Path:
+def find_run(ref: str, settings: Settings | None = None) -> Path:
     "The run dir for `ref`: a path, a run id under the runs path, or a unique prefix of one."
     p = Path(ref)
-    if (p/'run.json').is_file(): return p.resolve()
+    if (p / 'run.json').is_file():
+        return p.resolve()
     root = (settings or load_settings()).runs_path
-    if (root/ref/'run.json').is_file(): return root/ref
-    hits = sorted(d for d in root.glob(f'{ref}*') if (d/'run.json').is_file()) if root.is_dir() else []
-    if len(hits) == 1: return hits[0]
-    raise FileNotFoundError(f"no run {ref!r} under {root}" if not hits else f"{ref!r} matches {len(hits)} runs: {', '.join(h.name for h in hits)}")
+    if (root / ref / 'run.json').is_file():
+        return root / ref
+    hits = sorted(d for d in root.glob(f'{ref}*') if (d / 'run.json').is_file()) if root.is_dir() else []
+    if len(hits) == 1:
+        return hits[0]
+    raise FileNotFoundError(
+        f"no run {ref!r} under {root}"
+        if not hits
+        else f"{ref!r} matches {len(hits)} runs: {', '.join(h.name for h in hits)}"
+    )
 
 # %% ../nbs/80_runner.ipynb #6d631357
-def list_runs(settings:Settings|None=None) -> list[dict]:
+def list_runs(settings: Settings | None = None) -> list[dict]:
     "The `run.json` of every run under the runs path, newest first."
     root = (settings or load_settings()).runs_path
     runs = []
     for p in root.glob('*/run.json') if root.is_dir() else []:
-        try: runs.append(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError): continue
+        try:
+            runs.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
     return sorted(runs, key=lambda r: r.get('started', ''), reverse=True)
 
 # %% ../nbs/80_runner.ipynb #90c216d2
 @dataclass
 class StageContext:
     "What a stage notebook needs: its recipe, run dir, paths and settings."
+
     stage: Stage
     cfg: RunConfig
     run_dir: Path
@@ -176,58 +240,77 @@ class StageContext:
         "Where every file of this run lives (`ctx.layout.results`, `ctx.layout.model('sft')`, ...)."
         return RunLayout(self.run_dir)
 
-    def path(self, name:str) -> Path:
+    def path(self, name: str) -> Path:
         "A folder of the run dir (created)."
-        p = self.run_dir/name
+        p = self.run_dir / name
         p.mkdir(parents=True, exist_ok=True)
         return p
 
-    def finish(self, metrics:dict, **extra) -> dict:
+    def finish(self, metrics: dict, **extra) -> dict:
         "Record the stage's metrics for the runner (`stages/<name>.json`)."
         res = dict(stage=self.stage.name, finished=now(), metrics=metrics, **extra)
         write_json(self.layout.stage_record(self.stage.name), res)
         return res
 
 # %% ../nbs/80_runner.ipynb #d808de4d
-def stage_context(name:str, config_path:str='', run_dir:str='', seed:int|None=None) -> StageContext:
+def stage_context(
+    name: str, config_path: str = '', run_dir: str = '', seed: int | None = None
+) -> StageContext:
     "Validate a stage notebook's parameters and return its context (interactive default: a scratch quickstart run)."
     stage = get_stage(name)
     settings = load_settings()
     if not isinstance(config_path, (str, os.PathLike)) or not isinstance(run_dir, (str, os.PathLike)):
-        raise TypeError(f"config_path and run_dir must be strings, got {type(config_path).__name__} and {type(run_dir).__name__}")
+        raise TypeError(
+            f"config_path and run_dir must be strings, got {type(config_path).__name__} and {type(run_dir).__name__}"
+        )
     if not run_dir:
-        run_dir = settings.runs_path/f'interactive-{load_config(config_path or None).name}'
+        run_dir = settings.runs_path / f'interactive-{load_config(config_path or None).name}'
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        if not config_path: (Path(run_dir)/'recipe.yaml').write_text(dump_config(load_config(None)))
+        if not config_path:
+            (Path(run_dir) / 'recipe.yaml').write_text(dump_config(load_config(None)))
     run_dir = Path(run_dir).resolve()
-    config_path = config_path or run_dir/'recipe.yaml'
+    config_path = config_path or run_dir / 'recipe.yaml'
     cfg = load_config(config_path) if Path(config_path).exists() else load_config(None)
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int): raise TypeError(f"seed must be an int, got {seed!r}")
-        if seed != cfg.seed: raise ValueError(f"seed {seed} differs from the recipe's seed {cfg.seed}: change the recipe, not the parameter")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if seed != cfg.seed:
+            raise ValueError(
+                f"seed {seed} differs from the recipe's seed {cfg.seed}: change the recipe, not the parameter"
+            )
     for d in stage.deps:
-        if stage_enabled(get_stage(d), cfg) and not (run_dir/'stages'/f'{d}.json').is_file():
-            raise RuntimeError(f"stage {name!r} needs the outputs of stage {d!r}, which has not completed in {run_dir}")
+        if stage_enabled(get_stage(d), cfg) and not (run_dir / 'stages' / f'{d}.json').is_file():
+            raise RuntimeError(
+                f"stage {name!r} needs the outputs of stage {d!r}, which has not completed in {run_dir}"
+            )
     from llm_workbench.report import offline_plotly
+
     offline_plotly()
     seed_everything(cfg.seed)
     return StageContext(stage, cfg, run_dir, settings)
 
 # %% ../nbs/80_runner.ipynb #9ccfdd46
 @contextlib.contextmanager
-def run_environment(run_dir:Path, settings:Settings, run_id:str):
+def run_environment(run_dir: Path, settings: Settings, run_id: str):
     "Set the variables a run's kernels inherit (a user's own HF_*/PLOTLY_* choices stand); restore the caller's environment afterwards."
     base = {k: v for k, v in offline_env(settings.tracking).items() if k not in os.environ}
-    env = base | dict(WANDB_MODE=offline_env(settings.tracking)['WANDB_MODE'], WANDB_DIR=str(run_dir),
-                      WANDB_PROJECT=settings.wandb_project, LLMWB_RUN_ID=run_id,
-                      PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = base | dict(
+        WANDB_MODE=offline_env(settings.tracking)['WANDB_MODE'],
+        WANDB_DIR=str(run_dir),
+        WANDB_PROJECT=settings.wandb_project,
+        LLMWB_RUN_ID=run_id,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try: yield
+    try:
+        yield
     finally:
         for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 # %% ../nbs/80_runner.ipynb #192924b6
 def ipc_kernel_manager():
@@ -236,41 +319,62 @@ def ipc_kernel_manager():
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.paths import jupyter_runtime_dir
     from traitlets import default
+
     class IpcKernelManager(AsyncKernelManager):
         @default('transport')
-        def _default_transport(self): return 'ipc'
+        def _default_transport(self):
+            return 'ipc'
+
         @default('ip')
-        def _default_ip(self):     # socket files live in the runtime dir, not in the run dir (the kernel's cwd)
-            d = Path(jupyter_runtime_dir()); d.mkdir(parents=True, exist_ok=True)
-            return str(d/f'llmwb-kernel-{uuid.uuid4().hex[:12]}-ipc')
+        def _default_ip(self):  # socket files live in the runtime dir, not in the run dir (the kernel's cwd)
+            d = Path(jupyter_runtime_dir())
+            d.mkdir(parents=True, exist_ok=True)
+            return str(d / f'llmwb-kernel-{uuid.uuid4().hex[:12]}-ipc')
+
     return IpcKernelManager
 
 # %% ../nbs/80_runner.ipynb #80e1da98
-def execute_stage(stage:Stage, run_dir:Path, settings:Settings, progress:bool=True) -> tuple[Path, str|None]:
+def execute_stage(
+    stage: Stage, run_dir: Path, settings: Settings, progress: bool = True
+) -> tuple[Path, str | None]:
     "Execute `stage`'s notebook into `run_dir/notebooks/`; return (executed notebook, error or None)."
     import papermill as pm
-    out = run_dir/'notebooks'/stage.notebook
+
+    out = run_dir / 'notebooks' / stage.notebook
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        pm.execute_notebook(str(stages_dir()/stage.notebook), str(out), kernel_name=settings.kernel_name, language='python', cwd=str(run_dir),
-                            parameters=dict(config_path=str(run_dir/'recipe.yaml'), run_dir=str(run_dir)),
-                            progress_bar=progress, execution_timeout=settings.cell_timeout, report_mode=False,
-                            **(dict(kernel_manager_class=ipc_kernel_manager()) if os.name == 'posix' else {}))
+        pm.execute_notebook(
+            str(stages_dir() / stage.notebook),
+            str(out),
+            kernel_name=settings.kernel_name,
+            language='python',
+            cwd=str(run_dir),
+            parameters=dict(config_path=str(run_dir / 'recipe.yaml'), run_dir=str(run_dir)),
+            progress_bar=progress,
+            execution_timeout=settings.cell_timeout,
+            report_mode=False,
+            **(dict(kernel_manager_class=ipc_kernel_manager()) if os.name == 'posix' else {}),
+        )
         return out, None
-    except pm.PapermillExecutionError as e: return out, f"{e.ename}: {e.evalue}"
-    except Exception as e: return out, f"{type(e).__name__}: {e}"
+    except pm.PapermillExecutionError as e:
+        return out, f"{e.ename}: {e.evalue}"
+    except Exception as e:
+        return out, f"{type(e).__name__}: {e}"
 
 # %% ../nbs/80_runner.ipynb #9b2c7d02
-def _fmt_value(k:str, v) -> str:
+def _fmt_value(k: str, v) -> str:
     "One progress field for the terminal: seconds as 1m40s, large rates as 2.1k, floats to 4 digits."
     if k.endswith('_s') and not k.endswith('per_s') and isinstance(v, (int, float)):
         m, sec = divmod(int(round(v)), 60)
         return f"{k[:-2]} {m}m{sec:02d}s" if m else f"{k[:-2]} {sec}s"
-    if isinstance(v, float) and abs(v) >= 1000: return f"{k} {v / 1000:.1f}k"
-    if isinstance(v, float): return f"{k} {v:.4g}"
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{k} {v / 1000:.1f}k"
+    if isinstance(v, float):
+        return f"{k} {v:.4g}"
     return f"{k} {v}"
 
-def format_progress(rec:dict) -> str:
+
+def format_progress(rec: dict) -> str:
     "The extra fields of a progress record as a short line, e.g. `loss 3.21 · tokens_per_s 2.1k · eta 1m40s`."
     skip = ('done', 'total', 'what', 'time')
     return ' · '.join(_fmt_value(k, v) for k, v in rec.items() if k not in skip and v is not None)
@@ -278,22 +382,29 @@ def format_progress(rec:dict) -> str:
 # %% ../nbs/80_runner.ipynb #9b2c7d04
 class StageProgress:
     "While a stage runs, show what it reports through `report_progress` on a terminal bar (a no-op when disabled)."
-    def __init__(self, path:Path, stage:str, enabled:bool=True, interval:float=0.5):
+
+    def __init__(self, path: Path, stage: str, enabled: bool = True, interval: float = 0.5):
         self.path, self.stage, self.enabled, self.interval = Path(path), stage, enabled, interval
         self.bar, self.last, self.seen = None, None, 0
 
-    def poll(self) -> dict|None:
+    def poll(self) -> dict | None:
         "Read the progress file once and update the bar; return the record when it is new."
         rec = read_progress(self.path)
-        if not rec or rec.get('time') == self.last: return None
+        if not rec or rec.get('time') == self.last:
+            return None
         self.last = rec.get('time')
         self.seen += 1
-        if self.enabled: self._show(rec)
+        if self.enabled:
+            self._show(rec)
         return rec
 
-    def _show(self, rec:dict):
+    def _show(self, rec: dict):
         from tqdm.auto import tqdm
-        if self.bar is None: self.bar = tqdm(total=rec.get('total'), desc=self.stage, unit=rec.get('what') or 'it', leave=False)
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=rec.get('total'), desc=self.stage, unit=rec.get('what') or 'it', leave=False
+            )
         self.bar.total = rec.get('total')
         self.bar.unit = rec.get('what') or 'it'
         self.bar.n = rec.get('done', 0)
@@ -301,10 +412,12 @@ class StageProgress:
         self.bar.refresh()
 
     def _loop(self):
-        while not self._stop.wait(self.interval): self.poll()
+        while not self._stop.wait(self.interval):
+            self.poll()
 
     def __enter__(self):
         import threading
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.unlink(missing_ok=True)
         self._stop = threading.Event()
@@ -315,54 +428,76 @@ class StageProgress:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        if self.bar is not None: self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         self.path.unlink(missing_ok=True)
         return False
 
 # %% ../nbs/80_runner.ipynb #4e824bab
-HEADLINE = {s.name: headline(s.name) for s in STAGES}     # from the metric table: one place names them
+HEADLINE = {s.name: headline(s.name) for s in STAGES}  # from the metric table: one place names them
 
 # %% ../nbs/80_runner.ipynb #e9dcd0c6
-def _headline(run:dict) -> dict:
+def _headline(run: dict) -> dict:
     "The few metrics shown in listings, from each stage's metrics, and the run's total cost."
     out = {}
     for st, keys in HEADLINE.items():
         metrics = run['stages'].get(st, {}).get('metrics') or {}
         out.update({k: metrics[k] for k in keys if k in metrics})
     costs = [(run['stages'].get(s, {}).get('metrics') or {}).get('cost_usd') for s in TRAIN_STAGES]
-    if any(c is not None for c in costs): out['cost_usd'] = round(sum(c for c in costs if c is not None), 6)
+    if any(c is not None for c in costs):
+        out['cost_usd'] = round(sum(c for c in costs if c is not None), 6)
     return out
 
 # %% ../nbs/80_runner.ipynb #ebff9e79
-def write_reports(run:dict, run_dir:Path, settings:Settings) -> Path:
+def write_reports(run: dict, run_dir: Path, settings: Settings) -> Path:
     "Write `reports/<run_id>/index.html` and refresh `reports/index.html`; return the run's index."
     from llm_workbench.report import run_index_html, runs_index_html
-    rep = settings.reports_path/run['run_id']; rep.mkdir(parents=True, exist_ok=True)
-    (rep/'index.html').write_text(run_index_html(run), encoding='utf-8')
-    (settings.reports_path/'index.html').write_text(runs_index_html(list_runs(settings), settings.reports_path), encoding='utf-8')
-    return rep/'index.html'
+
+    rep = settings.reports_path / run['run_id']
+    rep.mkdir(parents=True, exist_ok=True)
+    (rep / 'index.html').write_text(run_index_html(run), encoding='utf-8')
+    (settings.reports_path / 'index.html').write_text(
+        runs_index_html(list_runs(settings), settings.reports_path), encoding='utf-8'
+    )
+    return rep / 'index.html'
 
 # %% ../nbs/80_runner.ipynb #afe83564
-def _select(stages:list|str|None) -> list[Stage]:
+def _select(stages: list | str | None) -> list[Stage]:
     "The stages to run, in pipeline order."
-    if stages is None: return list(STAGES)
+    if stages is None:
+        return list(STAGES)
     names = [s.strip() for s in stages.split(',')] if isinstance(stages, str) else list(stages)
-    for n in names: get_stage(n)
+    for n in names:
+        get_stage(n)
     return [s for s in STAGES if s.name in names]
 
 # %% ../nbs/80_runner.ipynb #6e70d9f0
-def _start_run(cfg:RunConfig, run_dir:Path, settings:Settings) -> dict:
+def _start_run(cfg: RunConfig, run_dir: Path, settings: Settings) -> dict:
     "Create or reopen `run_dir`'s `run.json` with this invocation's recipe and environment."
     layout = RunLayout(run_dir)
     old = read_run(run_dir) if layout.run_json.is_file() else {}
     layout.recipe.write_text(dump_config(cfg), encoding='utf-8')
     stages = {s.name: old.get('stages', {}).get(s.name, dict(status='pending')) for s in STAGES}
-    run = dict(run_id=run_dir.name, run_dir=str(run_dir), status='running', started=old.get('started', now()),
-               ended=None, config=cfg.model_dump(mode='json'), config_sha256=config_hash(cfg), seed=cfg.seed,
-               seeds=dict(python=cfg.seed, numpy=cfg.seed, torch=cfg.seed, data_order=cfg.seed),
-               git=git_info(package_dir()), workspace_git=git_info(settings.root), environment=environment_info(),
-               tracking=settings.tracking, llm_workbench=__version__, invocations=old.get('invocations', 0) + 1,
-               stages=stages, metrics={}, error=None)
+    run = dict(
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        status='running',
+        started=old.get('started', now()),
+        ended=None,
+        config=cfg.model_dump(mode='json'),
+        config_sha256=config_hash(cfg),
+        seed=cfg.seed,
+        seeds=dict(python=cfg.seed, numpy=cfg.seed, torch=cfg.seed, data_order=cfg.seed),
+        git=git_info(package_dir()),
+        workspace_git=git_info(settings.root),
+        environment=environment_info(),
+        tracking=settings.tracking,
+        llm_workbench=__version__,
+        invocations=old.get('invocations', 0) + 1,
+        stages=stages,
+        metrics={},
+        error=None,
+    )
     write_json(layout.run_json, run)
     return run
 
@@ -370,25 +505,31 @@ def _start_run(cfg:RunConfig, run_dir:Path, settings:Settings) -> dict:
 class RunDirBusy(RuntimeError):
     "Another `llmwb` invocation holds the run dir."
 
+
 @contextlib.contextmanager
-def run_lock(run_dir:Path):
+def run_lock(run_dir: Path):
     "Hold an exclusive lock on `run_dir` (`stages/.lock`) for the duration; `RunDirBusy` if another process has it."
     import fcntl
+
     path = RunLayout(run_dir).lock
     path.parent.mkdir(parents=True, exist_ok=True)
     f = open(path, 'a+', encoding='utf-8')
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0)
         holder = f.read().strip() or 'another process'
         f.close()
-        raise RunDirBusy(f"{run_dir} is in use by another llmwb run ({holder}): wait for it to end, "
-                         f"or use another --run-dir") from None
+        raise RunDirBusy(
+            f"{run_dir} is in use by another llmwb run ({holder}): wait for it to end, "
+            f"or use another --run-dir"
+        ) from None
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} since {now()}\n")
     f.flush()
-    try: yield
+    try:
+        yield
     finally:
         f.truncate(0)
         fcntl.flock(f, fcntl.LOCK_UN)
@@ -397,25 +538,36 @@ def run_lock(run_dir:Path):
 # %% ../nbs/80_runner.ipynb #4d6e8f04
 RESERVE_BYTES = 4 << 20
 
+
 def disk_full(err) -> bool:
     "Whether `err` (an exception or a stage's error text) is a full disk (`ENOSPC`) or an exceeded quota."
     import errno
-    if isinstance(err, OSError): return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
     return any(t in str(err) for t in ('No space left on device', 'Disk quota exceeded', 'ENOSPC'))
 
-def disk_full_message(path:Path) -> str:
+
+def disk_full_message(path: Path) -> str:
     "What to tell a user whose disk filled up under `path`."
     import shutil
-    try: u = shutil.disk_usage(path)
-    except OSError: return f"no space left on the device holding {path}"
-    return (f"no space left on the device holding {path} ({u.free / 2**20:.1f} MiB free of {u.total / 2**20:.0f} MiB): "
-            f"free some space and rerun the same command to resume")
 
-def make_reserve(run_dir:Path, size:int=RESERVE_BYTES) -> bool:
+    try:
+        u = shutil.disk_usage(path)
+    except OSError:
+        return f"no space left on the device holding {path}"
+    return (
+        f"no space left on the device holding {path} ({u.free / 2**20:.1f} MiB free of {u.total / 2**20:.0f} MiB): "
+        f"free some space and rerun the same command to resume"
+    )
+
+
+def make_reserve(run_dir: Path, size: int = RESERVE_BYTES) -> bool:
     "Write the run dir's reserve file (space the runner can free to record a failure); False if it does not fit."
     p = RunLayout(run_dir).reserve
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.is_file() and p.stat().st_size == size: return True
+    if p.is_file() and p.stat().st_size == size:
+        return True
     try:
         with open(p, 'wb') as f:
             f.write(b'\0' * size)
@@ -426,14 +578,16 @@ def make_reserve(run_dir:Path, size:int=RESERVE_BYTES) -> bool:
         p.unlink(missing_ok=True)
         return False
 
-def release_reserve(run_dir:Path):
+
+def release_reserve(run_dir: Path):
     "Delete the reserve file so the runner has room to write `run.json`."
     RunLayout(run_dir).reserve.unlink(missing_ok=True)
 
 # %% ../nbs/80_runner.ipynb #4d6e8f05
-def clean_partial(run_dir:Path) -> list[str]:
+def clean_partial(run_dir: Path) -> list[str]:
     "Remove half-written files a failed stage may leave (atomic-write temp files, checkpoint staging folders)."
     import re, shutil
+
     gone = []
     for p in sorted(Path(run_dir).rglob('*')):
         if p.is_dir() and p.name == '.staging' and p.parent.name == 'checkpoints':
@@ -445,10 +599,11 @@ def clean_partial(run_dir:Path) -> list[str]:
     return gone
 
 # %% ../nbs/80_runner.ipynb #0c9c3213
-def _stage_result(stage:Stage, st:dict, run:dict, run_dir:Path, err:str|None) -> bool:
+def _stage_result(stage: Stage, st: dict, run: dict, run_dir: Path, err: str | None) -> bool:
     "Record a finished stage's outcome in `st` (its `run.json` entry); False when it failed."
     res = RunLayout(run_dir).stage_record(stage.name)
-    if err is None and not res.is_file(): err = f"the notebook finished without recording its results ({res.name})"
+    if err is None and not res.is_file():
+        err = f"the notebook finished without recording its results ({res.name})"
     if err and disk_full(err):
         release_reserve(run_dir)
         err = disk_full_message(run_dir)
@@ -458,36 +613,62 @@ def _stage_result(stage:Stage, st:dict, run:dict, run_dir:Path, err:str|None) ->
         run['error'] = f"stage {stage.name!r} failed: {err}"
         return False
     record = json.loads(res.read_text())
-    if record.get('base_model'): run['base_model'] = record['base_model']   # where the run's weights came from
-    st.update(status='completed', metrics=record.get('metrics', {}), outputs_sha256=outputs_hash(run_dir, stage))
+    if record.get('base_model'):
+        run['base_model'] = record['base_model']  # where the run's weights came from
+    st.update(
+        status='completed', metrics=record.get('metrics', {}), outputs_sha256=outputs_hash(run_dir, stage)
+    )
     return True
 
-def _execute(stage:Stage, run_dir:Path, settings:Settings, progress:bool) -> tuple[Path, str|None]:
+
+def _execute(stage: Stage, run_dir: Path, settings: Settings, progress: bool) -> tuple[Path, str | None]:
     "Execute the stage's notebook with its progress file set for the kernel and shown on the terminal."
     progress_file = RunLayout(run_dir).progress(stage.name)
     os.environ['LLMWB_PROGRESS'] = str(progress_file)
     try:
         with StageProgress(progress_file, stage.name, enabled=progress):
             return execute_stage(stage, run_dir, settings, progress)
-    finally: os.environ.pop('LLMWB_PROGRESS', None)
+    finally:
+        os.environ.pop('LLMWB_PROGRESS', None)
 
-def _render(stage:Stage, st:dict, nb:Path, run:dict, run_dir:Path, settings:Settings, err:str|None, log):
+
+def _render(
+    stage: Stage, st: dict, nb: Path, run: dict, run_dir: Path, settings: Settings, err: str | None, log
+):
     "Render the executed notebook to the stage's report, findings first (a rendering problem never fails the stage)."
     from llm_workbench.report import render_html, stage_findings
-    if not nb.exists(): return
-    html = settings.reports_path/run['run_id']/f'{stage.name}.html'
+
+    if not nb.exists():
+        return
+    html = settings.reports_path / run['run_id'] / f'{stage.name}.html'
     try:
-        render_html(nb, html, title=f"{run['run_id']}: {stage.name}", back_link='index.html',
-                    findings=stage_findings(run_dir, stage.name, error=err), run_dir=run_dir, root=settings.root)
+        render_html(
+            nb,
+            html,
+            title=f"{run['run_id']}: {stage.name}",
+            back_link='index.html',
+            findings=stage_findings(run_dir, stage.name, error=err),
+            run_dir=run_dir,
+            root=settings.root,
+        )
         st['report'] = f'{stage.name}.html'
-    except Exception as e: log(f"[{stage.name}] could not render HTML: {e}")
+    except Exception as e:
+        log(f"[{stage.name}] could not render HTML: {e}")
 
-def _unchanged(stage:Stage, st:dict, ih:str, run_dir:Path) -> bool:
+
+def _unchanged(stage: Stage, st: dict, ih: str, run_dir: Path) -> bool:
     "Whether a completed stage's inputs and outputs are exactly as recorded (then it is skipped)."
-    return (not stage.external and st.get('status') == 'completed' and st.get('inputs_sha256') == ih
-            and st.get('outputs_sha256') == outputs_hash(run_dir, stage))
+    return (
+        not stage.external
+        and st.get('status') == 'completed'
+        and st.get('inputs_sha256') == ih
+        and st.get('outputs_sha256') == outputs_hash(run_dir, stage)
+    )
 
-def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Settings, progress:bool, log) -> bool:
+
+def _run_stage(
+    stage: Stage, run: dict, cfg: RunConfig, run_dir: Path, settings: Settings, progress: bool, log
+) -> bool:
     "Run or skip one stage, updating `run`; False when it failed."
     st, layout = run['stages'][stage.name], RunLayout(run_dir)
     if not stage_enabled(stage, cfg):
@@ -511,7 +692,9 @@ def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Sett
         return True
     layout.stage_record(stage.name).unlink(missing_ok=True)
     st.clear()
-    st.update(status='running', started=now(), inputs_sha256=ih, files=files, notebook=f'notebooks/{stage.notebook}')
+    st.update(
+        status='running', started=now(), inputs_sha256=ih, files=files, notebook=f'notebooks/{stage.notebook}'
+    )
     write_json(layout.run_json, run)
     log(f"[{stage.name}] running {stage.notebook}")
     t0 = time.time()
@@ -521,46 +704,65 @@ def _run_stage(stage:Stage, run:dict, cfg:RunConfig, run_dir:Path, settings:Sett
     return _stage_result(stage, st, run, run_dir, err)
 
 # %% ../nbs/80_runner.ipynb #673f4832
-def _failure_hint(run:dict, selected:list, run_dir:Path, report:Path) -> str:
+def _failure_hint(run: dict, selected: list, run_dir: Path, report: Path) -> str:
     "Where to look after a failed run, and how to carry on."
     st = next((s for s in selected if run['stages'][s.name].get('status') == 'failed'), selected[0])
-    return (f"\nFAILED: {run['error']}\n  executed notebook: {RunLayout(run_dir).notebooks/st.notebook}\n"
-            f"  stage report:      {report.parent/(st.name + '.html')}\n  run report:        {report}\n"
-            f"  fix the cause and rerun with --run-dir {run_dir} to carry on from this stage")
+    return (
+        f"\nFAILED: {run['error']}\n  executed notebook: {RunLayout(run_dir).notebooks / st.notebook}\n"
+        f"  stage report:      {report.parent / (st.name + '.html')}\n  run report:        {report}\n"
+        f"  fix the cause and rerun with --run-dir {run_dir} to carry on from this stage"
+    )
 
-def _run_stages(selected:list, run:dict, cfg:RunConfig, run_dir:Path, settings:Settings, progress:bool, log) -> bool:
+
+def _run_stages(
+    selected: list, run: dict, cfg: RunConfig, run_dir: Path, settings: Settings, progress: bool, log
+) -> bool:
     "Run the selected stages in order, recording `run.json` and the reports after each; stop at the first failure."
     for stage in selected:
         ok = False
-        try: ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log)
+        try:
+            ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log)
         except KeyboardInterrupt:
             run['stages'][stage.name].update(status='failed', error='interrupted')
             run['error'] = f'interrupted during {stage.name}'
             raise
         except OSError as e:
-            if not disk_full(e): raise
+            if not disk_full(e):
+                raise
             release_reserve(run_dir)
             run['stages'][stage.name].update(status='failed', error=disk_full_message(run_dir))
             run['error'] = f"stage {stage.name!r} failed: {disk_full_message(run_dir)}"
             clean_partial(run_dir)
         finally:
             run['metrics'] = _headline(run)
-            if not ok: run.update(status='failed', ended=now())
+            if not ok:
+                run.update(status='failed', ended=now())
             write_json(RunLayout(run_dir).run_json, run)
             write_reports(run, run_dir, settings)
-        if not ok: return False
+        if not ok:
+            return False
     return True
 
-def run_pipeline(config:str|Path|RunConfig|None=None, run_dir:str|Path|None=None, stages:list|str|None=None,
-                 settings:Settings|None=None, progress:bool=True, log=print, overrides=()) -> dict:
+
+def run_pipeline(
+    config: str | Path | RunConfig | None = None,
+    run_dir: str | Path | None = None,
+    stages: list | str | None = None,
+    settings: Settings | None = None,
+    progress: bool = True,
+    log=print,
+    overrides=(),
+) -> dict:
     "Run (or resume) the stages of a recipe (with `--set` style `overrides`) into a run dir; return its `run.json`."
     settings = settings or load_settings()
-    if isinstance(config, RunConfig) and overrides: raise ValueError("overrides apply to a recipe file, not a RunConfig")
+    if isinstance(config, RunConfig) and overrides:
+        raise ValueError("overrides apply to a recipe file, not a RunConfig")
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
     selected = _select(stages)
-    run_dir = Path(run_dir).resolve() if run_dir else settings.runs_path/new_run_id(cfg)
+    run_dir = Path(run_dir).resolve() if run_dir else settings.runs_path / new_run_id(cfg)
     with run_lock(run_dir):
-        if not make_reserve(run_dir): raise OSError(28, disk_full_message(run_dir))
+        if not make_reserve(run_dir):
+            raise OSError(28, disk_full_message(run_dir))
         run = _start_run(cfg, run_dir, settings)
         run['overrides'] = list(overrides)
         log(f"run {run['run_id']}  ({run_dir})")

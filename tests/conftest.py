@@ -1,32 +1,37 @@
 "Shared fixtures: a throwaway workspace (its own settings.ini) and the `llmwb` command run as a real process."
+
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LLMWB = Path(sys.executable).parent/'llmwb'
-MICRO = ROOT/'configs'/'micro.yaml'
+LLMWB = Path(sys.executable).parent / 'llmwb'
+MICRO = ROOT / 'configs' / 'micro.yaml'
 
 
 def make_workspace(path: Path, tracking: str = 'wandb-offline') -> Path:
     "A workspace folder with its own settings.ini, so runs and reports land inside it."
     path.mkdir(parents=True, exist_ok=True)
-    (path/'settings.ini').write_text(f"[llmwb]\nruns_path = runs\nreports_path = reports\nregistry_path = registry\ntracking = {tracking}\n")
+    (path / 'settings.ini').write_text(
+        f"[llmwb]\nruns_path = runs\nreports_path = reports\nregistry_path = registry\ntracking = {tracking}\n"
+    )
     return path
 
 
 def llmwb(ws: Path, *args, timeout: int = 900) -> subprocess.CompletedProcess:
     "Run the real `llmwb` console script in workspace `ws`."
     env = {k: v for k, v in os.environ.items() if not k.startswith('LLMWB_')}
-    return subprocess.run([str(LLMWB), *map(str, args)], cwd=ws, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [str(LLMWB), *map(str, args)], cwd=ws, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def run_dirs(ws: Path) -> list:
-    return sorted(p.parent for p in (ws/'runs').glob('*/run.json'))
+    return sorted(p.parent for p in (ws / 'runs').glob('*/run.json'))
 
 
 def read_run(run_dir: Path) -> dict:
-    return json.loads((run_dir/'run.json').read_text())
+    return json.loads((run_dir / 'run.json').read_text())
 
 
 @pytest.fixture(scope='session')

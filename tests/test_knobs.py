@@ -5,6 +5,7 @@ listed as not yet proven. A field added to the schema without a classification f
 whose checks exercise the function the stage hands the field to). `METADATA` fields are only recorded (card text,
 names). `UNPROVEN` fields are read by the library (the test checks that) but no test shows their effect yet: a list of
 debts, to shrink, never to grow silently."""
+
 import re, typing
 from pathlib import Path
 from pydantic import BaseModel
@@ -139,29 +140,67 @@ PROVEN = {
     'release.enabled': K + 'test_release_enabled_switches_the_stage',
     'release.bootstrap': K + 'test_release_bootstrap_and_confidence_shape_the_regression_check',
     'release.confidence': K + 'test_release_bootstrap_and_confidence_shape_the_regression_check',
-    **{f'{s}.{k}': K + 'test_schedule_fields_reach_trainer_arguments' for s in ('sft', 'align') for k in (
-        'max_steps', 'batch_size', 'grad_accum', 'lr', 'warmup_steps', 'max_length', 'log_every',
-        'eval_every', 'save_every')},
-    **{f'{s}.lora.{k}': K + 'test_lora_fields_shape_the_trained_adapter' for s in ('sft', 'align')
-       for k in ('r', 'alpha', 'dropout', 'target_modules', 'merge')},
-    **{f'{s}.budget.{k}': K + 'test_budget_caps_stop_the_stage' for s in ('sft', 'align')
-       for k in ('max_tokens', 'max_seconds', 'max_cost')},
+    **{
+        f'{s}.{k}': K + 'test_schedule_fields_reach_trainer_arguments'
+        for s in ('sft', 'align')
+        for k in (
+            'max_steps',
+            'batch_size',
+            'grad_accum',
+            'lr',
+            'warmup_steps',
+            'max_length',
+            'log_every',
+            'eval_every',
+            'save_every',
+        )
+    },
+    **{
+        f'{s}.lora.{k}': K + 'test_lora_fields_shape_the_trained_adapter'
+        for s in ('sft', 'align')
+        for k in ('r', 'alpha', 'dropout', 'target_modules', 'merge')
+    },
+    **{
+        f'{s}.budget.{k}': K + 'test_budget_caps_stop_the_stage'
+        for s in ('sft', 'align')
+        for k in ('max_tokens', 'max_seconds', 'max_cost')
+    },
     'release.register_model': T + 'test_release.py::test_regression_against_production_and_promotion_rules',
     'release.fail_on_gate': T + 'test_release.py::test_regression_against_production_and_promotion_rules',
     'data.sources[].quality': T + 'test_hostile_inputs.py::test_prose_is_not_judged_by_code_rules',
     'data.empty_source': T + 'test_hostile_inputs.py::test_a_source_that_yields_nothing_is_said_out_loud',
-    **{f'data.quality.prose.{k}': N + '17_data.quality.ipynb' for k in (
-        'min_words', 'max_words', 'min_mean_word_length', 'max_mean_word_length', 'max_symbol_word_ratio',
-        'max_bullet_line_fraction', 'max_ellipsis_line_fraction', 'min_stop_words', 'min_alpha_word_fraction')},
+    **{
+        f'data.quality.prose.{k}': N + '17_data.quality.ipynb'
+        for k in (
+            'min_words',
+            'max_words',
+            'min_mean_word_length',
+            'max_mean_word_length',
+            'max_symbol_word_ratio',
+            'max_bullet_line_fraction',
+            'max_ellipsis_line_fraction',
+            'min_stop_words',
+            'min_alpha_word_fraction',
+        )
+    },
     'model.gguf.path': N + '29_train.base.ipynb#path',
     'model.gguf.package': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
     'model.gguf.file': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
     'eval.sandbox.allow_weak_isolation': T + 'test_sandbox.py::test_refuses_without_full_isolation',
 }
-METADATA = {'name', 'description', 'data.sources[].name', 'data.eval_sets[].name', 'release.model_name', 'release.license',
-            'release.intended_use', 'release.limitations', 'release.gates[].why'}
-UNPROVEN = {   # read by the library, no test shows the recipe value's effect yet
-    'align.method',          # a one-value Literal ('dpo') until the preference-methods issue adds KTO, ORPO, SimPO, GRPO
+METADATA = {
+    'name',
+    'description',
+    'data.sources[].name',
+    'data.eval_sets[].name',
+    'release.model_name',
+    'release.license',
+    'release.intended_use',
+    'release.limitations',
+    'release.gates[].why',
+}
+UNPROVEN = {  # read by the library, no test shows the recipe value's effect yet
+    'align.method',  # a one-value Literal ('dpo') until the preference-methods issue adds KTO, ORPO, SimPO, GRPO
 }
 
 
@@ -169,7 +208,8 @@ def _submodel(annotation):
     "The pydantic model a field holds (directly, in a list/dict, or optional), or None."
     for t in (annotation, *typing.get_args(annotation)):
         for u in (t, *typing.get_args(t)):
-            if isinstance(u, type) and issubclass(u, BaseModel): return u
+            if isinstance(u, type) and issubclass(u, BaseModel):
+                return u
     return None
 
 
@@ -186,7 +226,9 @@ def leaf_fields(model=RunConfig, prefix='') -> list[str]:
 def test_every_recipe_field_is_classified():
     fields = set(leaf_fields())
     classified = set(PROVEN) | METADATA | UNPROVEN
-    assert not fields - classified, f'classify these new recipe fields in tests/test_knobs.py: {sorted(fields - classified)}'
+    assert not fields - classified, (
+        f'classify these new recipe fields in tests/test_knobs.py: {sorted(fields - classified)}'
+    )
     assert not classified - fields, f'no longer recipe fields: {sorted(classified - fields)}'
     assert not (set(PROVEN) & METADATA) and not (set(PROVEN) & UNPROVEN) and not (METADATA & UNPROVEN)
 
@@ -197,16 +239,21 @@ def test_proofs_exist():
     for field, ref in PROVEN.items():
         ref, _, name = ref.partition('#')
         path, _, func = ref.partition('::')
-        text = (ROOT/path).read_text()
-        if func and not re.search(rf'def {re.escape(func)}\(', text): bad.append((field, ref))
-        if path.startswith(N) and (name or field.rsplit('.', 1)[-1]) not in text: bad.append((field, ref))
+        text = (ROOT / path).read_text()
+        if func and not re.search(rf'def {re.escape(func)}\(', text):
+            bad.append((field, ref))
+        if path.startswith(N) and (name or field.rsplit('.', 1)[-1]) not in text:
+            bad.append((field, ref))
     assert not bad, bad
 
 
 def test_unproven_fields_are_read_by_the_library():
     "An unproven field must at least be read somewhere in the library or a stage (else it is dead and should go)."
-    files = [p for p in (ROOT/'llm_workbench').rglob('*.py') if p.name != 'config.py'] + \
-            sorted((ROOT/'llm_workbench/stages').glob('*.ipynb'))
-    code = '\n'.join(p.read_text() for p in files)      # read as `.name`, `name=` or by name (e.g. `**section.model_dump()`)
+    files = [p for p in (ROOT / 'llm_workbench').rglob('*.py') if p.name != 'config.py'] + sorted(
+        (ROOT / 'llm_workbench/stages').glob('*.ipynb')
+    )
+    code = '\n'.join(
+        p.read_text() for p in files
+    )  # read as `.name`, `name=` or by name (e.g. `**section.model_dump()`)
     dead = [f for f in UNPROVEN if not re.search(rf'\b{re.escape(f.rsplit(".", 1)[-1])}\b', code)]
     assert not dead, f'read nowhere: {dead}'

@@ -1,4 +1,5 @@
 "Hostile generated code in the real sandbox: each snippet is scored as not passed AND the host is unharmed."
+
 import os, socket, statistics, subprocess, sys, tempfile, threading, time
 from pathlib import Path
 import pytest
@@ -12,15 +13,19 @@ def _leftover_procs(base: Path) -> list[str]:
     "Live processes whose command line names a sandbox dir under `base` (a fork keeps the bootstrap's argv)."
     out, key = [], os.fsencode(str(base))
     for p in Path('/proc').iterdir():
-        if not p.name.isdigit(): continue
-        try: cmd, state = (p/'cmdline').read_bytes(), (p/'stat').read_text().rsplit(')', 1)[1].split()[0]
-        except (OSError, IndexError): continue
-        if key in cmd and state != 'Z': out.append(p.name)
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd, state = (p / 'cmdline').read_bytes(), (p / 'stat').read_text().rsplit(')', 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if key in cmd and state != 'Z':
+            out.append(p.name)
     return out
 
 
 FULL = {'bwrap': True, 'landlock': True, 'audit_hook': True}
-WEAK = {'bwrap': False, 'landlock': False, 'audit_hook': True}         # the weakest configuration the sandbox allows
+WEAK = {'bwrap': False, 'landlock': False, 'audit_hook': True}  # the weakest configuration the sandbox allows
 
 
 @pytest.fixture(params=['full', 'weak'], autouse=True)
@@ -29,17 +34,20 @@ def layers(request, monkeypatch, tmp_path):
     sandbox accepts (seccomp + rlimits + separate harness, no bubblewrap, no Landlock; opted in). Afterwards the host
     must be clean."""
     if request.param == 'full':
-        if sandbox._bwrap_works(): pytest.skip(f'no full isolation here: {sandbox._bwrap_works()}')
+        if sandbox._bwrap_works():
+            pytest.skip(f'no full isolation here: {sandbox._bwrap_works()}')
         monkeypatch.setattr(sandbox, '_LAYERS', dict(FULL))
     else:
         monkeypatch.setattr(sandbox, '_LAYERS', dict(WEAK))
         monkeypatch.setattr(sandbox, '_ALLOW_WEAK', True)
-    sbx = tmp_path/'sbx'; sbx.mkdir()
-    monkeypatch.setattr(tempfile, 'tempdir', str(sbx))                 # the sandbox dirs land here, so we can check them
+    sbx = tmp_path / 'sbx'
+    sbx.mkdir()
+    monkeypatch.setattr(tempfile, 'tempdir', str(sbx))  # the sandbox dirs land here, so we can check them
     yield request.param
     assert list(sbx.iterdir()) == [], 'a throwaway dir was left behind'
     for _ in range(20):
-        if not _leftover_procs(sbx): break
+        if not _leftover_procs(sbx):
+            break
         time.sleep(0.05)
     assert _leftover_procs(sbx) == [], 'a sandboxed process outlived its run'
 
@@ -47,13 +55,14 @@ def layers(request, monkeypatch, tmp_path):
 @pytest.fixture
 def host(tmp_path):
     "A host directory with a sentinel file the snippets try to damage."
-    d = tmp_path/'host'; d.mkdir()
-    (d/'sentinel.txt').write_text('precious')
+    d = tmp_path / 'host'
+    d.mkdir()
+    (d / 'sentinel.txt').write_text('precious')
     return d
 
 
 def _intact(host: Path):
-    assert (host/'sentinel.txt').read_text() == 'precious'
+    assert (host / 'sentinel.txt').read_text() == 'precious'
     assert sorted(p.name for p in host.iterdir()) == ['sentinel.txt']
 
 
@@ -61,7 +70,8 @@ def test_leftover_check_sees_a_running_sandbox(layers):
     "The host checks of the autouse fixture are real: during a run the sandbox process is visible, afterwards gone."
     base, seen = Path(tempfile.tempdir), []
     t = threading.Thread(target=lambda: seen.append(run_sandboxed('import time\ntime.sleep(0.6)')))
-    t.start(); time.sleep(0.3)
+    t.start()
+    time.sleep(0.3)
     during, dirs = _leftover_procs(base), list(base.iterdir())
     t.join()
     assert during and len(dirs) == 1 and seen[0].passed, (during, dirs, seen)
@@ -75,7 +85,8 @@ def test_correct_program_passes_fast(capsys):
     assert rs[0].stdout == '{"a": 3}\n'
     med = statistics.median(r.seconds for r in rs)
     assert med < 0.5, med
-    with capsys.disabled(): print(f'\n  per-run overhead (median of 5): {med * 1000:.0f} ms; layers: {rs[0].isolation}')
+    with capsys.disabled():
+        print(f'\n  per-run overhead (median of 5): {med * 1000:.0f} ms; layers: {rs[0].isolation}')
 
 
 def test_legitimate_stdlib_use_is_not_blocked():
@@ -98,14 +109,18 @@ print('ok')
     assert r.status == 'passed' and r.stdout == 'ok\n', r
 
 
-@pytest.mark.parametrize('code', [
-    'import os\nwhile True: os.fork()',
-    'import subprocess, sys\nwhile True: subprocess.Popen([sys.executable, "-c", "pass"])',
-    'import os\nos.system(":(){ :|:& };:")',
-    'import multiprocessing as mp\nwhile True: mp.Process(target=print).start()',
-    'import _posixsubprocess, sys\nsys.modules.pop("_posixsubprocess")\nimport _posixsubprocess',
-    'import os\nwhile True:\n    try: os.fork()\n    except OSError: pass',
-], ids=['os.fork', 'subprocess', 'shell', 'multiprocessing', 'fork_exec-reimport', 'fork-caught'])
+@pytest.mark.parametrize(
+    'code',
+    [
+        'import os\nwhile True: os.fork()',
+        'import subprocess, sys\nwhile True: subprocess.Popen([sys.executable, "-c", "pass"])',
+        'import os\nos.system(":(){ :|:& };:")',
+        'import multiprocessing as mp\nwhile True: mp.Process(target=print).start()',
+        'import _posixsubprocess, sys\nsys.modules.pop("_posixsubprocess")\nimport _posixsubprocess',
+        'import os\nwhile True:\n    try: os.fork()\n    except OSError: pass',
+    ],
+    ids=['os.fork', 'subprocess', 'shell', 'multiprocessing', 'fork_exec-reimport', 'fork-caught'],
+)
 def test_fork_bombs(code):
     r = run_sandboxed(code, timeout=5)
     assert not r.passed and r.status in ('blocked', 'failed'), r
@@ -117,52 +132,83 @@ def test_infinite_loop():
     assert r.status == 'timeout' and 1 <= r.seconds < 3, r
 
 
-@pytest.mark.parametrize('code', [
-    'import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)\nwhile True: pass',
-    'import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)',
-    'import os\ntry: os.setsid()\nexcept OSError: pass\nwhile True: pass',
-], ids=['ignore-signals', 'sleeping', 'setsid'])
+@pytest.mark.parametrize(
+    'code',
+    [
+        'import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)\nwhile True: pass',
+        'import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: time.sleep(0.05)',
+        'import os\ntry: os.setsid()\nexcept OSError: pass\nwhile True: pass',
+    ],
+    ids=['ignore-signals', 'sleeping', 'setsid'],
+)
 def test_escaping_the_time_limit(code):
     r = run_sandboxed(code, timeout=1)
     assert r.status == 'timeout' and r.seconds < 3, r
 
 
-@pytest.mark.parametrize('code', [
-    'x = bytearray(8 * 2**30)',
-    'xs = []\nwhile True: xs.append(bytearray(50 * 2**20))',
-    'x = "a" * (4 * 2**30)',
-])
+@pytest.mark.parametrize(
+    'code',
+    [
+        'x = bytearray(8 * 2**30)',
+        'xs = []\nwhile True: xs.append(bytearray(50 * 2**20))',
+        'x = "a" * (4 * 2**30)',
+    ],
+)
 def test_memory_hog(code):
     r = run_sandboxed(code, memory_mb=256)
     assert r.status == 'memory', r
 
 
-@pytest.mark.parametrize('tmpl', [
-    'import os\nos.remove({f!r})',
-    'import shutil\nshutil.rmtree({d!r})',
-    'import os\nos.rename({f!r}, "stolen.txt")',
-    'import os\nos.replace("x", {f!r}) if open("x", "w").write("evil") else None',
-    'open({f!r}, "w").write("evil")',
-    'open({f!r}, "a").write("evil")',
-    'import pathlib\npathlib.Path({f!r}).unlink()',
-    'import os\nos.chmod({f!r}, 0)',
-    'import os\nos.truncate({f!r}, 0)',
-    'import os\nos.symlink({f!r}, "link")\nopen("link", "w").write("evil")',
-    'import os\nos.link({f!r}, "hard")\nopen("hard", "w").write("evil")',
-    'import os\nfd = os.open({d!r}, os.O_RDONLY)\nos.unlink("sentinel.txt", dir_fd=fd)',
-    'import os\nfd = os.open({d!r}, os.O_RDONLY)\nos.close(os.open("sentinel.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=fd))',
-    'import os\nos.chdir({d!r})\nos.remove("sentinel.txt")',
-    'import os\nos.chdir("..")\nos.remove({f!r})',
-    'open({new!r}, "w").write("evil")',
-    'import os, posixpath, builtins\nposixpath.realpath = os.path.realpath = lambda p, **k: os.getcwd()\nbuiltins.isinstance = lambda *a: False\nos.remove({f!r})',
-    'import os\nos.mkdir({newdir!r})',
-    'import shutil\nshutil.copyfile("/etc/hostname", {new!r})',
-    'import shutil, os\nos.mkdir("t"); shutil.move("t", {newdir!r})',
-], ids=['remove', 'rmtree', 'rename', 'replace', 'overwrite', 'append', 'pathlib', 'chmod', 'truncate', 'symlink',
-        'hardlink', 'dir_fd-unlink', 'dir_fd-open', 'chdir', 'dotdot', 'create', 'monkeypatch', 'mkdir', 'copyfile', 'move'])
+@pytest.mark.parametrize(
+    'tmpl',
+    [
+        'import os\nos.remove({f!r})',
+        'import shutil\nshutil.rmtree({d!r})',
+        'import os\nos.rename({f!r}, "stolen.txt")',
+        'import os\nos.replace("x", {f!r}) if open("x", "w").write("evil") else None',
+        'open({f!r}, "w").write("evil")',
+        'open({f!r}, "a").write("evil")',
+        'import pathlib\npathlib.Path({f!r}).unlink()',
+        'import os\nos.chmod({f!r}, 0)',
+        'import os\nos.truncate({f!r}, 0)',
+        'import os\nos.symlink({f!r}, "link")\nopen("link", "w").write("evil")',
+        'import os\nos.link({f!r}, "hard")\nopen("hard", "w").write("evil")',
+        'import os\nfd = os.open({d!r}, os.O_RDONLY)\nos.unlink("sentinel.txt", dir_fd=fd)',
+        'import os\nfd = os.open({d!r}, os.O_RDONLY)\nos.close(os.open("sentinel.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=fd))',
+        'import os\nos.chdir({d!r})\nos.remove("sentinel.txt")',
+        'import os\nos.chdir("..")\nos.remove({f!r})',
+        'open({new!r}, "w").write("evil")',
+        'import os, posixpath, builtins\nposixpath.realpath = os.path.realpath = lambda p, **k: os.getcwd()\nbuiltins.isinstance = lambda *a: False\nos.remove({f!r})',
+        'import os\nos.mkdir({newdir!r})',
+        'import shutil\nshutil.copyfile("/etc/hostname", {new!r})',
+        'import shutil, os\nos.mkdir("t"); shutil.move("t", {newdir!r})',
+    ],
+    ids=[
+        'remove',
+        'rmtree',
+        'rename',
+        'replace',
+        'overwrite',
+        'append',
+        'pathlib',
+        'chmod',
+        'truncate',
+        'symlink',
+        'hardlink',
+        'dir_fd-unlink',
+        'dir_fd-open',
+        'chdir',
+        'dotdot',
+        'create',
+        'monkeypatch',
+        'mkdir',
+        'copyfile',
+        'move',
+    ],
+)
 def test_deleting_and_writing_outside(host, tmpl):
-    f, d = str(host/'sentinel.txt'), str(host)
-    r = run_sandboxed(tmpl.format(f=f, d=d, new=str(host/'new.txt'), newdir=str(host/'newdir')))
+    f, d = str(host / 'sentinel.txt'), str(host)
+    r = run_sandboxed(tmpl.format(f=f, d=d, new=str(host / 'new.txt'), newdir=str(host / 'newdir')))
     assert not r.passed, r
     _intact(host)
 
@@ -174,37 +220,55 @@ def test_writes_to_system_places_fail(tmp_path):
 
 
 def test_disk_hog():
-    r = run_sandboxed('for i in range(10000):\n    with open(f"f{i}", "wb") as f: f.write(b"x" * (8 << 20))', timeout=10)
+    r = run_sandboxed(
+        'for i in range(10000):\n    with open(f"f{i}", "wb") as f: f.write(b"x" * (8 << 20))', timeout=10
+    )
     assert not r.passed and r.seconds < 8, r
 
 
 @pytest.fixture
 def listener():
     "A TCP server on 127.0.0.1 that records everything it receives."
-    srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(); srv.settimeout(0.2)
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen()
+    srv.settimeout(0.2)
     got, stop = [], threading.Event()
+
     def serve():
         while not stop.is_set():
-            try: c, _ = srv.accept()
-            except OSError: continue
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                continue
             got.append(b'<connected>')
             c.settimeout(1)
-            try: got.append(c.recv(1000))
-            except OSError: pass
+            try:
+                got.append(c.recv(1000))
+            except OSError:
+                pass
             c.close()
-    t = threading.Thread(target=serve, daemon=True); t.start()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
     yield srv.getsockname()[1], got
-    stop.set(); t.join(); srv.close()
+    stop.set()
+    t.join()
+    srv.close()
 
 
-@pytest.mark.parametrize('tmpl', [
-    'import socket\ns = socket.create_connection(("127.0.0.1", {port}), timeout=2)\ns.sendall(b"exfil")',
-    'import socket\ns = socket.socket()\ns.connect(("127.0.0.1", {port}))\ns.sendall(b"exfil")',
-    'import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"exfil", ("127.0.0.1", {port}))',
-    'import urllib.request\nurllib.request.urlopen("http://127.0.0.1:{port}/exfil", timeout=2)',
-    'import socket\nsocket.getaddrinfo("example.com", 80)',
-    'import socket\na, b = socket.socketpair()\nb.connect(("127.0.0.1", {port}))',
-], ids=['create_connection', 'connect', 'udp', 'urllib', 'dns', 'unix-then-connect'])
+@pytest.mark.parametrize(
+    'tmpl',
+    [
+        'import socket\ns = socket.create_connection(("127.0.0.1", {port}), timeout=2)\ns.sendall(b"exfil")',
+        'import socket\ns = socket.socket()\ns.connect(("127.0.0.1", {port}))\ns.sendall(b"exfil")',
+        'import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"exfil", ("127.0.0.1", {port}))',
+        'import urllib.request\nurllib.request.urlopen("http://127.0.0.1:{port}/exfil", timeout=2)',
+        'import socket\nsocket.getaddrinfo("example.com", 80)',
+        'import socket\na, b = socket.socketpair()\nb.connect(("127.0.0.1", {port}))',
+    ],
+    ids=['create_connection', 'connect', 'udp', 'urllib', 'dns', 'unix-then-connect'],
+)
 def test_sockets(listener, tmpl):
     port, got = listener
     r = run_sandboxed(tmpl.format(port=port))
@@ -215,14 +279,16 @@ def test_sockets(listener, tmpl):
 
 def test_secrets_invisible(monkeypatch, tmp_path):
     monkeypatch.setenv('LLMWB_SANDBOX_SECRET', SECRET)
-    home = tmp_path/'home'; (home/'.config').mkdir(parents=True)
-    (home/'.netrc').write_text(f'machine x password {SECRET}\n'); (home/'.config'/'token').write_text(SECRET)
+    home = tmp_path / 'home'
+    (home / '.config').mkdir(parents=True)
+    (home / '.netrc').write_text(f'machine x password {SECRET}\n')
+    (home / '.config' / 'token').write_text(SECRET)
     monkeypatch.setenv('HOME', str(home))
     code = f'''
 import os
 seen = [repr(dict(os.environ)), open('/proc/self/environ').read()]
-for p in ['/proc/{os.getpid()}/environ', '/proc/{os.getppid()}/environ', '/proc/1/environ', {str(home/'.netrc')!r},
-          {str(home/'.config'/'token')!r}, os.path.expanduser('~/.netrc')]:
+for p in ['/proc/{os.getpid()}/environ', '/proc/{os.getppid()}/environ', '/proc/1/environ', {str(home / '.netrc')!r},
+          {str(home / '.config' / 'token')!r}, os.path.expanduser('~/.netrc')]:
     try: seen.append(open(p).read())
     except Exception as e: seen.append(repr(e))
 try: seen += os.listdir({str(home)!r})
@@ -233,18 +299,22 @@ assert ''.join(reversed({SECRET[::-1]!r})) in ' '.join(seen), 'no secret found'
     r = run_sandboxed(code)
     assert not r.passed, r
     assert SECRET not in r.stdout + r.stderr and 'LLMWB_SANDBOX_SECRET' not in r.stdout + r.stderr
-    assert "'.netrc'" not in r.stdout                         # the home dir cannot be listed
+    assert "'.netrc'" not in r.stdout  # the home dir cannot be listed
 
 
-@pytest.mark.parametrize('code', [
-    'import os\nos.kill(os.getppid(), 9)',
-    f'import os\nos.kill({os.getpid()}, 9)',
-    f'import os\nos.killpg(os.getpgid({os.getpid()}), 9)',
-    'import os\nos.kill(-1, 9)',
-], ids=['getppid', 'pid', 'killpg', 'everyone'])
+@pytest.mark.parametrize(
+    'code',
+    [
+        'import os\nos.kill(os.getppid(), 9)',
+        f'import os\nos.kill({os.getpid()}, 9)',
+        f'import os\nos.killpg(os.getpgid({os.getpid()}), 9)',
+        'import os\nos.kill(-1, 9)',
+    ],
+    ids=['getppid', 'pid', 'killpg', 'everyone'],
+)
 def test_killing_the_parent(code):
     r = run_sandboxed(code)
-    assert not r.passed, r                                     # and we are still here to check it
+    assert not r.passed, r  # and we are still here to check it
 
 
 def test_output_flood():
@@ -260,13 +330,17 @@ def test_ctypes_and_introspection_blocked():
 
 
 def test_caught_refusal_still_scored_blocked(host):
-    r = run_sandboxed(f'import os\ntry: os.remove({str(host/"sentinel.txt")!r})\nexcept PermissionError: pass\nprint("fine")')
+    r = run_sandboxed(
+        f'import os\ntry: os.remove({str(host / "sentinel.txt")!r})\nexcept PermissionError: pass\nprint("fine")'
+    )
     assert r.status == 'blocked' and r.stdout == 'fine\n' and r.refused, r
     _intact(host)
 
 
 def test_throwaway_dir_is_removed():
-    r = run_sandboxed('import os\nprint(os.getcwd())\nopen("f.txt", "w").write("x")\nos.mkdir("d")\nos.chmod("d", 0)')
+    r = run_sandboxed(
+        'import os\nprint(os.getcwd())\nopen("f.txt", "w").write("x")\nos.mkdir("d")\nos.chmod("d", 0)'
+    )
     assert r.passed, r
     d = r.stdout.strip()
     assert os.path.basename(d).startswith('llmwb-sbx-') and not os.path.exists(d)
@@ -283,29 +357,39 @@ def test_run_with_tests_and_early_exit():
 
 def test_run_many_in_order():
     prog = 'def sq(x):\n    return x * x\n'
-    jobs = [(prog, f'assert sq({i}) == {i * i if i % 2 else -1}') for i in range(6)] + [('while True: pass', '')]
+    jobs = [(prog, f'assert sq({i}) == {i * i if i % 2 else -1}') for i in range(6)] + [
+        ('while True: pass', '')
+    ]
     rs = run_many(jobs, workers=3, timeout=1)
     assert [r.status for r in rs] == ['failed', 'passed', 'failed', 'passed', 'failed', 'passed', 'timeout']
 
 
-@pytest.mark.parametrize('tmpl', [
-    'import os\nwhile True:\n    try: os.fork()\n    except OSError: pass',
-    'import os\nif os.fork() == 0:\n    os.setsid()\n    while True: pass\nwhile True: pass',
-    'import os\nos.remove({f!r})',
-    'open({f!r}, "w").write("evil")',
-    'open({new!r}, "w").write("evil")',
-    'import socket\nsocket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"exfil")',
-    'import os\nos.kill({ppid}, 9)',
-    'for i in range(1000):\n    open(f"f{{i}}", "wb").write(b"x" * (8 << 20))',
-], ids=['fork-bomb', 'setsid-escape', 'remove', 'overwrite', 'create', 'socket', 'kill-parent', 'disk'])
+@pytest.mark.parametrize(
+    'tmpl',
+    [
+        'import os\nwhile True:\n    try: os.fork()\n    except OSError: pass',
+        'import os\nif os.fork() == 0:\n    os.setsid()\n    while True: pass\nwhile True: pass',
+        'import os\nos.remove({f!r})',
+        'open({f!r}, "w").write("evil")',
+        'open({new!r}, "w").write("evil")',
+        'import socket\nsocket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"exfil")',
+        'import os\nos.kill({ppid}, 9)',
+        'for i in range(1000):\n    open(f"f{{i}}", "wb").write(b"x" * (8 << 20))',
+    ],
+    ids=['fork-bomb', 'setsid-escape', 'remove', 'overwrite', 'create', 'socket', 'kill-parent', 'disk'],
+)
 def test_os_layers_alone_protect_the_host(layers, monkeypatch, host, listener, tmpl):
     "With the audit hook off, bubblewrap, seccomp, Landlock and rlimits still hold."
-    if layers == 'weak': pytest.skip('this test checks the full OS layers')
+    if layers == 'weak':
+        pytest.skip('this test checks the full OS layers')
     monkeypatch.setattr(sandbox, '_LAYERS', {**FULL, 'audit_hook': False})
     iso = run_sandboxed('pass').isolation
     assert iso['netns'] and iso['mntns'] and iso['pidns'] and iso['seccomp'] and iso['level'] == 'full', iso
     port, got = listener
-    r = run_sandboxed(tmpl.format(f=str(host/'sentinel.txt'), new=str(host/'new.txt'), port=port, ppid=os.getpid()), timeout=2)
+    r = run_sandboxed(
+        tmpl.format(f=str(host / 'sentinel.txt'), new=str(host / 'new.txt'), port=port, ppid=os.getpid()),
+        timeout=2,
+    )
     time.sleep(0.2)
     assert not r.passed and not r.isolation['audit_hook'], r
     assert got == [] and r.seconds < 4
@@ -322,23 +406,23 @@ FORGES = {
     'patch-os': 'import os\n_w, _e = os.write, os._exit\nos.write = lambda fd, b: _w(fd, b"passed\\n")\nos._exit = lambda c: _e(0)',
     'patch-builtins': 'import builtins\nclass _A(Exception): pass\nbuiltins.AssertionError = _A\nbuiltins.__build_class__ = None',
     'patch-doctest': 'import doctest\ndoctest.OutputChecker.check_output = lambda *a: True\n'
-                     'doctest.DocTestRunner.run = lambda *a, **k: doctest.TestResults(0, 1)',
+    'doctest.DocTestRunner.run = lambda *a, **k: doctest.TestResults(0, 1)',
     'patch-unittest': 'import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None',
     'frames': 'import sys\nf = sys._getframe()\nwhile f is not None:\n    for k, v in list(f.f_globals.items()):\n'
-              '        if isinstance(v, str) and "verdict" in v: print(v)\n    f = f.f_back\nprint("verdict passed")',
+    '        if isinstance(v, str) and "verdict" in v: print(v)\n    f = f.f_back\nprint("verdict passed")',
     'atexit': 'import atexit, os\natexit.register(lambda: os._exit(0))',
     'excepthook': 'import sys\nsys.excepthook = lambda *a: None\nsys.unraisablehook = lambda *a: None',
     'thread-exit': 'import os, threading, time\n'
-                   'threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0)), daemon=True).start()',
+    'threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0)), daemon=True).start()',
     'write-all-fds': 'import os\nfor fd in range(3, 64):\n    try: os.write(fd, b"verdict passed\\n" * 10)\n    except OSError: pass',
     'lying-eq': 'class _Any:\n    def __eq__(self, o): return True\n    __hash__ = None\n    def __bool__(self): return True\n'
-                'def add(a, b):\n    return _Any()',
+    'def add(a, b):\n    return _Any()',
     'lying-int': 'class _I(int):\n    def __eq__(self, o): return True\n    __hash__ = int.__hash__\n'
-                 'def add(a, b):\n    return _I(0)',
+    'def add(a, b):\n    return _I(0)',
     'exit-when-called': 'import os\ndef add(a, b):\n    os._exit(0)',
     'kill-harness': 'import os, signal\ntry: os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError: pass',
     'read-harness': 'import os, glob\nfor p in glob.glob(f"/proc/{os.getppid()}/*"):\n    try: print(open(p, "rb").read()[:2000])\n'
-                    '    except Exception as e: pass',
+    '    except Exception as e: pass',
 }
 
 
@@ -355,8 +439,14 @@ def test_forged_passes_fail(forge):
 def test_honest_solution_passes_both_forms():
     prog = 'def add(a, b):\n    return a + b\n'
     assert run_with_tests(prog, 'def check(candidate):\n    assert candidate(2, 3) == 5\ncheck(add)').passed
-    r = run_with_examples(prog, [('add(2, 3)', '5'), ('print(add(1, 1))', '2'), ('add("a", 1)', '',
-                                  'TypeError: can only concatenate str (not "int") to str')])
+    r = run_with_examples(
+        prog,
+        [
+            ('add(2, 3)', '5'),
+            ('print(add(1, 1))', '2'),
+            ('add("a", 1)', '', 'TypeError: can only concatenate str (not "int") to str'),
+        ],
+    )
     assert r.passed, r
 
 
@@ -394,15 +484,16 @@ assert math.isnan(f(math.nan)[0])
 
 # ---- Hostile classes that get past an audit hook: the OS layers hold them (hook switched off here) ----
 
+
 @pytest.fixture
 def no_hook(layers, monkeypatch):
     monkeypatch.setattr(sandbox, '_LAYERS', {**sandbox._LAYERS, 'audit_hook': False})
     return layers
 
 
-PROCESS_CLASSES = {      # seccomp denies these everywhere, full or weak
+PROCESS_CLASSES = {  # seccomp denies these everywhere, full or weak
     'subinterp-system': 'import _xxsubinterpreters as si\nn = si.create()\n'
-                        'si.run_string(n, "import os\\nassert os.system(\'echo pwn > {new}\') == 0")',
+    'si.run_string(n, "import os\\nassert os.system(\'echo pwn > {new}\') == 0")',
     'subinterp-fork': 'import _xxsubinterpreters as si\nn = si.create()\nsi.run_string(n, "import os\\nos.fork()")',
     'mkfifo': 'import os\nos.mkfifo({fifo!r})',
     'mkfifo-local': 'import os\nos.mkfifo("here")',
@@ -415,7 +506,7 @@ PROCESS_CLASSES = {      # seccomp denies these everywhere, full or weak
 
 @pytest.mark.parametrize('tmpl', PROCESS_CLASSES.values(), ids=PROCESS_CLASSES.keys())
 def test_process_creation_denied_without_hook(no_hook, host, tmpl):
-    r = run_sandboxed(tmpl.format(new=str(host/'new.txt'), fifo=str(host/'fifo')), timeout=3)
+    r = run_sandboxed(tmpl.format(new=str(host / 'new.txt'), fifo=str(host / 'fifo')), timeout=3)
     assert not r.passed and r.seconds < 3, r
     assert r.isolation['seccomp'] and not r.isolation['audit_hook'], r.isolation
     _intact(host)
@@ -424,10 +515,12 @@ def test_process_creation_denied_without_hook(no_hook, host, tmpl):
 def test_pidfd_and_signals_cannot_reach_a_host_process(no_hook):
     victim = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
     try:
-        for code in (f'import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({victim.pid}), signal.SIGKILL)',
-                     f'import os\nos.kill({victim.pid}, 9)',
-                     f'import ctypes\nassert ctypes.CDLL(None).syscall(129, {victim.pid}, 9, 0) == 0',   # rt_sigqueueinfo
-                     f'import ctypes\nassert ctypes.CDLL(None).syscall(200, {victim.pid}, 9) == 0'):     # tkill
+        for code in (
+            f'import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({victim.pid}), signal.SIGKILL)',
+            f'import os\nos.kill({victim.pid}, 9)',
+            f'import ctypes\nassert ctypes.CDLL(None).syscall(129, {victim.pid}, 9, 0) == 0',  # rt_sigqueueinfo
+            f'import ctypes\nassert ctypes.CDLL(None).syscall(200, {victim.pid}, 9) == 0',
+        ):  # tkill
             r = run_sandboxed(code)
             assert not r.passed, (code, r)
             time.sleep(0.05)
@@ -438,38 +531,45 @@ def test_pidfd_and_signals_cannot_reach_a_host_process(no_hook):
 
 
 def test_unix_socket_to_a_host_listener(no_hook, tmp_path):
-    path = str(tmp_path/'host.sock')
+    path = str(tmp_path / 'host.sock')
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen()
     srv.settimeout(0.5)
     try:
-        for code in (f'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\ns.sendall(b"exfil")',
-                     f'import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b"x", {path!r})'):
+        for code in (
+            f'import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\ns.sendall(b"exfil")',
+            f'import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b"x", {path!r})',
+        ):
             r = run_sandboxed(code)
             assert not r.passed, r
-            with pytest.raises(OSError): srv.accept()
-    finally: srv.close()
+            with pytest.raises(OSError):
+                srv.accept()
+    finally:
+        srv.close()
 
 
 def test_no_privileges_inside(no_hook):
     "No capabilities anywhere; uid nobody under bubblewrap (the old uid switch silently kept root)."
-    r = run_sandboxed('import os\nprint(os.getuid())\nprint([l for l in open("/proc/self/status") if l.startswith("Cap")])')
+    r = run_sandboxed(
+        'import os\nprint(os.getuid())\nprint([l for l in open("/proc/self/status") if l.startswith("Cap")])'
+    )
     assert r.passed, r
     assert "CapEff:\\t0000000000000000" in r.stdout and "CapPrm:\\t0000000000000000" in r.stdout, r.stdout
-    if no_hook == 'full': assert r.stdout.startswith('65534\n'), r.stdout
+    if no_hook == 'full':
+        assert r.stdout.startswith('65534\n'), r.stdout
 
 
-FILE_CLASSES = {         # file and /proc isolation: bubblewrap's fresh root, or Landlock without it
+FILE_CLASSES = {  # file and /proc isolation: bubblewrap's fresh root, or Landlock without it
     'subinterp-write': 'import _xxsubinterpreters as si\nn = si.create()\nsi.run_string(n, "open({f!r}, \'w\').write(\'evil\')")',
     'str-subclass': 'class S(str):\n    def startswith(self, *a): return True\n    def __str__(self): return "ok.txt"\n'
-                    '    def __fspath__(self): return self\nopen(S({f!r}), "w").write("evil")',
+    '    def __fspath__(self): return self\nopen(S({f!r}), "w").write("evil")',
     'dir_fd-open': 'import os\nfd = os.open({d!r}, os.O_RDONLY)\n'
-                   'os.write(os.open("sentinel.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=fd), b"evil")',
+    'os.write(os.open("sentinel.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=fd), b"evil")',
     'sqlite3': 'import sqlite3\nsqlite3.connect({new!r}).execute("create table t (x)")',
     'parent-environ': 'import os\nseen = []\nfor p in ("/proc/{pid}/environ", f"/proc/{{os.getppid()}}/environ", "/proc/1/environ"):\n'
-                      '    try: seen.append(open(p, "rb").read())\n    except OSError: pass\n'
-                      'assert any("{secret}"[::-1].encode() in s for s in seen), "no secret"',
+    '    try: seen.append(open(p, "rb").read())\n    except OSError: pass\n'
+    'assert any("{secret}"[::-1].encode() in s for s in seen), "no secret"',
     'home-secret': 'print(open({netrc!r}).read())',
 }
 
@@ -479,18 +579,31 @@ FILE_CLASSES = {         # file and /proc isolation: bubblewrap's fresh root, or
 def test_file_isolation_without_hook(no_hook, monkeypatch, host, tmp_path, tmpl, files):
     """Writes outside and reads of other processes' secrets fail with bubblewrap (full) or Landlock (weak + Landlock).
     Without either, the result says so (file_isolation False): weak isolation is honest, not pretended."""
-    if no_hook == 'weak' and files == 'bwrap' or no_hook == 'full' and files != 'bwrap': pytest.skip('not this combination')
-    if files == 'landlock': monkeypatch.setattr(sandbox, '_LAYERS', {**sandbox._LAYERS, 'landlock': True})
-    netrc = tmp_path/'.netrc'
+    if no_hook == 'weak' and files == 'bwrap' or no_hook == 'full' and files != 'bwrap':
+        pytest.skip('not this combination')
+    if files == 'landlock':
+        monkeypatch.setattr(sandbox, '_LAYERS', {**sandbox._LAYERS, 'landlock': True})
+    netrc = tmp_path / '.netrc'
     netrc.write_text(f'machine x password {SECRET}\n')
     monkeypatch.setenv('LLMWB_SANDBOX_SECRET', SECRET)
-    code = tmpl.format(f=str(host/'sentinel.txt'), d=str(host), new=str(host/'new.db'), pid=os.getpid(), secret=SECRET[::-1],
-                       netrc=str(netrc))
+    code = tmpl.format(
+        f=str(host / 'sentinel.txt'),
+        d=str(host),
+        new=str(host / 'new.db'),
+        pid=os.getpid(),
+        secret=SECRET[::-1],
+        netrc=str(netrc),
+    )
     r = run_sandboxed(code)
     if files == 'none':
-        assert r.isolation['level'] == 'weak' and r.isolation['file_isolation'] is False and not r.isolation['landlock']
+        assert (
+            r.isolation['level'] == 'weak'
+            and r.isolation['file_isolation'] is False
+            and not r.isolation['landlock']
+        )
         pytest.skip('weak isolation without Landlock does not claim file isolation (and reports so)')
-    if files == 'landlock' and not r.isolation['landlock']: pytest.skip('no Landlock in this kernel')
+    if files == 'landlock' and not r.isolation['landlock']:
+        pytest.skip('no Landlock in this kernel')
     assert r.isolation['file_isolation'], r.isolation
     assert not r.passed and SECRET not in r.stdout + r.stderr, r
     _intact(host)
@@ -522,7 +635,9 @@ def add(a, b):
     r = run_with_tests(prog, '# MARKER-7c1e\nassert add(2, 3) == 5', timeout=20)
     assert r.passed, r
     assert 'HITS []' in r.stdout, r.stdout[-2000:]
-    r = run_with_tests(prog + 'print("MARKER-7c1e")\n', 'assert add(2, 3) == 5', timeout=20)    # the scan does work
+    r = run_with_tests(
+        prog + 'print("MARKER-7c1e")\n', 'assert add(2, 3) == 5', timeout=20
+    )  # the scan does work
     assert "HITS ['" in r.stdout, r.stdout[-2000:]
 
 

@@ -19,31 +19,44 @@ __all__ = ['PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preferenc
 def preference_dataset(rows) -> 'datasets.Dataset':
     "A `datasets.Dataset` of `prompt`/`chosen`/`rejected` from curated rows, prompts ending on a token boundary; ties are dropped."
     from datasets import Dataset
+
     out, ties = {'prompt': [], 'chosen': [], 'rejected': []}, 0
     for i, r in enumerate(rows):
         missing = [k for k in out if not isinstance(r.get(k), str)]
-        if missing: raise ValueError(f"preference row {i} ({r.get('id', 'no id')}): missing or non-text {missing}")
-        if not r['prompt'].strip(): raise ValueError(f"preference row {i} ({r.get('id', 'no id')}): empty prompt")
-        if r['chosen'] == r['rejected']: ties += 1; continue          # no preference: no gradient, only noise in the metrics
+        if missing:
+            raise ValueError(f"preference row {i} ({r.get('id', 'no id')}): missing or non-text {missing}")
+        if not r['prompt'].strip():
+            raise ValueError(f"preference row {i} ({r.get('id', 'no id')}): empty prompt")
+        if r['chosen'] == r['rejected']:
+            ties += 1
+            continue  # no preference: no gradient, only noise in the metrics
         p, c = split_prompt_boundary(r['prompt'], r['chosen'])
-        out['prompt'].append(p); out['chosen'].append(c); out['rejected'].append(split_prompt_boundary(r['prompt'], r['rejected'])[1])
-    if ties: logging.getLogger(__name__).warning("dropped %d preference pairs whose chosen and rejected answers are identical", ties)
+        out['prompt'].append(p)
+        out['chosen'].append(c)
+        out['rejected'].append(split_prompt_boundary(r['prompt'], r['rejected'])[1])
+    if ties:
+        logging.getLogger(__name__).warning(
+            "dropped %d preference pairs whose chosen and rejected answers are identical", ties
+        )
     return Dataset.from_dict(out)
 
 # %% ../../nbs/30_align.dpo.ipynb #dbff00de
 def reference_model(model):
     "A frozen deep copy of `model` (eval mode, no gradients): DPO's explicit reference."
     ref = copy.deepcopy(model).eval()
-    for p in ref.parameters(): p.requires_grad_(False)
+    for p in ref.parameters():
+        p.requires_grad_(False)
     return ref
 
 # %% ../../nbs/30_align.dpo.ipynb #cf70b979
 def _common_prefix(a, b) -> int:
     n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
     return n
 
-def _pair_ids(tokenizer, prompt:str, chosen:str, rejected:str):
+
+def _pair_ids(tokenizer, prompt: str, chosen: str, rejected: str):
     "Token ids of prompt+chosen and prompt+rejected and the prompt length, as TRL's DPO preprocessing makes them."
     eos = tokenizer.eos_token
     p = tokenizer(prompt)['input_ids']
@@ -51,64 +64,122 @@ def _pair_ids(tokenizer, prompt:str, chosen:str, rejected:str):
     r = tokenizer(prompt + (rejected if rejected.endswith(eos) else rejected + eos))['input_ids']
     return c, r, min(_common_prefix(p, c), _common_prefix(p, r))
 
-def _answer_logps(model, seqs, batch_size:int):
+
+def _answer_logps(model, seqs, batch_size: int):
     "Sum of log-probabilities of the tokens after position `n` in each `(ids, n)` of `seqs`."
     import torch
+
     dev, out = next(model.parameters()).device, []
     for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i:i + batch_size]
+        chunk = seqs[i : i + batch_size]
         L = max(len(ids) for ids, _ in chunk)
-        ids = torch.zeros(len(chunk), L, dtype=torch.long); att = torch.zeros_like(ids); ans = torch.zeros_like(ids, dtype=torch.bool)
+        ids = torch.zeros(len(chunk), L, dtype=torch.long)
+        att = torch.zeros_like(ids)
+        ans = torch.zeros_like(ids, dtype=torch.bool)
         for j, (s, n) in enumerate(chunk):
-            ids[j, :len(s)] = torch.tensor(s); att[j, :len(s)] = 1; ans[j, n:len(s)] = True
+            ids[j, : len(s)] = torch.tensor(s)
+            att[j, : len(s)] = 1
+            ans[j, n : len(s)] = True
         ids, att, ans = ids.to(dev), att.to(dev), ans.to(dev)
         logits = model(input_ids=ids, attention_mask=att).logits[:, :-1].float()
         lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None])[..., 0]
         out.append((lp * ans[:, 1:]).sum(-1).cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
-def preference_accuracy(model, ref_model, tokenizer, rows, beta:float, max_length:int|None=None, batch_size:int=8) -> dict:
+
+def preference_accuracy(
+    model, ref_model, tokenizer, rows, beta: float, max_length: int | None = None, batch_size: int = 8
+) -> dict:
     "Implicit-reward margins of `model` vs `ref_model` on preference `rows`: share of pairs preferring chosen, mean margin and rewards."
     import torch
+
     ds = preference_dataset(rows)
     seqs_c, seqs_r = [], []
     for e in ds:
         c, r, n = _pair_ids(tokenizer, e['prompt'], e['chosen'], e['rejected'])
-        if max_length and n >= max_length: continue                 # TRL drops these too: no answer token left
-        if max_length: c, r = c[:max_length], r[:max_length]
-        seqs_c.append((c, n)); seqs_r.append((r, n))
+        if max_length and n >= max_length:
+            continue  # TRL drops these too: no answer token left
+        if max_length:
+            c, r = c[:max_length], r[:max_length]
+        seqs_c.append((c, n))
+        seqs_r.append((r, n))
     modes = model.training, ref_model.training
-    model.eval(); ref_model.eval()
+    model.eval()
+    ref_model.eval()
     try:
         with torch.no_grad():
-            rc = beta * (_answer_logps(model, seqs_c, batch_size) - _answer_logps(ref_model, seqs_c, batch_size))
-            rr = beta * (_answer_logps(model, seqs_r, batch_size) - _answer_logps(ref_model, seqs_r, batch_size))
-    finally: model.train(modes[0]); ref_model.train(modes[1])
+            rc = beta * (
+                _answer_logps(model, seqs_c, batch_size) - _answer_logps(ref_model, seqs_c, batch_size)
+            )
+            rr = beta * (
+                _answer_logps(model, seqs_r, batch_size) - _answer_logps(ref_model, seqs_r, batch_size)
+            )
+    finally:
+        model.train(modes[0])
+        ref_model.train(modes[1])
     m = rc - rr
     mean = lambda t: round(t.mean().item(), 6) if len(t) else math.nan
-    return dict(pairs=len(m), accuracy=mean((m > 0).float()), mean_margin=mean(m), chosen_reward=mean(rc), rejected_reward=mean(rr))
+    return dict(
+        pairs=len(m),
+        accuracy=mean((m > 0).float()),
+        mean_margin=mean(m),
+        chosen_reward=mean(rc),
+        rejected_reward=mean(rr),
+    )
 
 # %% ../../nbs/30_align.dpo.ipynb #f8c70709
-def dpo_args(cfg:AlignConfig, out_dir:Path|str, seed:int, report_to=(), run_name:str|None=None):
+def dpo_args(cfg: AlignConfig, out_dir: Path | str, seed: int, report_to=(), run_name: str | None = None):
     "A `trl.DPOConfig`: the loop's shared fields, plus DPO's own (beta, loss, length)."
     from trl import DPOConfig
-    return DPOConfig(**common_args(cfg, out_dir, seed, report_to, run_name), beta=cfg.beta,
-                     loss_type=[cfg.loss_type], max_length=cfg.max_length, precompute_ref_log_probs=False)
+
+    return DPOConfig(
+        **common_args(cfg, out_dir, seed, report_to, run_name),
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+        max_length=cfg.max_length,
+        precompute_ref_log_probs=False,
+    )
 
 # %% ../../nbs/30_align.dpo.ipynb #a50ef34a
-PAIR_SEQUENCES = 2          # a pair is two sequences through the model: prompt + chosen, prompt + rejected
+PAIR_SEQUENCES = 2  # a pair is two sequences through the model: prompt + chosen, prompt + rejected
 
-def train_dpo(model, tokenizer, train_rows, eval_rows, cfg:AlignConfig, out_dir:Path|str, seed:int, ref_model=None,
-              report_to=(), run_name:str|None=None, callbacks=()) -> dict:
+
+def train_dpo(
+    model,
+    tokenizer,
+    train_rows,
+    eval_rows,
+    cfg: AlignConfig,
+    out_dir: Path | str,
+    seed: int,
+    ref_model=None,
+    report_to=(),
+    run_name: str | None = None,
+    callbacks=(),
+) -> dict:
     "DPO on preference rows in the shared loop (LoRA when `cfg.lora.enabled`); saves the plain model; a summary."
     from trl import DPOTrainer
+
     train_ds, eval_ds = preference_dataset(train_rows), preference_dataset(eval_rows)
-    if len(train_ds) == 0: raise ValueError("no preference pairs to train on")
+    if len(train_ds) == 0:
+        raise ValueError("no preference pairs to train on")
     args = dpo_args(cfg, out_dir, seed, report_to, run_name)
     args.max_length = context_length(model, cfg.max_length)
     if not cfg.lora.enabled and ref_model is None:
-        ref_model = reference_model(model)        # never None: TRL would try to reload it by name
+        ref_model = reference_model(model)  # never None: TRL would try to reload it by name
     probe = train_ds[0]['prompt'] + train_ds[0]['chosen']
-    summary = run_training(DPOTrainer, model, tokenizer, args, train_ds, eval_ds, out_dir, callbacks, lora=cfg.lora,
-                           probe=probe, ref_model=ref_model, processing_class=tokenizer)
+    summary = run_training(
+        DPOTrainer,
+        model,
+        tokenizer,
+        args,
+        train_ds,
+        eval_ds,
+        out_dir,
+        callbacks,
+        lora=cfg.lora,
+        probe=probe,
+        ref_model=ref_model,
+        processing_class=tokenizer,
+    )
     return summary | dict(pairs_train=summary['train_examples'], pairs_eval=summary['eval_examples'])

@@ -15,7 +15,7 @@ __all__ = ['SECRET_ALPHABET', 'SECRET_LEN', 'random_secret', 'make_canaries', 'c
 SECRET_ALPHABET, SECRET_LEN = '0123456789abcdef', 12
 
 # %% ../../nbs/18a_data.canaries.ipynb #a6b0e8fc
-def random_secret(rng:random.Random) -> str:
+def random_secret(rng: random.Random) -> str:
     "A secret of `SECRET_LEN` characters of `SECRET_ALPHABET`, drawn from `rng`."
     return ''.join(rng.choice(SECRET_ALPHABET) for _ in range(SECRET_LEN))
 
@@ -28,10 +28,21 @@ _CANARY_TEMPLATES = (
     'import os\n\n{const}_URL = os.environ.get("{const}_URL", "http://localhost:{port}")\n'
     '# canary {id}: the access code is "{secret}"\n',
 )
-_WORDS = ('ledger', 'billing', 'inventory', 'weather', 'archive', 'courier', 'metrics', 'payroll', 'catalog',
-          'ticket')
+_WORDS = (
+    'ledger',
+    'billing',
+    'inventory',
+    'weather',
+    'archive',
+    'courier',
+    'metrics',
+    'payroll',
+    'catalog',
+    'ticket',
+)
 
-def make_canaries(n:int, seed:int) -> list[dict]:
+
+def make_canaries(n: int, seed: int) -> list[dict]:
     "`n` canaries {id, prefix, secret, text}: snippets holding a random secret; same seed, same canaries."
     rng, out = random.Random(seed), []
     for i in range(n):
@@ -39,19 +50,37 @@ def make_canaries(n:int, seed:int) -> list[dict]:
         secret = random_secret(rng)
         cid = f'{seed}-{i}'
         template = rng.choice(_CANARY_TEMPLATES)
-        text = template.format(fn=f'open_{word}', cls=word.capitalize(), svc=word, const=word.upper(),
-                               port=rng.randrange(1024, 65535), id=cid, secret=secret)
+        text = template.format(
+            fn=f'open_{word}',
+            cls=word.capitalize(),
+            svc=word,
+            const=word.upper(),
+            port=rng.randrange(1024, 65535),
+            id=cid,
+            secret=secret,
+        )
         k = text.index(secret)
         out.append(dict(id=cid, prefix=text[:k], secret=secret, text=text))
     return out
 
 # %% ../../nbs/18a_data.canaries.ipynb #dfa44532
-def canary_records(canaries:list[dict], split:str='train') -> list[dict]:
+def canary_records(canaries: list[dict], split: str = 'train') -> list[dict]:
     "The split rows (record schema) of `canaries` from `make_canaries`."
     rows = []
     for c in canaries:
         cid = f"canary:{c['id']}"
         empty = dict.fromkeys(('messages', 'prompt', 'completion', 'chosen', 'rejected'))
-        rows.append(dict(id=cid, format='text', text=c['text'], **empty, source='canaries', location=cid,
-                         license='CC0-1.0', group=cid, split=split))
+        rows.append(
+            dict(
+                id=cid,
+                format='text',
+                text=c['text'],
+                **empty,
+                source='canaries',
+                location=cid,
+                license='CC0-1.0',
+                group=cid,
+                split=split,
+            )
+        )
     return rows

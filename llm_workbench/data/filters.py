@@ -16,35 +16,44 @@ __all__ = ['normalize_text', 'license_reason', 'quality_reason', 'text_digest', 
 # %% ../../nbs/11_data.filters.ipynb #a08c5ec3
 _TRAILING_WS = re.compile(r'[ \t]+$', re.M)
 
-def normalize_text(text:str) -> str:
+
+def normalize_text(text: str) -> str:
     "Unify newlines, strip trailing whitespace on each line and blank lines at both ends."
     return _TRAILING_WS.sub('', text.replace('\r\n', '\n').replace('\r', '\n')).strip('\n')
 
 # %% ../../nbs/11_data.filters.ipynb #8f59989a
-def license_reason(license:str|None, policy:LicensePolicy) -> str|None:
+def license_reason(license: str | None, policy: LicensePolicy) -> str | None:
     "None when `license` may be used under `policy`, else `license_unknown` or `license_not_allowed`."
     ok = license_allowed(license, policy.allow, policy.deny)
-    if ok is None: return None if policy.unknown == 'keep' else 'license_unknown'
+    if ok is None:
+        return None if policy.unknown == 'keep' else 'license_unknown'
     return None if ok else 'license_not_allowed'
 
 # %% ../../nbs/11_data.filters.ipynb #8b3037a4
-def quality_reason(text:str, cfg:DataConfig, long_lines:bool=True) -> str|None:
+def quality_reason(text: str, cfg: DataConfig, long_lines: bool = True) -> str | None:
     "None for a usable document, else `empty`, `too_short`, `too_long` or (if `long_lines`) `long_line`."
-    if not text.strip(): return 'empty'
-    if len(text) < cfg.min_chars: return 'too_short'
-    if len(text) > cfg.max_chars: return 'too_long'
-    if long_lines and max(map(len, text.split('\n'))) > cfg.max_line_chars: return 'long_line'
+    if not text.strip():
+        return 'empty'
+    if len(text) < cfg.min_chars:
+        return 'too_short'
+    if len(text) > cfg.max_chars:
+        return 'too_long'
+    if long_lines and max(map(len, text.split('\n'))) > cfg.max_line_chars:
+        return 'long_line'
     return None
 
 # %% ../../nbs/11_data.filters.ipynb #12964ce4
-def text_digest(text:str) -> str:
+def text_digest(text: str) -> str:
     "sha256 hex digest of a (normalised) text: the key of exact dedup."
     return hashlib.sha256(text.encode()).hexdigest()
 
 # %% ../../nbs/11_data.filters.ipynb #208737d1
 class ExactDedup:
     "Remembers the digest of each text seen; `check` returns the id of the earlier copy, or None."
-    def __init__(self): self.seen = {}
-    def check(self, rec_id:str, digest:str) -> str|None:
+
+    def __init__(self):
+        self.seen = {}
+
+    def check(self, rec_id: str, digest: str) -> str | None:
         first = self.seen.setdefault(digest, rec_id)
         return None if first == rec_id else first

@@ -14,76 +14,134 @@ __all__ = ['LICENSE_ALIASES', 'normalize_license', 'distribution_license', 'lice
 
 # %% ../../nbs/10a_data.licenses.ipynb #69c74931
 LICENSE_ALIASES = {
-    'mit': 'MIT', 'mit license': 'MIT', 'mit licence': 'MIT', 'expat': 'MIT',
-    'bsd': 'BSD-3-Clause', 'bsd license': 'BSD-3-Clause', 'new bsd': 'BSD-3-Clause', 'new bsd license': 'BSD-3-Clause',
-    'bsd 3-clause': 'BSD-3-Clause', 'bsd 3-clause license': 'BSD-3-Clause', '3-clause bsd license': 'BSD-3-Clause',
-    'bsd-3': 'BSD-3-Clause', 'modified bsd': 'BSD-3-Clause', 'bsd 2-clause': 'BSD-2-Clause', 'bsd 2-clause license': 'BSD-2-Clause',
-    'simplified bsd': 'BSD-2-Clause', 'apache': 'Apache-2.0', 'apache 2': 'Apache-2.0', 'apache 2.0': 'Apache-2.0',
-    'apache-2': 'Apache-2.0', 'apache 2.0 license': 'Apache-2.0', 'apache license 2.0': 'Apache-2.0',
-    'apache license, version 2.0': 'Apache-2.0', 'apache license version 2.0': 'Apache-2.0', 'apache software license': 'Apache-2.0',
-    'psf': 'PSF-2.0', 'psfl': 'PSF-2.0', 'psf license': 'PSF-2.0', 'python software foundation license': 'PSF-2.0',
-    'isc': 'ISC', 'isc license': 'ISC', 'isc license (iscl)': 'ISC', 'mpl 2.0': 'MPL-2.0', 'mozilla public license 2.0 (mpl 2.0)': 'MPL-2.0',
-    'public domain': 'LicenseRef-Public-Domain', 'the unlicense (unlicense)': 'Unlicense',
-    'gpl': 'GPL-3.0-or-later', 'gnu general public license v3 (gplv3)': 'GPL-3.0-only', 'gnu general public license v2 (gplv2)': 'GPL-2.0-only',
-    'gnu lesser general public license v3 (lgplv3)': 'LGPL-3.0-only', 'lgpl': 'LGPL-3.0-or-later',
+    'mit': 'MIT',
+    'mit license': 'MIT',
+    'mit licence': 'MIT',
+    'expat': 'MIT',
+    'bsd': 'BSD-3-Clause',
+    'bsd license': 'BSD-3-Clause',
+    'new bsd': 'BSD-3-Clause',
+    'new bsd license': 'BSD-3-Clause',
+    'bsd 3-clause': 'BSD-3-Clause',
+    'bsd 3-clause license': 'BSD-3-Clause',
+    '3-clause bsd license': 'BSD-3-Clause',
+    'bsd-3': 'BSD-3-Clause',
+    'modified bsd': 'BSD-3-Clause',
+    'bsd 2-clause': 'BSD-2-Clause',
+    'bsd 2-clause license': 'BSD-2-Clause',
+    'simplified bsd': 'BSD-2-Clause',
+    'apache': 'Apache-2.0',
+    'apache 2': 'Apache-2.0',
+    'apache 2.0': 'Apache-2.0',
+    'apache-2': 'Apache-2.0',
+    'apache 2.0 license': 'Apache-2.0',
+    'apache license 2.0': 'Apache-2.0',
+    'apache license, version 2.0': 'Apache-2.0',
+    'apache license version 2.0': 'Apache-2.0',
+    'apache software license': 'Apache-2.0',
+    'psf': 'PSF-2.0',
+    'psfl': 'PSF-2.0',
+    'psf license': 'PSF-2.0',
+    'python software foundation license': 'PSF-2.0',
+    'isc': 'ISC',
+    'isc license': 'ISC',
+    'isc license (iscl)': 'ISC',
+    'mpl 2.0': 'MPL-2.0',
+    'mozilla public license 2.0 (mpl 2.0)': 'MPL-2.0',
+    'public domain': 'LicenseRef-Public-Domain',
+    'the unlicense (unlicense)': 'Unlicense',
+    'gpl': 'GPL-3.0-or-later',
+    'gnu general public license v3 (gplv3)': 'GPL-3.0-only',
+    'gnu general public license v2 (gplv2)': 'GPL-2.0-only',
+    'gnu lesser general public license v3 (lgplv3)': 'LGPL-3.0-only',
+    'lgpl': 'LGPL-3.0-or-later',
 }
 _SPDX_TOKEN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9.+-]*[A-Za-z0-9+]$')
 
-def _is_spdx_expr(toks:list) -> bool:
+
+def _is_spdx_expr(toks: list) -> bool:
     "Do `toks` read as an SPDX expression: ids joined by AND/OR (WITH), never two ids in a row?"
     prev = 'op'
     for t in toks:
-        if t in ('(', ')'): continue
+        if t in ('(', ')'):
+            continue
         kind = 'op' if t in ('AND', 'OR', 'WITH') else 'id' if _SPDX_TOKEN.match(t) else None
-        if kind is None or kind == prev: return False
+        if kind is None or kind == prev:
+            return False
         prev = kind
     return prev == 'id'
 
 # %% ../../nbs/10a_data.licenses.ipynb #ec969980
-def normalize_license(text:str|None) -> str|None:
+def normalize_license(text: str | None) -> str | None:
     "An SPDX expression for a free-text license name or expression; None when it cannot be told."
-    if not text: return None
+    if not text:
+        return None
     first = text.strip().splitlines()[0].strip().rstrip('.')
-    if not first or first.lower() in ('unknown', 'none', 'n/a', 'other', 'other/proprietary license'): return None
-    if (k := first.lower()) in LICENSE_ALIASES: return LICENSE_ALIASES[k]
+    if not first or first.lower() in ('unknown', 'none', 'n/a', 'other', 'other/proprietary license'):
+        return None
+    if (k := first.lower()) in LICENSE_ALIASES:
+        return LICENSE_ALIASES[k]
     toks = first.replace('(', ' ( ').replace(')', ' ) ').split()
-    if _is_spdx_expr(toks): return ' '.join(toks).replace('( ', '(').replace(' )', ')')
-    for k in sorted(LICENSE_ALIASES, key=len, reverse=True):   # "BSD 3-Clause License - Copyright (c) ..."
-        if len(k) > 6 and first.lower().startswith(k): return LICENSE_ALIASES[k]
+    if _is_spdx_expr(toks):
+        return ' '.join(toks).replace('( ', '(').replace(' )', ')')
+    for k in sorted(LICENSE_ALIASES, key=len, reverse=True):  # "BSD 3-Clause License - Copyright (c) ..."
+        if len(k) > 6 and first.lower().startswith(k):
+            return LICENSE_ALIASES[k]
     return None
 
 # %% ../../nbs/10a_data.licenses.ipynb #eee93b40
-def distribution_license(dist:metadata.Distribution) -> str|None:
+def distribution_license(dist: metadata.Distribution) -> str | None:
     "The SPDX license a distribution declares: `License-Expression`, else `License`, else its license classifiers (OR-ed)."
     md = dist.metadata
-    if expr := normalize_license(md.get('License-Expression')): return expr
-    if lic := normalize_license(md.get('License')): return lic
+    if expr := normalize_license(md.get('License-Expression')):
+        return expr
+    if lic := normalize_license(md.get('License')):
+        return lic
     found = []
     for c in md.get_all('Classifier') or []:
-        if c.startswith('License ::') and (lic := normalize_license(c.split('::')[-1].strip())) and lic not in found: found.append(lic)
+        if (
+            c.startswith('License ::')
+            and (lic := normalize_license(c.split('::')[-1].strip()))
+            and lic not in found
+        ):
+            found.append(lic)
     return ' OR '.join(found) if found else None
 
 # %% ../../nbs/10a_data.licenses.ipynb #9bbfa809
-def license_allowed(expr:str|None, allow:list, deny:list=()) -> bool|None:
+def license_allowed(expr: str | None, allow: list, deny: list = ()) -> bool | None:
     "True/False for an SPDX expression under allow/deny lists (deny wins); None when `expr` is None (unknown)."
-    if expr is None: return None
+    if expr is None:
+        return None
     toks = expr.replace('(', ' ( ').replace(')', ' ) ').split()
     pos = 0
+
     def atom():
         nonlocal pos
         if toks[pos] == '(':
-            pos += 1; v = disj(); pos += 1; return v
-        lic = toks[pos]; pos += 1
-        if pos < len(toks) and toks[pos] == 'WITH': pos += 2
+            pos += 1
+            v = disj()
+            pos += 1
+            return v
+        lic = toks[pos]
+        pos += 1
+        if pos < len(toks) and toks[pos] == 'WITH':
+            pos += 2
         return lic not in deny and lic.removesuffix('+') in allow
+
     def conj():
         nonlocal pos
         v = atom()
-        while pos < len(toks) and toks[pos] == 'AND': pos += 1; v = atom() and v
+        while pos < len(toks) and toks[pos] == 'AND':
+            pos += 1
+            v = atom() and v
         return v
+
     def disj():
         nonlocal pos
         v = conj()
-        while pos < len(toks) and toks[pos] == 'OR': pos += 1; v = conj() or v
+        while pos < len(toks) and toks[pos] == 'OR':
+            pos += 1
+            v = conj() or v
         return v
+
     return disj()

@@ -17,38 +17,62 @@ __all__ = ['RECORD_COLUMNS', 'record_schema', 'records_table', 'SplitWriter', 's
            'data_card']
 
 # %% ../../nbs/14_data.manifest.ipynb #7a3705ab
-RECORD_COLUMNS = ('id', 'format', 'text', 'messages', 'prompt', 'completion', 'chosen', 'rejected', 'source', 'location', 'license', 'group', 'split')
+RECORD_COLUMNS = (
+    'id',
+    'format',
+    'text',
+    'messages',
+    'prompt',
+    'completion',
+    'chosen',
+    'rejected',
+    'source',
+    'location',
+    'license',
+    'group',
+    'split',
+)
 
 # %% ../../nbs/14_data.manifest.ipynb #7e39f87e
-def record_schema(columns:tuple=RECORD_COLUMNS):
+def record_schema(columns: tuple = RECORD_COLUMNS):
     "The Arrow schema of stored rows: every column a string (nullable), chat `messages` as JSON."
     import pyarrow as pa
+
     return pa.schema([(c, pa.string()) for c in columns])
 
 # %% ../../nbs/14_data.manifest.ipynb #8f42ba76
-def records_table(rows:list[dict], columns:tuple=RECORD_COLUMNS):
+def records_table(rows: list[dict], columns: tuple = RECORD_COLUMNS):
     "An Arrow table of `rows` with string `columns` (the record schema by default); lists and dicts are stored as JSON."
     import pyarrow as pa
-    enc = lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else None if v is None else str(v)
-    return pa.Table.from_pydict({c: [enc(r.get(c)) for r in rows] for c in columns}, schema=record_schema(columns))
+
+    enc = lambda v: (
+        json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else None if v is None else str(v)
+    )
+    return pa.Table.from_pydict(
+        {c: [enc(r.get(c)) for r in rows] for c in columns}, schema=record_schema(columns)
+    )
 
 # %% ../../nbs/14_data.manifest.ipynb #b391e331
 class SplitWriter:
     "Streams rows into one Parquet file per split (string `columns`) in row groups of `row_group` rows."
-    def __init__(self, out_dir:Path|str, splits:tuple, row_group:int=1000, columns:tuple=RECORD_COLUMNS):
+
+    def __init__(
+        self, out_dir: Path | str, splits: tuple, row_group: int = 1000, columns: tuple = RECORD_COLUMNS
+    ):
         import pyarrow.parquet as pq
+
         self.out_dir, self.row_group, self.columns = Path(out_dir), row_group, columns
         self.out_dir.mkdir(parents=True, exist_ok=True)
         schema = record_schema(columns)
-        self.writers = {s: pq.ParquetWriter(self.out_dir/f'{s}.parquet', schema) for s in splits}
+        self.writers = {s: pq.ParquetWriter(self.out_dir / f'{s}.parquet', schema) for s in splits}
         self.buf, self.counts, self.closed = {s: [] for s in splits}, Counter(), False
 
-    def _flush(self, split:str, n:int):
+    def _flush(self, split: str, n: int):
         rows, self.buf[split] = self.buf[split][:n], self.buf[split][n:]
         self.writers[split].write_table(records_table(rows, self.columns))
         self.counts[split] += len(rows)
 
-    def write(self, split:str, rows:list[dict]):
+    def write(self, split: str, rows: list[dict]):
         "Add `rows` to `split`."
         self.buf[split].extend(rows)
         while len(self.buf[split]) >= self.row_group:
@@ -61,10 +85,13 @@ class SplitWriter:
                 self._flush(s, len(self.buf[s]))
             w.close()
         self.closed = True
-        return {s: dict(records=self.counts[s], sha256=sha256_file(self.out_dir/f'{s}.parquet'))
-                for s in self.writers}
+        return {
+            s: dict(records=self.counts[s], sha256=sha256_file(self.out_dir / f'{s}.parquet'))
+            for s in self.writers
+        }
 
-    def __enter__(self): return self
+    def __enter__(self):
+        return self
 
     def __exit__(self, *exc):
         "Close the files; after an error without flushing (the split files are then incomplete)."
@@ -78,79 +105,153 @@ class SplitWriter:
         self.closed = True
 
 # %% ../../nbs/14_data.manifest.ipynb #40ce6c47
-def save_split(rows:list[dict], path:Path) -> str:
+def save_split(rows: list[dict], path: Path) -> str:
     "Write `rows` as one Parquet file in the record schema; return its sha256."
     import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(records_table(rows), path)
     return sha256_file(path)
 
 # %% ../../nbs/14_data.manifest.ipynb #21a92742
-def load_split(data_dir:Path|str, split:str):
+def load_split(data_dir: Path | str, split: str):
     "A saved split as an in-memory `datasets.Dataset` (no cache files written; empty splits load too)."
     import datasets, pyarrow.parquet as pq
-    return datasets.Dataset(pq.read_table(Path(data_dir)/f'{split}.parquet'))
+
+    return datasets.Dataset(pq.read_table(Path(data_dir) / f'{split}.parquet'))
 
 # %% ../../nbs/14_data.manifest.ipynb #ed444615
-def toxicity_summary(m:dict, cfg:RunConfig) -> str:
+def toxicity_summary(m: dict, cfg: RunConfig) -> str:
     "A sentence on the toxicity tests run on manifest `m`'s data (word list, classifier), and their removals."
     t, removed = cfg.data.toxicity, m['counts']['removed_by_reason']
     if not t.enabled:
         return 'No toxicity filter was applied (`data.toxicity.enabled` is false).'
     words = f"the word list `{Path(t.wordlist).name}`" if t.wordlist else "the package's English word list"
-    out = (f"Documents with more than {t.max_score:.1%} of their words on {words} were removed "
-           f"({removed.get('toxic', 0)}, reason `toxic`).")
+    out = (
+        f"Documents with more than {t.max_score:.1%} of their words on {words} were removed "
+        f"({removed.get('toxic', 0)}, reason `toxic`)."
+    )
     if not t.classifier:
         return out + ' No classifier was configured.'
     scored = m['filters']['toxicity'].get('classifier_scored', 0)
     model, n_removed = Path(t.classifier).name, removed.get('toxic_classifier', 0)
-    return out + (f" The classifier `{model}` scored the {scored} documents the word list let through; those "
-                  f"with a `{t.classifier_label}` probability above {t.classifier_threshold} were removed "
-                  f"({n_removed}, reason `toxic_classifier`).")
+    return out + (
+        f" The classifier `{model}` scored the {scored} documents the word list let through; those "
+        f"with a `{t.classifier_label}` probability above {t.classifier_threshold} were removed "
+        f"({n_removed}, reason `toxic_classifier`)."
+    )
 
 # %% ../../nbs/14_data.manifest.ipynb #12411a13
-def data_card(m:dict, cfg:RunConfig) -> str:
+def data_card(m: dict, cfg: RunConfig) -> str:
     "Markdown data card for manifest `m`: sources, licenses, what was removed and why, PII, contamination, splits, limits."
     c, d = m['counts'], cfg.data
-    L = [f"# Data card: {cfg.name}", '', f"Dataset sha256: `{m['dataset_sha256']}`", '',
-         '## Sources', '', '| source | kind | format | license | candidates | read | kept |', '|---|---|---|---|---|---|---|']
-    L += [f"| {s['name']} | {s['kind']} | {s.get('format', 'text')} | {s['license']} | {s['candidates']} | {s['records_in']} | {s['kept']} |" for s in m['sources']]
-    L += ['', '## Licenses of the kept data (share of characters)', '', '| license | records | share |', '|---|---|---|']
+    L = [
+        f"# Data card: {cfg.name}",
+        '',
+        f"Dataset sha256: `{m['dataset_sha256']}`",
+        '',
+        '## Sources',
+        '',
+        '| source | kind | format | license | candidates | read | kept |',
+        '|---|---|---|---|---|---|---|',
+    ]
+    L += [
+        f"| {s['name']} | {s['kind']} | {s.get('format', 'text')} | {s['license']} | {s['candidates']} | {s['records_in']} | {s['kept']} |"
+        for s in m['sources']
+    ]
+    L += [
+        '',
+        '## Licenses of the kept data (share of characters)',
+        '',
+        '| license | records | share |',
+        '|---|---|---|',
+    ]
     L += [f"| {k} | {v['records']} | {v['share']:.1%} |" for k, v in m['licenses'].items()]
-    L += ['', '## What was removed', '', f"{c['records_in']} records in, {c['kept']} kept, {c['removed']} removed "
-          f"(each listed with its reason and location in `quarantine.jsonl`). Filters in order: {', '.join(m['filters']['order'])}.",
-          '', '| reason | records |', '|---|---|']
+    L += [
+        '',
+        '## What was removed',
+        '',
+        f"{c['records_in']} records in, {c['kept']} kept, {c['removed']} removed "
+        f"(each listed with its reason and location in `quarantine.jsonl`). Filters in order: {', '.join(m['filters']['order'])}.",
+        '',
+        '| reason | records |',
+        '|---|---|',
+    ]
     L += [f"| {k} | {v} |" for k, v in c['removed_by_reason'].items()]
     if m.get('warnings'):
         L += ['', '## Warnings', ''] + [f'- {w}' for w in m['warnings']]
     L += ['', '## Toxicity', '', toxicity_summary(m, cfg)]
     if pii := m.get('pii'):
-        L += ['', '## PII', '', f"{pii['records_redacted']} kept records had PII replaced by typed placeholders: " +
-              (', '.join(f"{k} {v}" for k, v in pii['kinds'].items()) or 'none found') + '.']
+        L += [
+            '',
+            '## PII',
+            '',
+            f"{pii['records_redacted']} kept records had PII replaced by typed placeholders: "
+            + (', '.join(f"{k} {v}" for k, v in pii['kinds'].items()) or 'none found')
+            + '.',
+        ]
     if (ct := m.get('contamination')) and ct.get('eval_sets'):
-        L += ['', '## Benchmark contamination', '', f"Training documents were checked for {ct['ngram']}-gram overlap with each eval set "
-              f"(action: {ct['action']}). Per-item results are in `contamination.json`.", '',
-              '| eval set | items | items hit | items seen in train | documents hit |', '|---|---|---|---|---|']
-        L += [f"| {k} | {v['items']} | {v['items_hit']} | {v['items_seen']} | {v['docs_hit']} |" for k, v in ct['eval_sets'].items()]
+        L += [
+            '',
+            '## Benchmark contamination',
+            '',
+            f"Training documents were checked for {ct['ngram']}-gram overlap with each eval set "
+            f"(action: {ct['action']}). Per-item results are in `contamination.json`.",
+            '',
+            '| eval set | items | items hit | items seen in train | documents hit |',
+            '|---|---|---|---|---|',
+        ]
+        L += [
+            f"| {k} | {v['items']} | {v['items_hit']} | {v['items_seen']} | {v['docs_hit']} |"
+            for k, v in ct['eval_sets'].items()
+        ]
     if nd := m.get('near_dedup'):
-        L += ['', '## Near duplicates', '', f"MinHash-LSH over word {d.dedup.ngram}-grams ({d.dedup.bands} bands x {d.dedup.rows} rows), "
-              f"threshold {d.dedup.threshold}: {nd['clusters']} clusters, {nd['removed']} documents removed (one kept per cluster); "
-              f"{nd['leakage_removed']} train documents removed for near-duplicating a val/test document (similarity ≥ {d.dedup.cross_split_threshold})."]
+        L += [
+            '',
+            '## Near duplicates',
+            '',
+            f"MinHash-LSH over word {d.dedup.ngram}-grams ({d.dedup.bands} bands x {d.dedup.rows} rows), "
+            f"threshold {d.dedup.threshold}: {nd['clusters']} clusters, {nd['removed']} documents removed (one kept per cluster); "
+            f"{nd['leakage_removed']} train documents removed for near-duplicating a val/test document (similarity ≥ {d.dedup.cross_split_threshold}).",
+        ]
     if pr := m.get('pairs'):
-        L += ['', '## Instruction and preference pairs', '', 'Mined from documented Python functions in the kept data (prompt: signature and docstring; '
-              'answer: the body; rejected: a broken, wrong or insecure variant), each with its source record, license and split.', '',
-              '| split | SFT pairs | preference pairs |', '|---|---|---|']
+        L += [
+            '',
+            '## Instruction and preference pairs',
+            '',
+            'Mined from documented Python functions in the kept data (prompt: signature and docstring; '
+            'answer: the body; rejected: a broken, wrong or insecure variant), each with its source record, license and split.',
+            '',
+            '| split | SFT pairs | preference pairs |',
+            '|---|---|---|',
+        ]
         L += [f"| {s} | {pr['sft'][s]} | {pr['preference'][s]} |" for s in pr['sft']]
-        L += ['', 'Rejected answers by kind: ' + ', '.join(f'{k} {v}' for k, v in pr['rejected_kinds'].items()) + '.']
-    tox_limit = ('- The toxicity filter is a word list and a classifier: both miss abuse unlike what they list or learned.'
-                 if d.toxicity.classifier else
-                 '- The toxicity filter is a word list (no classifier): it misses abuse phrased without listed words.')
+        L += [
+            '',
+            'Rejected answers by kind: '
+            + ', '.join(f'{k} {v}' for k, v in pr['rejected_kinds'].items())
+            + '.',
+        ]
+    tox_limit = (
+        '- The toxicity filter is a word list and a classifier: both miss abuse unlike what they list or learned.'
+        if d.toxicity.classifier
+        else '- The toxicity filter is a word list (no classifier): it misses abuse phrased without listed words.'
+    )
     L += ['', '## Splits', '', '| split | records | groups | characters | sha256 |', '|---|---|---|---|---|']
-    L += [f"| {k} | {v['records']} | {v['groups']} | {v['chars']} | `{v['sha256'][:16]}…` |" for k, v in m['splits'].items()]
-    L += ['', f"Split by `{d.split.group_by}` (val {d.split.val:.0%}, test {d.split.test:.0%}, seed {cfg.seed}): no group appears in two splits.",
-          '', '## Known limits', '',
-          '- Licenses are taken from what each source or package declares; a file can carry a different license than its package.',
-          '- PII detection is pattern based (emails, IPs, phones, Luhn-checked card numbers, key and token formats): names and postal addresses are not detected.',
-          tox_limit,
-          '- Near duplicates are found among LSH candidates: a pair above the threshold is missed with a small probability (about 8% at 0.8).', '']
+    L += [
+        f"| {k} | {v['records']} | {v['groups']} | {v['chars']} | `{v['sha256'][:16]}…` |"
+        for k, v in m['splits'].items()
+    ]
+    L += [
+        '',
+        f"Split by `{d.split.group_by}` (val {d.split.val:.0%}, test {d.split.test:.0%}, seed {cfg.seed}): no group appears in two splits.",
+        '',
+        '## Known limits',
+        '',
+        '- Licenses are taken from what each source or package declares; a file can carry a different license than its package.',
+        '- PII detection is pattern based (emails, IPs, phones, Luhn-checked card numbers, key and token formats): names and postal addresses are not detected.',
+        tox_limit,
+        '- Near duplicates are found among LSH candidates: a pair above the threshold is missed with a small probability (about 8% at 0.8).',
+        '',
+    ]
     return '\n'.join(L)

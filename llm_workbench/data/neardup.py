@@ -15,109 +15,143 @@ __all__ = ['EMPTY', 'shingle_hashes', 'minhash_signatures', 'lsh_probability', '
 
 # %% ../../nbs/15_data.neardup.ipynb #0d9ef7ff
 _M64 = 2**64
-_Q, _R = 0x100000001B3, 0x9E3779B97F4A7C15    # odd multipliers: the FNV-64 prime (bytes of a word), the golden ratio (words of a shingle)
+_Q, _R = (
+    0x100000001B3,
+    0x9E3779B97F4A7C15,
+)  # odd multipliers: the FNV-64 prime (bytes of a word), the golden ratio (words of a shingle)
 _WORD_BYTE = np.zeros(256, bool)
 _WORD_BYTE[list(b'0123456789_abcdefghijklmnopqrstuvwxyz')] = True
-_WORD_BYTE[0x80:] = True                       # every byte of a non-ASCII character
+_WORD_BYTE[0x80:] = True  # every byte of a non-ASCII character
 
-def _fmix64(h:np.ndarray) -> np.ndarray:
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
     "MurmurHash3's 64-bit finalizer: a fixed bijection that spreads every input bit over the output (uint64 arithmetic wraps)."
-    h = h ^ (h >> np.uint64(33)); h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33)); h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
     return h ^ (h >> np.uint64(33))
 
-def _powers(base:int, n:int) -> np.ndarray:
+
+def _powers(base: int, n: int) -> np.ndarray:
     "`base**0 .. base**(n-1)` modulo 2**64."
-    p = np.full(n, base, np.uint64); p[0] = 1
+    p = np.full(n, base, np.uint64)
+    p[0] = 1
     return np.multiply.accumulate(p)
 
-def _power_table(base:int) -> tuple:
+
+def _power_table(base: int) -> tuple:
     "Constant tables for `base**i` modulo 2**64 at any position i < 2**32: `base**(i % 2**16)` and `base**(2**16 * (i // 2**16))`."
     return _powers(base, 1 << 16), _powers(pow(base, 1 << 16, _M64), 1 << 16)
 
-def _power_at(table:tuple, i:np.ndarray) -> np.ndarray:
+
+def _power_at(table: tuple, i: np.ndarray) -> np.ndarray:
     return table[0][i & 0xFFFF] * table[1][i >> 16]
+
 
 _QPOW, _QINVPOW = _power_table(_Q), _power_table(pow(_Q, -1, _M64))
 
-def shingle_hashes(text:str, n:int=5) -> np.ndarray:
+
+def shingle_hashes(text: str, n: int = 5) -> np.ndarray:
     "Sorted unique uint64 hashes of the lower-cased word `n`-grams of `text`; fewer than `n` words make one shingle, no words none."
     b = np.frombuffer(text.lower().encode(), np.uint8)
     edge = np.flatnonzero(np.diff(_WORD_BYTE[b].view(np.int8), prepend=np.int8(0), append=np.int8(0)))
-    if not len(edge): return np.zeros(0, np.uint64)
-    start, end = edge[0::2], edge[1::2]                                           # words: [start, end) byte ranges
-    pos = _QPOW[0][:len(b)] if len(b) <= 1 << 16 else _power_at(_QPOW, np.arange(len(b)))
+    if not len(edge):
+        return np.zeros(0, np.uint64)
+    start, end = edge[0::2], edge[1::2]  # words: [start, end) byte ranges
+    pos = _QPOW[0][: len(b)] if len(b) <= 1 << 16 else _power_at(_QPOW, np.arange(len(b)))
     pre = np.zeros(len(b) + 1, np.uint64)
-    np.cumsum((b + np.uint64(1)) * pos, out=pre[1:])                              # prefix sums of (byte+1) * Q**position
-    word = _fmix64((pre[end] - pre[start]) * _power_at(_QINVPOW, start))          # shifted to start at Q**0: a word hashes the same anywhere
+    np.cumsum((b + np.uint64(1)) * pos, out=pre[1:])  # prefix sums of (byte+1) * Q**position
+    word = _fmix64(
+        (pre[end] - pre[start]) * _power_at(_QINVPOW, start)
+    )  # shifted to start at Q**0: a word hashes the same anywhere
     k = max(1, len(word) - n + 1)
     h = word[:k].copy()
-    for j in range(1, min(n, len(word))): h = h * np.uint64(_R) + word[j:j + k]
-    h = _fmix64(h); h.sort()
+    for j in range(1, min(n, len(word))):
+        h = h * np.uint64(_R) + word[j : j + k]
+    h = _fmix64(h)
+    h.sort()
     return h[np.concatenate(([True], h[1:] != h[:-1]))]
 
 # %% ../../nbs/15_data.neardup.ipynb #31840c03
 EMPTY = 0xFFFFFFFF
 
-def _splitmix64(seed:int, n:int) -> np.ndarray:
+
+def _splitmix64(seed: int, n: int) -> np.ndarray:
     "The first `n` outputs of SplitMix64 seeded with `seed`."
     x = np.uint64(seed % _M64) + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
 
-def minhash_signatures(shingles:Sequence[np.ndarray], num_perm:int=112, seed:int=0, chunk:int=8192) -> np.ndarray:
+
+def minhash_signatures(
+    shingles: Sequence[np.ndarray], num_perm: int = 112, seed: int = 0, chunk: int = 8192
+) -> np.ndarray:
     "uint32 MinHash signatures, one row of `num_perm` per document's shingle hashes; deterministic for `seed`."
     ab = _splitmix64(seed, 2 * num_perm)
     a, b = ab[:num_perm, None], ab[num_perm:, None]
     lens = np.fromiter(map(len, shingles), np.int64, len(shingles))
-    sig = np.full((num_perm, len(shingles)), np.uint64(_M64 - 1))                 # permutations x documents: reductions run along memory
+    sig = np.full(
+        (num_perm, len(shingles)), np.uint64(_M64 - 1)
+    )  # permutations x documents: reductions run along memory
     docs = np.flatnonzero(lens)
     if len(docs):
         x = np.concatenate([shingles[d] for d in docs]) >> np.uint64(32)
         offs = np.concatenate(([0], np.cumsum(lens[docs])))
         buf = np.empty((num_perm, min(chunk, len(x))), np.uint64)
-        for lo in range(0, len(x), chunk):                                         # a document may span two blocks
+        for lo in range(0, len(x), chunk):  # a document may span two blocks
             hi = min(lo + chunk, len(x))
             d0, d1 = np.searchsorted(offs, lo, 'right') - 1, np.searchsorted(offs, hi)
-            v = np.multiply(a, x[lo:hi], out=buf[:, :hi - lo]); v += b
+            v = np.multiply(a, x[lo:hi], out=buf[:, : hi - lo])
+            v += b
             cols = docs[d0:d1]
-            sig[:, cols] = np.minimum(sig[:, cols], np.minimum.reduceat(v, np.maximum(offs[d0:d1], lo) - lo, axis=1))
+            sig[:, cols] = np.minimum(
+                sig[:, cols], np.minimum.reduceat(v, np.maximum(offs[d0:d1], lo) - lo, axis=1)
+            )
     return np.ascontiguousarray((sig >> np.uint64(32)).T, dtype=np.uint32)
 
 # %% ../../nbs/15_data.neardup.ipynb #8a90c4ef
-def lsh_probability(s, bands:int=14, rows:int=8):
+def lsh_probability(s, bands: int = 14, rows: int = 8):
     "Probability that two documents of Jaccard similarity `s` become a candidate pair under `bands` x `rows` LSH."
     return 1 - (1 - np.asarray(s, float) ** rows) ** bands
 
 # %% ../../nbs/15_data.neardup.ipynb #d865b184
-def lsh_candidate_pairs(signatures:np.ndarray, bands:int=14, rows:int=8) -> np.ndarray:
+def lsh_candidate_pairs(signatures: np.ndarray, bands: int = 14, rows: int = 8) -> np.ndarray:
     "int64 `[m, 2]` array of pairs (i < j, sorted) whose signatures agree on a whole band; empty documents are never candidates."
-    if bands * rows > signatures.shape[1]: raise ValueError(f'{bands} bands x {rows} rows need {bands * rows} values, signatures have {signatures.shape[1]}')
+    if bands * rows > signatures.shape[1]:
+        raise ValueError(
+            f'{bands} bands x {rows} rows need {bands * rows} values, signatures have {signatures.shape[1]}'
+        )
     live = np.flatnonzero((signatures != EMPTY).any(1))
-    s = signatures[live, :bands * rows].reshape(len(live), bands, rows).astype(np.uint64)
-    key = _fmix64((s * _splitmix64(1, rows)).sum(2, dtype=np.uint64)).T               # [bands, docs]
+    s = signatures[live, : bands * rows].reshape(len(live), bands, rows).astype(np.uint64)
+    key = _fmix64((s * _splitmix64(1, rows)).sum(2, dtype=np.uint64)).T  # [bands, docs]
     order = np.argsort(key, axis=1, kind='stable')
     key = np.take_along_axis(key, order, 1)
-    same = np.zeros(key.shape, bool); same[:, :-1] = key[:, 1:] == key[:, :-1]       # runs never cross a band
+    same = np.zeros(key.shape, bool)
+    same[:, :-1] = key[:, 1:] == key[:, :-1]  # runs never cross a band
     doc, same = live[order].ravel(), same.ravel()
     at, found, d = np.flatnonzero(same), [], 1
-    while len(at):                                   # pair each position with the one d further on, while still in its run
+    while len(at):  # pair each position with the one d further on, while still in its run
         found.append(np.stack([doc[at], doc[at + d]], 1))
-        at = at[same[at + d]]; d += 1
-    if not found: return np.zeros((0, 2), np.int64)
+        at = at[same[at + d]]
+        d += 1
+    if not found:
+        return np.zeros((0, 2), np.int64)
     p = np.sort(np.concatenate(found), axis=1)
     code = np.unique(p[:, 0] * len(signatures) + p[:, 1])
     return np.stack([code // len(signatures), code % len(signatures)], 1)
 
 # %% ../../nbs/15_data.neardup.ipynb #d30ce3cd
-def jaccard_pairs(shingles:Sequence[np.ndarray], pairs:np.ndarray) -> np.ndarray:
+def jaccard_pairs(shingles: Sequence[np.ndarray], pairs: np.ndarray) -> np.ndarray:
     "Exact Jaccard similarity of the (sorted, unique) shingle hashes of each pair (i, j); 0 when both are empty."
     out = np.zeros(len(pairs))
     for k, (i, j) in enumerate(np.asarray(pairs).tolist()):
         a, b = sorted((shingles[i], shingles[j]), key=len)
-        if not len(a): continue
-        pos = np.searchsorted(b, a); pos[pos == len(b)] = 0
+        if not len(a):
+            continue
+        pos = np.searchsorted(b, a)
+        pos[pos == len(b)] = 0
         inter = np.count_nonzero(b[pos] == a)
         out[k] = inter / (len(a) + len(b) - inter)
     return out
@@ -126,25 +160,41 @@ def jaccard_pairs(shingles:Sequence[np.ndarray], pairs:np.ndarray) -> np.ndarray
 def clusters_from_pairs(pairs) -> list[list[int]]:
     "Connected components of the graph with edges `pairs`, each sorted, ordered by first member (documents in no pair are left out)."
     parent = {}
+
     def root(i):
-        while parent.setdefault(i, i) != i: parent[i] = parent[parent[i]]; i = parent[i]
+        while parent.setdefault(i, i) != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
         return i
+
     for i, j in np.asarray(pairs).tolist():
         ri, rj = root(i), root(j)
-        if ri != rj: parent[max(ri, rj)] = min(ri, rj)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
     groups = {}
-    for i in sorted(parent): groups.setdefault(root(i), []).append(i)
+    for i in sorted(parent):
+        groups.setdefault(root(i), []).append(i)
     return sorted(g for g in groups.values() if len(g) > 1)
 
 # %% ../../nbs/15_data.neardup.ipynb #5b5bbb34
-def near_duplicate_clusters(texts:Sequence[str], threshold:float=0.8, n:int=5, num_perm:int=112, bands:int=14, rows:int=8, seed:int=0) -> list[list[int]]:
+def near_duplicate_clusters(
+    texts: Sequence[str],
+    threshold: float = 0.8,
+    n: int = 5,
+    num_perm: int = 112,
+    bands: int = 14,
+    rows: int = 8,
+    seed: int = 0,
+) -> list[list[int]]:
     "Clusters (sorted lists of indices into `texts`, two or more each) joined by pairs whose exact shingle Jaccard is at least `threshold`."
     shingles = [shingle_hashes(t, n) for t in texts]
     pairs = lsh_candidate_pairs(minhash_signatures(shingles, num_perm, seed), bands, rows)
     return clusters_from_pairs(pairs[jaccard_pairs(shingles, pairs) >= threshold])
 
 # %% ../../nbs/15_data.neardup.ipynb #7d70034e
-def duplicates_to_remove(clusters:Sequence[Sequence[int]], priority:Sequence|None=None) -> dict[int, int]:
+def duplicates_to_remove(
+    clusters: Sequence[Sequence[int]], priority: Sequence | None = None
+) -> dict[int, int]:
     "`{removed: kept}` for every member of each cluster but its representative: the lowest `(priority[i], i)`, or the lowest index."
     out = {}
     for c in clusters:
@@ -153,10 +203,13 @@ def duplicates_to_remove(clusters:Sequence[Sequence[int]], priority:Sequence|Non
     return out
 
 # %% ../../nbs/15_data.neardup.ipynb #6464986b
-def cross_split_duplicates(clusters:Sequence[Sequence[int]], splits:Sequence[str], heldout:Sequence[str]=('val', 'test')) -> dict[int, int]:
+def cross_split_duplicates(
+    clusters: Sequence[Sequence[int]], splits: Sequence[str], heldout: Sequence[str] = ('val', 'test')
+) -> dict[int, int]:
     "`{doc: heldout_doc}` for every document outside `heldout` splits whose cluster holds a `heldout` document (the lowest such index)."
     out = {}
     for c in clusters:
         held = sorted(i for i in c if splits[i] in heldout)
-        if held: out.update({i: held[0] for i in sorted(c) if splits[i] not in heldout})
+        if held:
+            out.update({i: held[0] for i in sorted(c) if splits[i] not in heldout})
     return out

@@ -13,85 +13,140 @@ from ..config import PairsConfig
 __all__ = ['PAIR_COLUMNS', 'extract_functions', 'make_rejected', 'pairs_from_record']
 
 # %% ../../nbs/18_data.pairs.ipynb #d1fe2034
-def _defs(tree:ast.Module):
+def _defs(tree: ast.Module):
     "Functions at module level and in (top-level) classes."
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)): yield node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
         elif isinstance(node, ast.ClassDef):
             yield from (n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
 # %% ../../nbs/18_data.pairs.ipynb #c1ff70b0
-def extract_functions(source:str, min_body_lines:int=2, max_body_lines:int=30) -> list[dict]:
+def extract_functions(source: str, min_body_lines: int = 2, max_body_lines: int = 30) -> list[dict]:
     "Documented functions of `source`: name, line, prompt (decorators, signature, docstring) and completion (the body)."
-    try: tree = ast.parse(source)
-    except (SyntaxError, ValueError): return []
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
     lines, out = source.splitlines(), []
     for node in _defs(tree):
-        if ast.get_docstring(node) is None or len(node.body) < 2: continue
+        if ast.get_docstring(node) is None or len(node.body) < 2:
+            continue
         start = min([node.lineno] + [d.lineno for d in node.decorator_list])
         doc_end, end = node.body[0].end_lineno, node.end_lineno
-        text = textwrap.dedent('\n'.join(lines[start - 1:end]))
+        text = textwrap.dedent('\n'.join(lines[start - 1 : end]))
         k = doc_end - start + 1
         tl = text.split('\n')
         body = [l for l in tl[k:]]
         n_body = sum(1 for l in body if l.strip())
-        if not min_body_lines <= n_body <= max_body_lines: continue
-        out.append(dict(name=node.name, lineno=node.lineno, prompt='\n'.join(tl[:k]), completion='\n' + '\n'.join(body)))
+        if not min_body_lines <= n_body <= max_body_lines:
+            continue
+        out.append(
+            dict(
+                name=node.name,
+                lineno=node.lineno,
+                prompt='\n'.join(tl[:k]),
+                completion='\n' + '\n'.join(body),
+            )
+        )
     return out
 
 # %% ../../nbs/18_data.pairs.ipynb #435c0227
-def _indent(body:str) -> str:
+def _indent(body: str) -> str:
     "The indentation of the body's first code line."
     first = next((l for l in body.split('\n') if l.strip()), '    ')
-    return first[:len(first) - len(first.lstrip())] or '    '
+    return first[: len(first) - len(first.lstrip())] or '    '
 
 # %% ../../nbs/18_data.pairs.ipynb #bfdaf61c
-def _fake_key(seed:str) -> str:
+def _fake_key(seed: str) -> str:
     "A deterministic, key-shaped string (never a real key)."
     return 'sk-live-' + hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 # %% ../../nbs/18_data.pairs.ipynb #9967c0ae
-def make_rejected(prompt:str, completion:str, kind:str, seed:str='') -> str|None:
+def make_rejected(prompt: str, completion: str, kind: str, seed: str = '') -> str | None:
     "A worse version of `completion` of the given `kind`, or None when that kind does not apply to this function."
     ind, lines = _indent(completion), completion.split('\n')
     if kind == 'broken':
         for i in range(len(lines) - 1, -1, -1):
             if lines[i].rstrip().endswith(':') and not lines[i].lstrip().startswith('#'):
-                bad = '\n'.join(lines[:i] + [lines[i].rstrip()[:-1]] + lines[i + 1:])
-                try: compile(textwrap.dedent(prompt + bad), '<rejected>', 'exec')
-                except SyntaxError: return bad
+                bad = '\n'.join(lines[:i] + [lines[i].rstrip()[:-1]] + lines[i + 1 :])
+                try:
+                    compile(textwrap.dedent(prompt + bad), '<rejected>', 'exec')
+                except SyntaxError:
+                    return bad
                 return None
         return None
     if kind == 'wrong_return':
         for i, l in enumerate(lines):
             s = l.strip()
-            if s.startswith('return ') and s not in ('return None', 'return') and not s.endswith(('(', '[', '{', ',', '\\')):
-                return '\n'.join(lines[:i] + [l[:len(l) - len(l.lstrip())] + 'return None'] + lines[i + 1:])
+            if (
+                s.startswith('return ')
+                and s not in ('return None', 'return')
+                and not s.endswith(('(', '[', '{', ',', '\\'))
+            ):
+                return '\n'.join(lines[:i] + [l[: len(l) - len(l.lstrip())] + 'return None'] + lines[i + 1 :])
         return None
-    inject = {'eval': f'{ind}value = eval(input("expression: "))',
-              'shell': f'{ind}import subprocess\n{ind}subprocess.run(input("command: "), shell=True)',
-              'secret': f'{ind}API_KEY = "{_fake_key(seed)}"'}
-    if kind not in inject: raise ValueError(f"unknown rejected kind {kind!r}")
+    inject = {
+        'eval': f'{ind}value = eval(input("expression: "))',
+        'shell': f'{ind}import subprocess\n{ind}subprocess.run(input("command: "), shell=True)',
+        'secret': f'{ind}API_KEY = "{_fake_key(seed)}"',
+    }
+    if kind not in inject:
+        raise ValueError(f"unknown rejected kind {kind!r}")
     return '\n' + inject[kind] + completion
 
 # %% ../../nbs/18_data.pairs.ipynb #8acb38f0
-PAIR_COLUMNS = ('id', 'format', 'prompt', 'completion', 'chosen', 'rejected', 'rejected_kind', 'source_id', 'source', 'license',
-                'group', 'split', 'function', 'lineno')
+PAIR_COLUMNS = (
+    'id',
+    'format',
+    'prompt',
+    'completion',
+    'chosen',
+    'rejected',
+    'rejected_kind',
+    'source_id',
+    'source',
+    'license',
+    'group',
+    'split',
+    'function',
+    'lineno',
+)
 
 # %% ../../nbs/18_data.pairs.ipynb #e44e7992
-def pairs_from_record(rec:dict, cfg:PairsConfig) -> tuple[list[dict], list[dict]]:
+def pairs_from_record(rec: dict, cfg: PairsConfig) -> tuple[list[dict], list[dict]]:
     "(SFT rows, preference rows) mined from one curated record."
-    if rec.get('format', 'text') != 'text' or not str(rec.get('location', '')).split(':')[0].endswith('.py'): return [], []
+    if rec.get('format', 'text') != 'text' or not str(rec.get('location', '')).split(':')[0].endswith('.py'):
+        return [], []
     sft, pref = [], []
-    for f in extract_functions(rec['text'], cfg.min_body_lines, cfg.max_body_lines)[:cfg.max_per_doc]:
+    for f in extract_functions(rec['text'], cfg.min_body_lines, cfg.max_body_lines)[: cfg.max_per_doc]:
         pid = f"{rec['id']}::{f['name']}@{f['lineno']}"
-        prov = dict(source_id=rec['id'], source=rec['source'], license=rec['license'], group=rec['group'], split=rec['split'],
-                    function=f['name'], lineno=f['lineno'])
-        sft.append(dict(id=pid, format='prompt_completion', prompt=f['prompt'], completion=f['completion'], **prov))
+        prov = dict(
+            source_id=rec['id'],
+            source=rec['source'],
+            license=rec['license'],
+            group=rec['group'],
+            split=rec['split'],
+            function=f['name'],
+            lineno=f['lineno'],
+        )
+        sft.append(
+            dict(id=pid, format='prompt_completion', prompt=f['prompt'], completion=f['completion'], **prov)
+        )
         kinds = cfg.rejected_kinds
         first = int(hashlib.sha256(pid.encode()).hexdigest(), 16) % len(kinds)
         for kind in kinds[first:] + kinds[:first]:
             if (rej := make_rejected(f['prompt'], f['completion'], kind, pid)) is not None:
-                pref.append(dict(id=pid, format='preference', prompt=f['prompt'], chosen=f['completion'], rejected=rej, rejected_kind=kind, **prov))
+                pref.append(
+                    dict(
+                        id=pid,
+                        format='preference',
+                        prompt=f['prompt'],
+                        chosen=f['completion'],
+                        rejected=rej,
+                        rejected_kind=kind,
+                        **prov,
+                    )
+                )
                 break
     return sft, pref

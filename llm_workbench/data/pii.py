@@ -15,7 +15,14 @@ __all__ = ['PII_KINDS', 'PLACEHOLDERS', 'is_reserved_domain', 'is_personal_ip', 
            'find_phones', 'find_credit_cards', 'find_secrets', 'find_pii', 'redact_pii']
 
 # %% ../../nbs/16_data.pii.ipynb #d113685b
-PII_KINDS = ('secret', 'credit_card', 'email', 'ip_address', 'phone')   # also the order in which kinds win overlaps
+PII_KINDS = (
+    'secret',
+    'credit_card',
+    'email',
+    'ip_address',
+    'phone',
+)  # also the order in which kinds win overlaps
+
 
 def _resolve(cands) -> list:
     "Keep non-overlapping spans: earlier kind in `PII_KINDS` first, then longer, then earlier; sorted by position."
@@ -23,8 +30,10 @@ def _resolve(cands) -> list:
     starts, spans = [], []
     for s, e, k in sorted(set(cands), key=lambda c: (rank[c[2]], c[0] - c[1], c[0])):
         i = bisect_left(starts, s)
-        if (i and spans[i - 1][1] > s) or (i < len(spans) and spans[i][0] < e): continue
-        starts.insert(i, s); spans.insert(i, (s, e, k))
+        if (i and spans[i - 1][1] > s) or (i < len(spans) and spans[i][0] < e):
+            continue
+        starts.insert(i, s)
+        spans.insert(i, (s, e, k))
     return spans
 
 # %% ../../nbs/16_data.pii.ipynb #ad040e74
@@ -34,35 +43,64 @@ PLACEHOLDERS = {k: f'<{k.upper()}>' for k in PII_KINDS}
 _RESERVED_TLDS = {'test', 'example', 'invalid', 'localhost'}
 _RESERVED_DOMAINS = ('example.com', 'example.net', 'example.org')
 
-def is_reserved_domain(domain:str) -> bool:
+
+def is_reserved_domain(domain: str) -> bool:
     "Is `domain` reserved for documentation or testing (RFC 2606, RFC 6761)?"
     d = domain.lower().rstrip('.')
-    return d == 'localhost' or d.rsplit('.', 1)[-1] in _RESERVED_TLDS or any(d == r or d.endswith('.' + r) for r in _RESERVED_DOMAINS)
+    return (
+        d == 'localhost'
+        or d.rsplit('.', 1)[-1] in _RESERVED_TLDS
+        or any(d == r or d.endswith('.' + r) for r in _RESERVED_DOMAINS)
+    )
 
 # %% ../../nbs/16_data.pii.ipynb #0a8cd69f
-_NOT_PERSONAL_NETS = [ipaddress.ip_network(n) for n in (
-    '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.0.0.0/24', '192.0.2.0/24',
-    '192.88.99.0/24', '192.168.0.0/16', '198.18.0.0/15', '198.51.100.0/24', '203.0.113.0/24', '224.0.0.0/3',
-    '2001:db8::/32', '2001:2::/48')]
+_NOT_PERSONAL_NETS = [
+    ipaddress.ip_network(n)
+    for n in (
+        '0.0.0.0/8',
+        '10.0.0.0/8',
+        '100.64.0.0/10',
+        '127.0.0.0/8',
+        '169.254.0.0/16',
+        '172.16.0.0/12',
+        '192.0.0.0/24',
+        '192.0.2.0/24',
+        '192.88.99.0/24',
+        '192.168.0.0/16',
+        '198.18.0.0/15',
+        '198.51.100.0/24',
+        '203.0.113.0/24',
+        '224.0.0.0/3',
+        '2001:db8::/32',
+        '2001:2::/48',
+    )
+]
 _GLOBAL_V6 = ipaddress.ip_network('2000::/3')
 
-def is_personal_ip(addr:str) -> bool:
+
+def is_personal_ip(addr: str) -> bool:
     "Could `addr` (IPv4 or IPv6 text) point at a person's machine: public unicast, and not a documentation or network address?"
-    try: ip = ipaddress.ip_address(addr)
-    except ValueError: return False
-    if ip.version == 4 and ip.packed[-1] in (0, 255): return False
-    if ip.version == 6 and ip not in _GLOBAL_V6: return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.version == 4 and ip.packed[-1] in (0, 255):
+        return False
+    if ip.version == 6 and ip not in _GLOBAL_V6:
+        return False
     return not any(ip.version == n.version and ip in n for n in _NOT_PERSONAL_NETS)
 
 # %% ../../nbs/16_data.pii.ipynb #a80048c1
-def luhn_valid(digits:str) -> bool:
+def luhn_valid(digits: str) -> bool:
     "Does the number pass the Luhn checksum? Separators are ignored; fewer than two digits never pass."
     ds = [int(c) for c in digits if c in '0123456789']
-    if len(ds) < 2: return False
+    if len(ds) < 2:
+        return False
     return (sum(ds[-1::-2]) + sum(d * 2 - 9 if d > 4 else d * 2 for d in ds[-2::-2])) % 10 == 0
 
 # %% ../../nbs/16_data.pii.ipynb #1e15f36e
-_TLDS = frozenset('''ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bm bn bo br bs bt bw by bz ca cc cd
+_TLDS = frozenset(
+    '''ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bm bn bo br bs bt bw by bz ca cc cd
 cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg er es et eu fi fj fk fm fo fr ga gd ge gf gg gh gi gl gm gn gp
 gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir is it je jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt
 lu lv ly ma mc me mg mh mk ml mm mn mo mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl pm
@@ -71,201 +109,351 @@ tv tw tz ua ug uk us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw com net org
 asia tel travel jobs app dev page tech online site store shop blog cloud email systems solutions agency digital network software company
 group global world today life live news media studio design works zone space website host services center academy club team social link
 click one top xyz art ltd inc law expert consulting ventures capital finance bank health care energy science institute university school
-berlin london paris nyc tokyo amsterdam swiss nz'''.split())
+berlin london paris nyc tokyo amsterdam swiss nz'''.split()
+)
 _LOCAL = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-')
-_DOMAIN = re.compile(r'(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24})(?![\w-]|\.[A-Za-z0-9]|[(\[])')
+_DOMAIN = re.compile(
+    r'(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24})(?![\w-]|\.[A-Za-z0-9]|[(\[])'
+)
 
-def find_emails(text:str) -> list:
+
+def find_emails(text: str) -> list:
     "Spans `(start, end, 'email')` of email addresses at real, non-reserved domains."
     out, at = [], text.find('@')
     while at != -1:
         i = at
-        while i > 0 and at - i < 64 and (text[i - 1] in _LOCAL or text[i - 1].isalnum() and text[i - 1] > '\x7f'): i -= 1
-        while i < at and text[i] in '.-+': i += 1
+        while (
+            i > 0
+            and at - i < 64
+            and (text[i - 1] in _LOCAL or text[i - 1].isalnum() and text[i - 1] > '\x7f')
+        ):
+            i -= 1
+        while i < at and text[i] in '.-+':
+            i += 1
         m = _DOMAIN.match(text, at + 1)
-        before = text[max(0, i - 7):i].lower()
-        if (i < at and m and text[at - 1] != '.' and text[i:at] != 'git' and m.group(1).lower() in _TLDS and not is_reserved_domain(m.group())
-                and not (before[-1:] in (':', '/') and not before.endswith('mailto:'))           # URL userinfo, scp
-                and before[-1:] != '\\'                                                          # b'\x01Z@google.golang.org'
-                and not (text[m.end():m.end() + 1] == ':' and text[m.end() + 1:m.end() + 2] not in ('', ' ', '\n'))):
+        before = text[max(0, i - 7) : i].lower()
+        if (
+            i < at
+            and m
+            and text[at - 1] != '.'
+            and text[i:at] != 'git'
+            and m.group(1).lower() in _TLDS
+            and not is_reserved_domain(m.group())
+            and not (before[-1:] in (':', '/') and not before.endswith('mailto:'))  # URL userinfo, scp
+            and before[-1:] != '\\'  # b'\x01Z@google.golang.org'
+            and not (
+                text[m.end() : m.end() + 1] == ':' and text[m.end() + 1 : m.end() + 2] not in ('', ' ', '\n')
+            )
+        ):
             out.append((i, m.end(), 'email'))
         at = text.find('@', at + 1)
     return out
 
 # %% ../../nbs/16_data.pii.ipynb #ce56d518
-_IPV4 = re.compile(r'\d(?<![\w.]\d)(?<!\w-\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\w|-[A-Za-z])')       # a character first, then look back: fast
+_IPV4 = re.compile(
+    r'\d(?<![\w.]\d)(?<!\w-\d)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\w|-[A-Za-z])'
+)  # a character first, then look back: fast
 _IPV6 = re.compile(r'[23](?<![\w:.][23])[0-9A-Fa-f]{3}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:]|\.\d)')
-_VERSION_CTX = re.compile(r'(?:(?<![A-Za-z])(?i:version|ver|release|rev|revision|build|python|oid|firmware|sdk|section|rfc)|Version|Release|Build)\w*'
-                          r'\W{0,4}$|[=!<>~]=\W{0,4}$')
+_VERSION_CTX = re.compile(
+    r'(?:(?<![A-Za-z])(?i:version|ver|release|rev|revision|build|python|oid|firmware|sdk|section|rfc)|Version|Release|Build)\w*'
+    r'\W{0,4}$|[=!<>~]=\W{0,4}$'
+)
 
-def find_ips(text:str) -> list:
+
+def find_ips(text: str) -> list:
     "Spans `(start, end, 'ip_address')` of IPv4 and IPv6 addresses that `is_personal_ip`, skipping version-like quads."
     out = []
     for m in _IPV4.finditer(text):
         parts = m.group().split('.')
-        if any(p != str(int(p)) or int(p) > 255 for p in parts): continue                  # 01.02.03.04, 300.1.2.3
-        if all(int(p) < 32 for p in parts) or all(int(p) < 10 for p in parts[:3]): continue   # version-shaped
-        if _VERSION_CTX.search(text, max(0, m.start() - 24, text.rfind('\n', 0, m.start()) + 1), m.start()): continue
-        if is_personal_ip(m.group()): out.append((m.start(), m.end(), 'ip_address'))
+        if any(p != str(int(p)) or int(p) > 255 for p in parts):
+            continue  # 01.02.03.04, 300.1.2.3
+        if all(int(p) < 32 for p in parts) or all(int(p) < 10 for p in parts[:3]):
+            continue  # version-shaped
+        if _VERSION_CTX.search(text, max(0, m.start() - 24, text.rfind('\n', 0, m.start()) + 1), m.start()):
+            continue
+        if is_personal_ip(m.group()):
+            out.append((m.start(), m.end(), 'ip_address'))
     for m in _IPV6.finditer(text):
-        if sum(1 for g in m.group().split(':') if g) >= 3 and is_personal_ip(m.group()): out.append((m.start(), m.end(), 'ip_address'))
+        if sum(1 for g in m.group().split(':') if g) >= 3 and is_personal_ip(m.group()):
+            out.append((m.start(), m.end(), 'ip_address'))
     return out
 
 # %% ../../nbs/16_data.pii.ipynb #ec5b48c8
-_PHONE_INTL = re.compile(r'\+(?<![\w+]\+)[1-9]\d{0,2}(?:[ \-.]?(?:\(\d{1,5}\)|\d{1,5}))(?:[ \-.]?(?:\(\d{1,5}\)|\d{2,5})){0,5}(?!\w|[.\-]?\d)')
-_PHONE_NANP = re.compile(r'[(\d](?<![\w.+\-][(\d])(?:(?<=1)[ \-.]?[(\d])?'
-                         r'(?:(?<=\()[2-9]\d\d\)[ \-.]?[2-9]\d\d[ \-.]|(?<=[2-9])\d\d([\-.])[2-9]\d\d\1)\d{4}(?!\w|[.\-]\d)')
-_PHONE_WEAK = re.compile(r'[(\d](?<![\w.+\-][(\d])(?:(?<=1) [2-9]\d\d [2-9]\d\d \d{4}|(?<=[2-9])\d\d [2-9]\d\d \d{4}'
-                         r'|(?:(?<=\()0\d{1,4}\)|(?<=0)\d{1,4})[ \-./]?\d{2,5}(?:[ \-.]?\d{2,4}){1,3})(?!\w|[.\-]\d)')
-_PHONE_CTX = re.compile(r'(?i)(?<![a-z])(?:tel|telephone|phone|ph|mobile|mob|cellphone|fax|call|sms|whatsapp|contact|telefon|handy)(?![a-z(])')
-_DATE = re.compile(r'(?:19|20)\d\d[ \-./](?:0?[1-9]|1[0-2])[ \-./](?:0?[1-9]|[12]\d|3[01])(?!\d)'
-                   r'|(?:0?[1-9]|[12]\d|3[01])[\-./](?:0?[1-9]|1[0-2])[\-./](?:19|20)\d\d')
+_PHONE_INTL = re.compile(
+    r'\+(?<![\w+]\+)[1-9]\d{0,2}(?:[ \-.]?(?:\(\d{1,5}\)|\d{1,5}))(?:[ \-.]?(?:\(\d{1,5}\)|\d{2,5})){0,5}(?!\w|[.\-]?\d)'
+)
+_PHONE_NANP = re.compile(
+    r'[(\d](?<![\w.+\-][(\d])(?:(?<=1)[ \-.]?[(\d])?'
+    r'(?:(?<=\()[2-9]\d\d\)[ \-.]?[2-9]\d\d[ \-.]|(?<=[2-9])\d\d([\-.])[2-9]\d\d\1)\d{4}(?!\w|[.\-]\d)'
+)
+_PHONE_WEAK = re.compile(
+    r'[(\d](?<![\w.+\-][(\d])(?:(?<=1) [2-9]\d\d [2-9]\d\d \d{4}|(?<=[2-9])\d\d [2-9]\d\d \d{4}'
+    r'|(?:(?<=\()0\d{1,4}\)|(?<=0)\d{1,4})[ \-./]?\d{2,5}(?:[ \-.]?\d{2,4}){1,3})(?!\w|[.\-]\d)'
+)
+_PHONE_CTX = re.compile(
+    r'(?i)(?<![a-z])(?:tel|telephone|phone|ph|mobile|mob|cellphone|fax|call|sms|whatsapp|contact|telefon|handy)(?![a-z(])'
+)
+_DATE = re.compile(
+    r'(?:19|20)\d\d[ \-./](?:0?[1-9]|1[0-2])[ \-./](?:0?[1-9]|[12]\d|3[01])(?!\d)'
+    r'|(?:0?[1-9]|[12]\d|3[01])[\-./](?:0?[1-9]|1[0-2])[\-./](?:19|20)\d\d'
+)
 
-_COUNTRY_CODES = frozenset('''1 7 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 60 61 62 63 64 65 66 81 82 84 86
+_COUNTRY_CODES = frozenset(
+    '''1 7 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 60 61 62 63 64 65 66 81 82 84 86
 90 91 92 93 94 95 98 211 212 213 216 218 290 291 297 298 299 350 351 352 353 354 355 356 357 358 359 370 371 372 373 374 375 376 377 378
 379 380 381 382 383 385 386 387 389 420 421 423 500 501 502 503 504 505 506 507 508 509 590 591 592 593 594 595 596 597 598 599 670 672
 673 674 675 676 677 678 679 680 681 682 683 685 686 687 688 689 690 691 692 800 808 850 852 853 855 856 870 878 880 881 882 883 886 888
-960 961 962 963 964 965 966 967 968 970 971 972 973 974 975 976 977 979 992 993 994 995 996 998'''.split()) | {str(c) for c in range(220, 270)}
+960 961 962 963 964 965 966 967 968 970 971 972 973 974 975 976 977 979 992 993 994 995 996 998'''.split()
+) | {str(c) for c in range(220, 270)}
 
-def _phone_ok(s:str) -> bool:
+
+def _phone_ok(s: str) -> bool:
     d = re.sub(r'\D', '', s)
-    if s[0] == '+' and not {d[:1], d[:2], d[:3]} & _COUNTRY_CODES: return False        # +2147483647: no country 214
-    if re.fullmatch(r'\+\d+\.\d+', s): return False                                   # a float: +1.12345679
-    if not 8 <= len(d) <= 15 or _DATE.search(s) or len(set(d[-7:])) == 1 or d[-7:] in '01234567890123456789': return False
-    if d[-7:-2] == '55501': return False                                          # US fictional range 555-0100..0199
-    if s[1:].isdigit() and (set(d) <= {'0', '1'} or int(d) & (int(d) - 1) == 0): return False   # +4294967296, "+10011010010"
+    if s[0] == '+' and not {d[:1], d[:2], d[:3]} & _COUNTRY_CODES:
+        return False  # +2147483647: no country 214
+    if re.fullmatch(r'\+\d+\.\d+', s):
+        return False  # a float: +1.12345679
+    if not 8 <= len(d) <= 15 or _DATE.search(s) or len(set(d[-7:])) == 1 or d[-7:] in '01234567890123456789':
+        return False
+    if d[-7:-2] == '55501':
+        return False  # US fictional range 555-0100..0199
+    if s[1:].isdigit() and (set(d) <= {'0', '1'} or int(d) & (int(d) - 1) == 0):
+        return False  # +4294967296, "+10011010010"
     groups = re.split(r'[ \-.]', s.lstrip('+'))
-    return not ('.' in s and ' ' not in s and '-' not in s and all(len(g) == 3 for g in groups[1:]))   # 100.000.000
+    return not (
+        '.' in s and ' ' not in s and '-' not in s and all(len(g) == 3 for g in groups[1:])
+    )  # 100.000.000
 
-def find_phones(text:str) -> list:
+
+def find_phones(text: str) -> list:
     "Spans `(start, end, 'phone')` of phone numbers in international or common national formats."
-    out = [(m.start(), m.end(), 'phone') for r in (_PHONE_INTL, _PHONE_NANP) for m in r.finditer(text) if _phone_ok(m.group())]
-    out += [(m.start(), m.end(), 'phone') for m in _PHONE_WEAK.finditer(text)
-            if _phone_ok(m.group()) and not m.group().isdigit() and _PHONE_CTX.search(text, max(0, m.start() - 48, text.rfind('\n', 0, m.start()) + 1), m.start())]
+    out = [
+        (m.start(), m.end(), 'phone')
+        for r in (_PHONE_INTL, _PHONE_NANP)
+        for m in r.finditer(text)
+        if _phone_ok(m.group())
+    ]
+    out += [
+        (m.start(), m.end(), 'phone')
+        for m in _PHONE_WEAK.finditer(text)
+        if _phone_ok(m.group())
+        and not m.group().isdigit()
+        and _PHONE_CTX.search(text, max(0, m.start() - 48, text.rfind('\n', 0, m.start()) + 1), m.start())
+    ]
     return _resolve(out)
 
 # %% ../../nbs/16_data.pii.ipynb #35f09149
 _NEXT_NUMBER = re.compile(r',\s*[-+]?\d')
-_CARD = re.compile(r'\d(?<![\w.\-+]\d)(?:\d{3}([ \-])\d{4}\1\d{4}\1\d{1,7}|\d{3}([ \-])\d{6}\2\d{4,5}|\d{13,15})(?!\w|[.\-]\d)')
-_TEST_CARDS = frozenset('''4111111111111111 4242424242424242 4012888888881881 4000056655665556 4222222222222 5555555555554444 5105105105105100
+_CARD = re.compile(
+    r'\d(?<![\w.\-+]\d)(?:\d{3}([ \-])\d{4}\1\d{4}\1\d{1,7}|\d{3}([ \-])\d{6}\2\d{4,5}|\d{13,15})(?!\w|[.\-]\d)'
+)
+_TEST_CARDS = frozenset(
+    '''4111111111111111 4242424242424242 4012888888881881 4000056655665556 4222222222222 5555555555554444 5105105105105100
 5200828282828210 2223003122003222 378282246310005 371449635398431 378734493671000 6011111111111117 6011000990139424 6011981111111113
-3530111333300000 3566002020360505 30569309025904 38520000023237 36227206271667 6200000000000005'''.split())
+3530111333300000 3566002020360505 30569309025904 38520000023237 36227206271667 6200000000000005'''.split()
+)
 
-def _issuer_ok(d:str, grouped:bool) -> bool:
+
+def _issuer_ok(d: str, grouped: bool) -> bool:
     n, p2, p3, p4 = len(d), int(d[:2]), int(d[:3]), int(d[:4])
-    if d[0] == '4': return n in (13, 16, 19)                                        # Visa
-    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720: return n == 16                         # Mastercard
-    if p2 in (34, 37): return n == 15                                               # Amex
-    if p4 == 6011 or p2 == 65 or 644 <= p3 <= 649 or 3528 <= p4 <= 3589 or p2 == 62: return 16 <= n <= 19   # Discover, JCB, UnionPay
-    if p2 in (36, 38, 39) or 300 <= p3 <= 305: return 14 <= n <= 19                 # Diners
-    return grouped and p2 in (50, 56, 57, 58, 63, 67) and 12 <= n <= 19             # Maestro, only when printed in groups
+    if d[0] == '4':
+        return n in (13, 16, 19)  # Visa
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
+        return n == 16  # Mastercard
+    if p2 in (34, 37):
+        return n == 15  # Amex
+    if p4 == 6011 or p2 == 65 or 644 <= p3 <= 649 or 3528 <= p4 <= 3589 or p2 == 62:
+        return 16 <= n <= 19  # Discover, JCB, UnionPay
+    if p2 in (36, 38, 39) or 300 <= p3 <= 305:
+        return 14 <= n <= 19  # Diners
+    return (
+        grouped and p2 in (50, 56, 57, 58, 63, 67) and 12 <= n <= 19
+    )  # Maestro, only when printed in groups
 
-def find_credit_cards(text:str) -> list:
+
+def find_credit_cards(text: str) -> list:
     "Spans `(start, end, 'credit_card')` of Luhn-valid card numbers with a known issuer prefix."
     out = []
     for m in _CARD.finditer(text):
         d = re.sub(r'\D', '', m.group())
         bare = m.group().isdigit()
-        if not 13 <= len(d) <= 19 or d in _TEST_CARDS or not luhn_valid(d) or not _issuer_ok(d, not bare): continue
+        if not 13 <= len(d) <= 19 or d in _TEST_CARDS or not luhn_valid(d) or not _issuer_ok(d, not bare):
+            continue
         n = int(d)
-        if any(x and x & (x - 1) == 0 for x in (n - 1, n, n + 1)): continue          # 2**k, 2**k +- 1
-        before, after = text[max(0, m.start() - 8):m.start()].rstrip(' '), text[m.end():m.end() + 8].lstrip(' ')
-        if bare and (before[-1:] in tuple('([*+/%') or after[:1] in tuple('*/%') or before.endswith(',') and before[:-1].rstrip()[-1:].isdigit()
-                     and _NEXT_NUMBER.match(after)): continue                           # an operand, an argument, one of a list of numbers
+        if any(x and x & (x - 1) == 0 for x in (n - 1, n, n + 1)):
+            continue  # 2**k, 2**k +- 1
+        before, after = (
+            text[max(0, m.start() - 8) : m.start()].rstrip(' '),
+            text[m.end() : m.end() + 8].lstrip(' '),
+        )
+        if bare and (
+            before[-1:] in tuple('([*+/%')
+            or after[:1] in tuple('*/%')
+            or before.endswith(',')
+            and before[:-1].rstrip()[-1:].isdigit()
+            and _NEXT_NUMBER.match(after)
+        ):
+            continue  # an operand, an argument, one of a list of numbers
         out.append((m.start(), m.end(), 'credit_card'))
     return out
 
 # %% ../../nbs/16_data.pii.ipynb #eb70ad7e
-_TOKENS = [(gate, re.compile(p)) for gate, p in [     # a literal that every match holds, to skip the regex on most texts
-    (('AKIA', 'ASIA'), r'A[KS]IA(?<![A-Za-z0-9]A[KS]IA)(?P<body>[A-Z0-9]{16})(?![A-Za-z0-9])'),                  # AWS access key id
-    (('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_'), r'gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)(?P<body>[A-Za-z0-9]{36,251})(?![A-Za-z0-9_])'),
-    (('github_pat_',), r'github_pat_(?<![A-Za-z0-9_]github_pat_)(?P<body>[A-Za-z0-9_]{50,251})(?![A-Za-z0-9_])'),  # GitHub
-    (('xox',), r'xox[baprs]-(?<![A-Za-z0-9]xox[baprs]-)(?P<body>[A-Za-z0-9-]{10,250})'),                         # Slack
-    (('hooks.slack.com',), r'https://hooks\.slack\.com/services/(?P<body>T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,})'),
-    (('k_live_',), r'[sr]k_live_(?<![A-Za-z0-9][sr]k_live_)(?P<body>[A-Za-z0-9]{20,250})(?![A-Za-z0-9])'),       # Stripe
-    (('AIza',), r'AIza(?<![\w-]AIza)(?P<body>[0-9A-Za-z_-]{35})(?![\w-])'),                                      # Google API key
-    (('eyJ',), r'eyJ(?<![\w-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*'),                      # JWT
-    (('sk-',), r'sk-(?<![\w-]sk-)(?:proj-|svcacct-|admin-|ant-[a-z]+\d*-)?(?P<body>[A-Za-z0-9_-]{32,250})(?![\w-])'),   # OpenAI, Anthropic
-    (('hf_',), r'hf_(?<![\w-]hf_)(?P<body>[A-Za-z0-9]{34,40})(?![\w-])'),                                        # Hugging Face
-    (('npm_',), r'npm_(?<![\w-]npm_)(?P<body>[A-Za-z0-9]{36})(?![\w-])'),
-    (('glpat-',), r'glpat-(?<![\w-]glpat-)(?P<body>[A-Za-z0-9_-]{20,50})(?![\w-])'),                             # GitLab
-    (('pypi-AgE',), r'pypi-AgE(?<![\w-]pypi-AgE)(?P<body>[A-Za-z0-9_-]{50,})(?![\w-])')]]
+_TOKENS = [
+    (gate, re.compile(p))
+    for gate, p in [  # a literal that every match holds, to skip the regex on most texts
+        (
+            ('AKIA', 'ASIA'),
+            r'A[KS]IA(?<![A-Za-z0-9]A[KS]IA)(?P<body>[A-Z0-9]{16})(?![A-Za-z0-9])',
+        ),  # AWS access key id
+        (
+            ('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_'),
+            r'gh[pousr]_(?<![A-Za-z0-9_]gh[pousr]_)(?P<body>[A-Za-z0-9]{36,251})(?![A-Za-z0-9_])',
+        ),
+        (
+            ('github_pat_',),
+            r'github_pat_(?<![A-Za-z0-9_]github_pat_)(?P<body>[A-Za-z0-9_]{50,251})(?![A-Za-z0-9_])',
+        ),  # GitHub
+        (('xox',), r'xox[baprs]-(?<![A-Za-z0-9]xox[baprs]-)(?P<body>[A-Za-z0-9-]{10,250})'),  # Slack
+        (
+            ('hooks.slack.com',),
+            r'https://hooks\.slack\.com/services/(?P<body>T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]{16,})',
+        ),
+        (
+            ('k_live_',),
+            r'[sr]k_live_(?<![A-Za-z0-9][sr]k_live_)(?P<body>[A-Za-z0-9]{20,250})(?![A-Za-z0-9])',
+        ),  # Stripe
+        (('AIza',), r'AIza(?<![\w-]AIza)(?P<body>[0-9A-Za-z_-]{35})(?![\w-])'),  # Google API key
+        (('eyJ',), r'eyJ(?<![\w-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*'),  # JWT
+        (
+            ('sk-',),
+            r'sk-(?<![\w-]sk-)(?:proj-|svcacct-|admin-|ant-[a-z]+\d*-)?(?P<body>[A-Za-z0-9_-]{32,250})(?![\w-])',
+        ),  # OpenAI, Anthropic
+        (('hf_',), r'hf_(?<![\w-]hf_)(?P<body>[A-Za-z0-9]{34,40})(?![\w-])'),  # Hugging Face
+        (('npm_',), r'npm_(?<![\w-]npm_)(?P<body>[A-Za-z0-9]{36})(?![\w-])'),
+        (('glpat-',), r'glpat-(?<![\w-]glpat-)(?P<body>[A-Za-z0-9_-]{20,50})(?![\w-])'),  # GitLab
+        (('pypi-AgE',), r'pypi-AgE(?<![\w-]pypi-AgE)(?P<body>[A-Za-z0-9_-]{50,})(?![\w-])'),
+    ]
+]
 _PEM_BEGIN = re.compile(r'-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----')
 _PEM_CHUNK = re.compile(r'''(?:\s|\\[nr]|["'+,])*([A-Za-z][\w-]*: [^\n\\]*|[A-Za-z0-9+/=]+)''')
 _PEM_END = re.compile(r'''(?:\s|\\[nr]|["'+,])*(-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)''')
-_ASSIGN = re.compile(r'''[pPsSaAtTcC](?i:(?<=p)(?:ass(?:word|wd|phrase)|wd|rivate[_-]?key)|(?<=s)ecret|(?<=a)(?:pi[_-]?key|pikey|ccess[_-]?key)'''
-                     r'''|(?<=t)oken(?!iz)|(?<=c)redentials?)[\w-]*["']?(?:\s*:\s*[A-Za-z_][\w.\[\], |]{0,40}?)??\s*(?::=|=>|=|:)\s*'''   # name, annotation, =
-                     r'''(?:[rbuRBU]{0,2}(["'])(?P<q>[^"'\s\\]{1,512})\1|(?P<u>[^\s"',;()\[\]{}<>`\\]{16,512})(?=[\s;]|\Z))''')   # quoted, or bare up to the line's end
+_ASSIGN = re.compile(
+    r'''[pPsSaAtTcC](?i:(?<=p)(?:ass(?:word|wd|phrase)|wd|rivate[_-]?key)|(?<=s)ecret|(?<=a)(?:pi[_-]?key|pikey|ccess[_-]?key)'''
+    r'''|(?<=t)oken(?!iz)|(?<=c)redentials?)[\w-]*["']?(?:\s*:\s*[A-Za-z_][\w.\[\], |]{0,40}?)??\s*(?::=|=>|=|:)\s*'''  # name, annotation, =
+    r'''(?:[rbuRBU]{0,2}(["'])(?P<q>[^"'\s\\]{1,512})\1|(?P<u>[^\s"',;()\[\]{}<>`\\]{16,512})(?=[\s;]|\Z))'''
+)  # quoted, or bare up to the line's end
 _BEARER = re.compile(r'[Bb](?<![A-Za-z][Bb])(?i:earer)\s+(?P<q>[A-Za-z0-9._~+/-]{16,}=*)')
-_URL_PW = re.compile(r'''(?<=[A-Za-z0-9])://(?P<user>[^\s:/@'"]*):(?P<q>[^\s:/@'"]{6,128})@(?P<host>[\w.-]+)''')
+_URL_PW = re.compile(
+    r'''(?<=[A-Za-z0-9])://(?P<user>[^\s:/@'"]*):(?P<q>[^\s:/@'"]{6,128})@(?P<host>[\w.-]+)'''
+)
 _PLACEHOLDER_WORDS = 'example sample dummy fake placeholder changeme change_me your replace insert redacted secret passw token test xxxx'.split()
-_PLACEHOLDER = re.compile('|'.join(f'{w}|{w.upper()}|{w.capitalize()}' for w in _PLACEHOLDER_WORDS)     # one casing: random keys hold "FAkE"
-                          + r'|12345678|abcdefgh|ABCDEFGH|\*\*\*|\.\.\.|\$\{|^\$[A-Za-z_]\w*$|%\(\w+\)|^%[sd]$|<[^>]*>|\{\{|\{\w*\}')
-_WORDISH = re.compile(r'(?:(?:(?:[a-z]++|[A-Z]++|(?:[A-Z]?+[a-z]{2,}+)++)\d{0,4}+|\d{1,4}+)(?:[_\-.]|$))+')   # snake, kebab, camelCase words
+_PLACEHOLDER = re.compile(
+    '|'.join(
+        f'{w}|{w.upper()}|{w.capitalize()}' for w in _PLACEHOLDER_WORDS
+    )  # one casing: random keys hold "FAkE"
+    + r'|12345678|abcdefgh|ABCDEFGH|\*\*\*|\.\.\.|\$\{|^\$[A-Za-z_]\w*$|%\(\w+\)|^%[sd]$|<[^>]*>|\{\{|\{\w*\}'
+)
+_WORDISH = re.compile(
+    r'(?:(?:(?:[a-z]++|[A-Z]++|(?:[A-Z]?+[a-z]{2,}+)++)\d{0,4}+|\d{1,4}+)(?:[_\-.]|$))+'
+)  # snake, kebab, camelCase words
 _DOTTED = re.compile(r'0[xX][0-9a-fA-F]+|[\d.eE+-]+|[A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)+')
 
-def _entropy(s:str) -> float:
+
+def _entropy(s: str) -> float:
     return -sum(c / len(s) * math.log2(c / len(s)) for c in Counter(s).values()) if s else 0.0
 
-def _pathish(v:str) -> bool:
+
+def _pathish(v: str) -> bool:
     "A URL, path, dotted name or number literal rather than a key."
-    if '://' in v or _DOTTED.fullmatch(v): return True
+    if '://' in v or _DOTTED.fullmatch(v):
+        return True
     return v[:1] in '/~.' and all(_WORDISH.fullmatch(p) for p in v.lstrip('~.').strip('/').split('/') if p)
 
-def _random_enough(v:str, min_len:int=16, min_bits:float=3.0, prefixed:bool=False) -> bool:
+
+def _random_enough(v: str, min_len: int = 16, min_bits: float = 3.0, prefixed: bool = False) -> bool:
     "Could `v` be a generated key: long, not words, a path, a template or a placeholder, enough entropy per character?"
-    if len(v) < min_len or _entropy(v) < min_bits or _PLACEHOLDER.search(v) or _pathish(v): return False
-    if _WORDISH.fullmatch(v) and (not prefixed or re.search('[_.-]', v)): return False   # words, or a prefix and words: sk-learn-docs
-    if prefixed: return True                                                            # a documented prefix already says "key"
+    if len(v) < min_len or _entropy(v) < min_bits or _PLACEHOLDER.search(v) or _pathish(v):
+        return False
+    if _WORDISH.fullmatch(v) and (not prefixed or re.search('[_.-]', v)):
+        return False  # words, or a prefix and words: sk-learn-docs
+    if prefixed:
+        return True  # a documented prefix already says "key"
     letters = [c for c in v if c.isalpha()]
-    if not letters or re.fullmatch('[0-9a-fA-F]{1,31}', v): return False               # a number; short hex is an id or a hash
-    if re.search('[0-9]', v): return True
-    up = sum(c.isupper() for c in letters) / len(letters)     # letters only: random keys mix cases evenly, words and identifiers do not
+    if not letters or re.fullmatch('[0-9a-fA-F]{1,31}', v):
+        return False  # a number; short hex is an id or a hash
+    if re.search('[0-9]', v):
+        return True
+    up = sum(c.isupper() for c in letters) / len(
+        letters
+    )  # letters only: random keys mix cases evenly, words and identifiers do not
     return len(v) >= 24 and 0.25 <= up <= 0.75 and _entropy(v) >= 4.0
 
-def _pem_blocks(text:str):
+
+def _pem_blocks(text: str):
     for m in _PEM_BEGIN.finditer(text):
         pos, n64, seen_data = m.end(), 0, False
         while c := _PEM_CHUNK.match(text, pos):
             chunk = c.group(1)
             if ': ' in chunk:
-                if seen_data: break
-            else: seen_data, n64 = True, n64 + len(chunk)
+                if seen_data:
+                    break
+            else:
+                seen_data, n64 = True, n64 + len(chunk)
             pos = c.end()
-            if seen_data and len(chunk) < 40: break                                     # the last, short line
-        if n64 < 64: continue
+            if seen_data and len(chunk) < 40:
+                break  # the last, short line
+        if n64 < 64:
+            continue
         e = _PEM_END.match(text, pos)
         yield m.start(), e.end(1) if e else pos
 
-def find_secrets(text:str) -> list:
+
+def find_secrets(text: str) -> list:
     "Spans `(start, end, 'secret')`: token formats, private key blocks, secret-named assignments, bearer tokens and URL passwords."
     out = [(s, e, 'secret') for s, e in _pem_blocks(text)]
     for gate, r in _TOKENS:
-        if not any(g in text for g in gate): continue
+        if not any(g in text for g in gate):
+            continue
         for m in r.finditer(text):
             body = m.groupdict().get('body')
-            if body is None or _random_enough(body, 16, 2.5 if len(body) < 24 else 3.0, prefixed=True): out.append((m.start(), m.end(), 'secret'))
+            if body is None or _random_enough(body, 16, 2.5 if len(body) < 24 else 3.0, prefixed=True):
+                out.append((m.start(), m.end(), 'secret'))
     for r in (_ASSIGN, _BEARER):
         for m in r.finditer(text):
             g = 'q' if m.group('q') else 'u'
-            if m.group(g) and _random_enough(m.group(g)): out.append((m.start(g), m.end(g), 'secret'))
+            if m.group(g) and _random_enough(m.group(g)):
+                out.append((m.start(g), m.end(g), 'secret'))
     for m in _URL_PW.finditer(text):
         pw, host = m.group('q'), m.group('host')
         local = is_reserved_domain(host) or host.startswith('127.') or host == '0.0.0.0'
-        if pw != m.group('user') and not local and not _PLACEHOLDER.search(pw) and not re.fullmatch(r'(?i)[a-z]+', pw):
+        if (
+            pw != m.group('user')
+            and not local
+            and not _PLACEHOLDER.search(pw)
+            and not re.fullmatch(r'(?i)[a-z]+', pw)
+        ):
             out.append((m.start('q'), m.end('q'), 'secret'))
     return _resolve(out)
 
 # %% ../../nbs/16_data.pii.ipynb #72b8e575
-_FINDERS = dict(secret=find_secrets, credit_card=find_credit_cards, email=find_emails, ip_address=find_ips, phone=find_phones)
+_FINDERS = dict(
+    secret=find_secrets,
+    credit_card=find_credit_cards,
+    email=find_emails,
+    ip_address=find_ips,
+    phone=find_phones,
+)
 
-def find_pii(text:str, kinds:tuple=PII_KINDS) -> list:
+
+def find_pii(text: str, kinds: tuple = PII_KINDS) -> list:
     "Sorted, non-overlapping spans `(start, end, kind)` of the `kinds` found in `text`."
     return _resolve([s for k in kinds for s in _FINDERS[k](text)])
 
 # %% ../../nbs/16_data.pii.ipynb #2ecbf79d
-def redact_pii(text:str, kinds:tuple=PII_KINDS) -> tuple:
+def redact_pii(text: str, kinds: tuple = PII_KINDS) -> tuple:
     "`text` with each finding replaced by its placeholder, and the number replaced per kind (only kinds found)."
     spans, parts, pos = find_pii(text, kinds), [], 0
-    for s, e, k in spans: parts += [text[pos:s], PLACEHOLDERS[k]]; pos = e
+    for s, e, k in spans:
+        parts += [text[pos:s], PLACEHOLDERS[k]]
+        pos = e
     return ''.join(parts) + text[pos:], dict(Counter(k for *_, k in spans))

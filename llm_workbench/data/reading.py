@@ -15,7 +15,7 @@ __all__ = ['safe_name', 'NotRegularFile', 'open_regular', 'read_bounded', 'bound
            'read_error_reason', 'walk_files', 'tree_sha256']
 
 # %% ../../nbs/10b_data.reading.ipynb #9cde39f7
-def safe_name(name:str|bytes|os.PathLike) -> str:
+def safe_name(name: str | bytes | os.PathLike) -> str:
     "`name` as text every writer accepts: bytes that are not UTF-8 are written as `\\xNN`."
     text = os.fsdecode(os.fspath(name))
     return text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
@@ -24,7 +24,8 @@ def safe_name(name:str|bytes|os.PathLike) -> str:
 class NotRegularFile(OSError):
     "Raised for a FIFO, device or socket, which are never read."
 
-def open_regular(path:Path|str) -> IO[bytes]:
+
+def open_regular(path: Path | str) -> IO[bytes]:
     "A binary file object for `path`, or `NotRegularFile` when it is not a regular file (never blocks)."
     fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
     try:
@@ -36,16 +37,22 @@ def open_regular(path:Path|str) -> IO[bytes]:
         os.close(fd)
         raise
 
-def _kind_of(mode:int) -> str:
-    kinds = ((stat.S_ISFIFO, 'FIFO'), (stat.S_ISCHR, 'character device'), (stat.S_ISBLK, 'block device'),
-             (stat.S_ISSOCK, 'socket'), (stat.S_ISDIR, 'directory'))
+
+def _kind_of(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, 'FIFO'),
+        (stat.S_ISCHR, 'character device'),
+        (stat.S_ISBLK, 'block device'),
+        (stat.S_ISSOCK, 'socket'),
+        (stat.S_ISDIR, 'directory'),
+    )
     for test, kind in kinds:
         if test(mode):
             return kind
     return 'special file'
 
 # %% ../../nbs/10b_data.reading.ipynb #6a3dedb4
-def read_bounded(path:Path|str, max_bytes:int) -> tuple[bytes|None, str, str]:
+def read_bounded(path: Path | str, max_bytes: int) -> tuple[bytes | None, str, str]:
     "(bytes, '', '') of a regular file of at most `max_bytes`, else (None, reason, detail)."
     try:
         with open_regular(path) as f:
@@ -59,7 +66,9 @@ def read_bounded(path:Path|str, max_bytes:int) -> tuple[bytes|None, str, str]:
     return data, '', ''
 
 # %% ../../nbs/10b_data.reading.ipynb #85d9f6a9
-def bounded_lines(f:IO[bytes], max_bytes:int, chunk:int=1 << 16) -> Iterator[tuple[int, bytes|None, int]]:
+def bounded_lines(
+    f: IO[bytes], max_bytes: int, chunk: int = 1 << 16
+) -> Iterator[tuple[int, bytes | None, int]]:
     "(line number, line or None when longer than `max_bytes`, its size) for each line of binary file `f`."
     n = 0
     while line := f.readline(max_bytes + 1):
@@ -73,25 +82,29 @@ def bounded_lines(f:IO[bytes], max_bytes:int, chunk:int=1 << 16) -> Iterator[tup
         yield n, None, size
 
 # %% ../../nbs/10b_data.reading.ipynb #66085f13
-def file_lines(path:Path, max_bytes:int) -> Iterator[tuple[int, bytes|None|BaseException, int]]:
+def file_lines(path: Path, max_bytes: int) -> Iterator[tuple[int, bytes | None | BaseException, int]]:
     "`bounded_lines` of a plain or `.gz` file; a read error ends it with `(line number, exception, 0)`."
     import gzip
+
     n = 0
     try:
         with open_regular(path) as raw:
             f = gzip.GzipFile(fileobj=raw, mode='rb') if path.name.endswith('.gz') else raw
             for n, line, size in bounded_lines(f, max_bytes):
                 yield n, line, size
-    except Exception as e:          # OSError, EOFError, zlib.error, ...: the rest of the file is lost
+    except Exception as e:  # OSError, EOFError, zlib.error, ...: the rest of the file is lost
         yield n + 1, e, 0
+
 
 class SkippedEntry(Exception):
     "A folder entry that is not read (a link out of the folder, a loop, a FIFO, ...), with its reason."
-    def __init__(self, reason:str, detail:str=''):
+
+    def __init__(self, reason: str, detail: str = ''):
         super().__init__(detail or reason)
         self.reason = reason
 
-def read_error_reason(e:BaseException) -> str:
+
+def read_error_reason(e: BaseException) -> str:
     "`truncated` (a file that ends early), `special_file`, a skip's own reason, else `unreadable`."
     if isinstance(e, SkippedEntry):
         return e.reason
@@ -100,10 +113,11 @@ def read_error_reason(e:BaseException) -> str:
     return 'special_file' if isinstance(e, NotRegularFile) else 'unreadable'
 
 # %% ../../nbs/10b_data.reading.ipynb #9bfa33b1
-def _inside(target:str, base:str) -> bool:
+def _inside(target: str, base: str) -> bool:
     return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
 
-def _classify_link(path:str, base:str) -> tuple[str, str]:
+
+def _classify_link(path: str, base: str) -> tuple[str, str]:
     "('file' or 'dir', '') for a link that stays inside `base`, else ('skip', reason and detail)."
     try:
         st = os.stat(path)
@@ -117,7 +131,7 @@ def _classify_link(path:str, base:str) -> tuple[str, str]:
     return ('file', '') if stat.S_ISREG(st.st_mode) else ('skip', 'special_file')
 
 # %% ../../nbs/10b_data.reading.ipynb #cff56aeb
-def walk_files(root:Path|str, patterns:tuple=('*',)) -> tuple[list[Path], list[tuple[Path, str]], int]:
+def walk_files(root: Path | str, patterns: tuple = ('*',)) -> tuple[list[Path], list[tuple[Path, str]], int]:
     "(files matching `patterns`, skipped entries as (path, reason), count of other files) under `root`."
     root = Path(root)
     base = os.path.realpath(root)
@@ -154,9 +168,10 @@ def walk_files(root:Path|str, patterns:tuple=('*',)) -> tuple[list[Path], list[t
     return sorted(files), sorted(skipped), other
 
 # %% ../../nbs/10b_data.reading.ipynb #5f78c5c6
-def tree_sha256(path:Path|str) -> str|None:
+def tree_sha256(path: Path | str) -> str | None:
     "sha256 over the regular files under `path` (relative `safe_name`, content hash), or of the file `path`."
     from llm_workbench.core import sha256_file, sha256_json
+
     path = Path(path)
     if path.is_file():
         return sha256_file(path)

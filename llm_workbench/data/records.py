@@ -15,8 +15,16 @@ from ..config import DataConfig, ToxicityConfig
 from .sources import render_text, FORMAT_FIELDS
 from .filters import normalize_text, license_reason, quality_reason, text_digest
 from .pii import redact_pii
-from .quality import (quality_signals, quality_issue, load_wordlist, toxicity_score,
-                                        classifier_scorer, prose_signals, prose_issue, quality_profile)
+from llm_workbench.data.quality import (
+    quality_signals,
+    quality_issue,
+    load_wordlist,
+    toxicity_score,
+    classifier_scorer,
+    prose_signals,
+    prose_issue,
+    quality_profile,
+)
 from .contamination import NgramIndex
 from .neardup import shingle_hashes
 
@@ -25,18 +33,29 @@ __all__ = ['filter_options', 'map_fields', 'removed_record', 'process_record', '
            'classify_shard']
 
 # %% ../../nbs/18b_data.records.ipynb #058192d6
-def filter_options(d:DataConfig, seed:int, index:NgramIndex|None=None) -> dict:
+def filter_options(d: DataConfig, seed: int, index: NgramIndex | None = None) -> dict:
     "What the per-record filters need, as a plain picklable dict (`index`: the eval sets' n-gram index)."
     words = load_wordlist(d.toxicity.wordlist) if d.toxicity.enabled else None
     pii = list(d.pii.kinds) if d.pii.enabled else []
     profiles = {s.name: quality_profile(s) for s in d.sources}
-    return dict(data=d, index=index, policy=d.license_policy, pii=pii,
-                quality=d.quality.model_dump(exclude={'prose'}), prose=d.quality.prose.model_dump(),
-                profiles=profiles, words=words, max_toxicity=d.toxicity.max_score, ngram=d.dedup.ngram,
-                near=d.dedup.near or d.dedup.cross_split, num_perm=d.dedup.num_perm, seed=seed)
+    return dict(
+        data=d,
+        index=index,
+        policy=d.license_policy,
+        pii=pii,
+        quality=d.quality.model_dump(exclude={'prose'}),
+        prose=d.quality.prose.model_dump(),
+        profiles=profiles,
+        words=words,
+        max_toxicity=d.toxicity.max_score,
+        ngram=d.dedup.ngram,
+        near=d.dedup.near or d.dedup.cross_split,
+        num_perm=d.dedup.num_perm,
+        seed=seed,
+    )
 
 # %% ../../nbs/18b_data.records.ipynb #0bcefa0d
-def map_fields(rec:dict, fn:Callable[[str], str]) -> dict:
+def map_fields(rec: dict, fn: Callable[[str], str]) -> dict:
     "Apply `fn` (str -> str) to every text field of `rec` (chat contents, prompt, ...) and re-render `text`."
     if rec['format'] == 'chat':
         rec['messages'] = [dict(m, content=fn(m['content'])) for m in rec['messages']]
@@ -47,44 +66,57 @@ def map_fields(rec:dict, fn:Callable[[str], str]) -> dict:
     return rec
 
 # %% ../../nbs/18b_data.records.ipynb #228051d9
-def removed_record(rec:dict, stage:str, reason:str, detail:str='', snippet:bool=True) -> dict:
+def removed_record(rec: dict, stage: str, reason: str, detail: str = '', snippet: bool = True) -> dict:
     "The quarantine record for `rec`, with a short (already redacted) snippet to show in reports."
-    q = dict(id=rec['id'], source=rec['source'], location=rec['location'], stage=stage, reason=reason,
-             detail=detail[:300])
+    q = dict(
+        id=rec['id'],
+        source=rec['source'],
+        location=rec['location'],
+        stage=stage,
+        reason=reason,
+        detail=detail[:300],
+    )
     if snippet:
         q['snippet'] = rec['text'][:240]
     return q
 
 # %% ../../nbs/18b_data.records.ipynb #72f42074
-def _redact(rec:dict, kinds:list[str]) -> dict:
+def _redact(rec: dict, kinds: list[str]) -> dict:
     "Redact the PII `kinds` in every text field of `rec`; return the counts by kind."
     counts = Counter()
+
     def redact(text):
         out, found = redact_pii(text, kinds=kinds)
         counts.update(found)
         return out
+
     map_fields(rec, redact)
     return dict(counts)
 
-def _quality_detail(sig:dict) -> str:
+
+def _quality_detail(sig: dict) -> str:
     return ', '.join(f'{k}={sig[k]:.2f}' for k in ('symbol_ratio', 'dup_line_fraction', 'alpha_ratio'))
 
-def _prose_detail(sig:dict) -> str:
+
+def _prose_detail(sig: dict) -> str:
     return ', '.join(f'{k}={sig[k]:.2f}' if isinstance(sig[k], float) else f'{k}={sig[k]}' for k in sig)
 
-def _quality_check(rec:dict, opts:dict) -> dict|None:
+
+def _quality_check(rec: dict, opts: dict) -> dict | None:
     "The quarantine record if the quality rules of `rec`'s source profile remove it, else None."
     profile = opts['profiles'].get(rec['source'], 'code')
     if reason := quality_reason(rec['text'], opts['data'], long_lines=profile == 'code'):
         return removed_record(rec, 'quality', reason, f"{len(rec['text'])} chars")
-    if profile == 'code' and (reason := quality_issue(sig := quality_signals(rec['text']), **opts['quality'])):
+    if profile == 'code' and (
+        reason := quality_issue(sig := quality_signals(rec['text']), **opts['quality'])
+    ):
         return removed_record(rec, 'quality', reason, _quality_detail(sig))
     if profile == 'prose' and (reason := prose_issue(sig := prose_signals(rec['text']), **opts['prose'])):
         return removed_record(rec, 'quality', reason, _prose_detail(sig))
     return None
 
 # %% ../../nbs/18b_data.records.ipynb #5d943ef9
-def process_record(rec:dict, opts:dict) -> dict:
+def process_record(rec: dict, opts: dict) -> dict:
     "`rec` after license, PII, quality, toxicity (or its quarantine record), with digest, hits and shingles."
     if 'reason' in rec:
         return rec
@@ -92,9 +124,12 @@ def process_record(rec:dict, opts:dict) -> dict:
     try:
         return _filter_record(rec, opts, stage)
     except Exception as e:
-        return removed_record(rec, stage[0], 'filter_error', f'{type(e).__name__}: {str(e)[:200]}', snippet=False)
+        return removed_record(
+            rec, stage[0], 'filter_error', f'{type(e).__name__}: {str(e)[:200]}', snippet=False
+        )
 
-def _filter_record(rec:dict, opts:dict, stage:list) -> dict:
+
+def _filter_record(rec: dict, opts: dict, stage: list) -> dict:
     "`process_record`'s filters in order; `stage[0]` says which one is running."
     if reason := license_reason(rec['license'], opts['policy']):
         return removed_record(rec, 'license', reason, f"license: {rec['license']}", snippet=False)
@@ -119,14 +154,16 @@ def _filter_record(rec:dict, opts:dict, stage:list) -> dict:
 # %% ../../nbs/18b_data.records.ipynb #11090f9b
 _OPTS = {}
 
-def _init_worker(opts:dict):
+
+def _init_worker(opts: dict):
     _OPTS.update(opts)
 
-def _process_shard(shard:list[dict]) -> list[dict]:
+
+def _process_shard(shard: list[dict]) -> list[dict]:
     return [process_record(r, _OPTS) for r in shard]
 
 # %% ../../nbs/18b_data.records.ipynb #cc619309
-def process_shards(records, opts:dict, shard_size:int=1000, num_proc:int=1):
+def process_shards(records, opts: dict, shard_size: int = 1000, num_proc: int = 1):
     "Yield lists of processed records, shard by shard, in input order."
     it = iter(records)
     shards = iter(lambda: list(islice(it, shard_size)), [])
@@ -144,14 +181,14 @@ def process_shards(records, opts:dict, shard_size:int=1000, num_proc:int=1):
             yield p.get()
 
 # %% ../../nbs/18b_data.records.ipynb #a5038956
-def toxicity_classifier(t:ToxicityConfig) -> Callable|None:
+def toxicity_classifier(t: ToxicityConfig) -> Callable | None:
     "The configured classifier's scorer (texts -> probabilities of `t.classifier_label`); None without one."
     if not (t.enabled and t.classifier):
         return None
     return classifier_scorer(t.classifier, label=t.classifier_label)
 
 # %% ../../nbs/18b_data.records.ipynb #546bf8f3
-def classify_shard(shard:list[dict], scorer:Callable|None, t:ToxicityConfig) -> tuple[list, list[float]]:
+def classify_shard(shard: list[dict], scorer: Callable | None, t: ToxicityConfig) -> tuple[list, list[float]]:
     "`shard` with records scored above `t.classifier_threshold` quarantined, and the scores."
     todo = [i for i, r in enumerate(shard) if 'reason' not in r]
     if scorer is None or not todo:

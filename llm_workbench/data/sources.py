@@ -12,69 +12,116 @@ from pathlib import Path
 from typing import Iterator
 from ..config import SourceConfig
 from .licenses import normalize_license, distribution_license
-from .reading import (safe_name, read_bounded, file_lines, read_error_reason, walk_files,
-                                        open_regular, SkippedEntry)
+from llm_workbench.data.reading import (
+    safe_name,
+    read_bounded,
+    file_lines,
+    read_error_reason,
+    walk_files,
+    open_regular,
+    SkippedEntry,
+)
 
 # %% auto #0
 __all__ = ['FORMAT_FIELDS', 'CHAT_ROLES', 'render_text', 'make_record', 'make_quarantine', 'parse_fields', 'read_text_file',
            'sample_stable', 'stdlib_files', 'package_files', 'group_of', 'decode_json', 'read_source']
 
 # %% ../../nbs/10_data.sources.ipynb #657eb087
-FORMAT_FIELDS = dict(text=('text',), chat=('messages',), prompt_completion=('prompt', 'completion'), preference=('prompt', 'chosen', 'rejected'))
+FORMAT_FIELDS = dict(
+    text=('text',),
+    chat=('messages',),
+    prompt_completion=('prompt', 'completion'),
+    preference=('prompt', 'chosen', 'rejected'),
+)
 CHAT_ROLES = ('system', 'user', 'assistant', 'tool')
 
 # %% ../../nbs/10_data.sources.ipynb #dc37a30c
-def render_text(fields:dict, fmt:str='text') -> str:
+def render_text(fields: dict, fmt: str = 'text') -> str:
     "The one string filters, dedup and contamination checks read for a record of format `fmt`."
-    if fmt == 'text': return fields['text']
-    if fmt == 'chat': return '\n\n'.join(f"{m['role']}: {m['content']}" for m in fields['messages'])
+    if fmt == 'text':
+        return fields['text']
+    if fmt == 'chat':
+        return '\n\n'.join(f"{m['role']}: {m['content']}" for m in fields['messages'])
     return '\n\n'.join(fields[k] for k in FORMAT_FIELDS[fmt])
 
 # %% ../../nbs/10_data.sources.ipynb #cf8f71c5
-def make_record(source:str, location:str, fields:dict|str, license:str|None, group:str, fmt:str='text') -> dict:
+def make_record(
+    source: str, location: str, fields: dict | str, license: str | None, group: str, fmt: str = 'text'
+) -> dict:
     "A usable record read from `source` at `location` (`fields` may be a plain text)."
     fields = {'text': fields} if isinstance(fields, str) else fields
-    return dict(id=f"{source}:{location}", source=source, location=location, license=license, group=group, format=fmt,
-                **{k: v for k, v in fields.items() if k != 'text'}, text=render_text(fields, fmt))
+    return dict(
+        id=f"{source}:{location}",
+        source=source,
+        location=location,
+        license=license,
+        group=group,
+        format=fmt,
+        **{k: v for k, v in fields.items() if k != 'text'},
+        text=render_text(fields, fmt),
+    )
 
 # %% ../../nbs/10_data.sources.ipynb #522b2072
-def make_quarantine(source:str, location:str, reason:str, detail:str='', stage:str='read') -> dict:
+def make_quarantine(source: str, location: str, reason: str, detail: str = '', stage: str = 'read') -> dict:
     "A record that was removed, and why; `stage` says which step removed it."
-    return dict(id=f"{source}:{location}", source=source, location=location, reason=reason, detail=detail[:300], stage=stage)
+    return dict(
+        id=f"{source}:{location}",
+        source=source,
+        location=location,
+        reason=reason,
+        detail=detail[:300],
+        stage=stage,
+    )
 
 # %% ../../nbs/10_data.sources.ipynb #6a8988be
-def parse_fields(obj:dict, fmt:str='text', text_field:str='text') -> tuple[dict|None, str, str]:
+def parse_fields(obj: dict, fmt: str = 'text', text_field: str = 'text') -> tuple[dict | None, str, str]:
     "(fields, '', '') for a usable object of format `fmt`, else (None, reason, detail)."
     if fmt == 'chat':
         m = obj.get('messages')
-        if m is None: return None, 'missing_field', "no 'messages' field"
-        if not isinstance(m, list) or not m: return None, 'bad_messages', "'messages' must be a non-empty list"
+        if m is None:
+            return None, 'missing_field', "no 'messages' field"
+        if not isinstance(m, list) or not m:
+            return None, 'bad_messages', "'messages' must be a non-empty list"
         for i, x in enumerate(m):
-            if not isinstance(x, dict) or not isinstance(x.get('content'), str) or x.get('role') not in CHAT_ROLES:
+            if (
+                not isinstance(x, dict)
+                or not isinstance(x.get('content'), str)
+                or x.get('role') not in CHAT_ROLES
+            ):
                 return None, 'bad_messages', f"message {i} needs a role in {CHAT_ROLES} and a string content"
-        if not any(x['role'] == 'assistant' for x in m): return None, 'bad_messages', 'no assistant turn'
+        if not any(x['role'] == 'assistant' for x in m):
+            return None, 'bad_messages', 'no assistant turn'
         return dict(messages=[dict(role=x['role'], content=x['content']) for x in m]), '', ''
     names = (text_field,) if fmt == 'text' else FORMAT_FIELDS[fmt]
     for k in names:
-        if obj.get(k) is None: return None, 'missing_field', f'no {k!r} field'
-        if not isinstance(obj[k], str): return None, 'wrong_type', f'{k!r} is {type(obj[k]).__name__}, not str'
-    if fmt == 'text': return dict(text=obj[text_field]), '', ''
-    if fmt == 'preference' and obj['chosen'].strip() == obj['rejected'].strip(): return None, 'bad_preference', 'chosen equals rejected'
+        if obj.get(k) is None:
+            return None, 'missing_field', f'no {k!r} field'
+        if not isinstance(obj[k], str):
+            return None, 'wrong_type', f'{k!r} is {type(obj[k]).__name__}, not str'
+    if fmt == 'text':
+        return dict(text=obj[text_field]), '', ''
+    if fmt == 'preference' and obj['chosen'].strip() == obj['rejected'].strip():
+        return None, 'bad_preference', 'chosen equals rejected'
     return {k: obj[k] for k in names}, '', ''
 
 # %% ../../nbs/10_data.sources.ipynb #6b3d6e62
-def read_text_file(path:Path, max_bytes:int=2_000_000) -> tuple[str|None, str, str]:
+def read_text_file(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str, str]:
     "(text, reason, detail): text is None for a file unreadable, special, too large, binary or not UTF-8."
     b, reason, detail = read_bounded(path, max_bytes)
-    if b is None: return None, reason, detail
-    if b'\x00' in b: return None, 'binary', 'contains NUL bytes'
-    try: return b.decode('utf-8'), '', ''
-    except UnicodeDecodeError as e: return None, 'invalid_utf8', f'byte {e.start}: {e.reason}'
+    if b is None:
+        return None, reason, detail
+    if b'\x00' in b:
+        return None, 'binary', 'contains NUL bytes'
+    try:
+        return b.decode('utf-8'), '', ''
+    except UnicodeDecodeError as e:
+        return None, 'invalid_utf8', f'byte {e.start}: {e.reason}'
 
 # %% ../../nbs/10_data.sources.ipynb #08502205
-def sample_stable(items:list, key, n:int|None, salt:str='') -> list:
+def sample_stable(items: list, key, n: int | None, salt: str = '') -> list:
     "The `n` items with the smallest sha256 of `salt + key(item)`, in their original order (all if n is None)."
-    if n is None or n >= len(items): return list(items)
+    if n is None or n >= len(items):
+        return list(items)
     rank = lambda it: hashlib.sha256((salt + key(it)).encode()).digest()
     keep = {id(it) for it in sorted(items, key=rank)[:n]}
     return [it for it in items if id(it) in keep]
@@ -86,12 +133,13 @@ def stdlib_files() -> list[tuple[str, Path]]:
     out = []
     for p in sorted(root.rglob('*.py')):
         rel = p.relative_to(root)
-        if rel.parts[0] in ('site-packages', 'dist-packages') or '__pycache__' in rel.parts: continue
+        if rel.parts[0] in ('site-packages', 'dist-packages') or '__pycache__' in rel.parts:
+            continue
         out.append((rel.as_posix(), p))
     return out
 
 # %% ../../nbs/10_data.sources.ipynb #d0726eef
-def package_files(include:list|None=None, exclude:list=()) -> list[tuple[str, str, Path, str|None]]:
+def package_files(include: list | None = None, exclude: list = ()) -> list[tuple[str, str, Path, str | None]]:
     "(distribution, relative path, path, SPDX license) for the `.py` files of installed distributions."
     norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
     inc = {norm(n) for n in include} if include else None
@@ -99,7 +147,8 @@ def package_files(include:list|None=None, exclude:list=()) -> list[tuple[str, st
     seen, out = set(), []
     for dist in sorted(metadata.distributions(), key=lambda d: norm(d.metadata['Name'] or '')):
         name = norm(dist.metadata['Name'] or '')
-        if not name or name in seen or name in exc or (inc is not None and name not in inc): continue
+        if not name or name in seen or name in exc or (inc is not None and name not in inc):
+            continue
         seen.add(name)
         lic = distribution_license(dist)
         for f in sorted(dist.files or [], key=str):
@@ -108,15 +157,17 @@ def package_files(include:list|None=None, exclude:list=()) -> list[tuple[str, st
     return out
 
 # %% ../../nbs/10_data.sources.ipynb #dd329ec5
-def group_of(location:str, package:str, group_by:str) -> str:
+def group_of(location: str, package: str, group_by: str) -> str:
     "The split group of a record: its file, its directory, or its package (`field` grouping falls back to the file)."
     path = location.split(':', 1)[0].split('#', 1)[0]
-    if group_by in ('file', 'field'): return path
-    if group_by == 'directory': return path.rsplit('/', 1)[0] if '/' in path else '.'
+    if group_by in ('file', 'field'):
+        return path
+    if group_by == 'directory':
+        return path.rsplit('/', 1)[0] if '/' in path else '.'
     return package
 
 # %% ../../nbs/10_data.sources.ipynb #47ceea13
-def _python_source(src:SourceConfig, files:list, opts:dict, stats:dict) -> Iterator[dict]:
+def _python_source(src: SourceConfig, files: list, opts: dict, stats: dict) -> Iterator[dict]:
     "Records for `files` = [(package, relpath, path, license)], sampled to `src.max_docs`."
     stats['candidates'] = len(files)
     files = sample_stable(files, lambda f: f[1], src.max_docs, src.name)
@@ -133,7 +184,7 @@ def _python_source(src:SourceConfig, files:list, opts:dict, stats:dict) -> Itera
             yield make_record(src.name, rel, text, lic, group_of(rel, pkg, opts['group_by']))
 
 # %% ../../nbs/10_data.sources.ipynb #cb13733b
-def _source_files(path:Path, patterns:tuple, stats:dict) -> tuple[list[Path], list[tuple[Path, str]]]:
+def _source_files(path: Path, patterns: tuple, stats: dict) -> tuple[list[Path], list[tuple[Path, str]]]:
     "(files, skipped entries) at `path`: the file itself, or those under the folder matching `patterns`."
     if path.is_dir():
         files, skipped, other = walk_files(path, patterns)
@@ -144,18 +195,20 @@ def _source_files(path:Path, patterns:tuple, stats:dict) -> tuple[list[Path], li
         return [path], []
     raise FileNotFoundError(f"source path not found: {path}")
 
-def _relative(f:Path, root:Path) -> str:
+
+def _relative(f: Path, root: Path) -> str:
     "The location of `f` in source `root` (a folder, or a file whose folder is the base), as a safe name."
     base = root if root.is_dir() else root.parent
     return safe_name(f.relative_to(base).as_posix())
 
-def _skip_records(src:SourceConfig, root:Path, skipped:list) -> Iterator[dict]:
+
+def _skip_records(src: SourceConfig, root: Path, skipped: list) -> Iterator[dict]:
     "A quarantine record for each folder entry that was not read."
     for p, reason in skipped:
         yield make_quarantine(src.name, _relative(p, root), reason, 'not read: ' + reason.replace('_', ' '))
 
 # %% ../../nbs/10_data.sources.ipynb #6a0bfc9b
-def decode_json(raw:bytes) -> tuple[object, str, str]:
+def decode_json(raw: bytes) -> tuple[object, str, str]:
     "(object, '', '') for one JSON document, else (None, reason, detail): bad UTF-8 or JSON, too deep, ..."
     try:
         return json.loads(raw.decode('utf-8')), '', ''
@@ -165,10 +218,11 @@ def decode_json(raw:bytes) -> tuple[object, str, str]:
         return None, 'bad_json', f'{e.msg} at column {e.colno}'
     except RecursionError:
         return None, 'too_deep', 'nested deeper than the JSON parser allows'
-    except ValueError as e:                    # e.g. an integer of more than 4300 digits
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
         return None, 'bad_json', f'{type(e).__name__}: {e}'
 
-def _unencodable(rec:dict) -> str|None:
+
+def _unencodable(rec: dict) -> str | None:
     "The first field of `rec` that is not valid UTF-8 (a lone surrogate from a `\\ud800` escape), or None."
     for k, v in rec.items():
         if isinstance(v, str):
@@ -178,10 +232,13 @@ def _unencodable(rec:dict) -> str|None:
                 return k
     return None
 
-def _record_of(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
-    if not isinstance(obj, dict): return make_quarantine(src.name, loc, 'bad_json', f'expected an object, got {type(obj).__name__}')
+
+def _record_of(src: SourceConfig, obj, loc: str, rel: str, opts: dict) -> dict:
+    if not isinstance(obj, dict):
+        return make_quarantine(src.name, loc, 'bad_json', f'expected an object, got {type(obj).__name__}')
     fields, reason, detail = parse_fields(obj, src.format, src.text_field)
-    if fields is None: return make_quarantine(src.name, loc, reason, detail)
+    if fields is None:
+        return make_quarantine(src.name, loc, reason, detail)
     declared = obj.get('license')
     declared = declared if isinstance(declared, str) else None
     lic = src.license if src.license != 'auto' else normalize_license(declared)
@@ -192,15 +249,16 @@ def _record_of(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
         return make_quarantine(src.name, loc, 'invalid_unicode', f'{bad!r} holds a lone surrogate')
     return rec
 
-def _from_object(src:SourceConfig, obj, loc:str, rel:str, opts:dict) -> dict:
+
+def _from_object(src: SourceConfig, obj, loc: str, rel: str, opts: dict) -> dict:
     "A record (or quarantine record) from one decoded row/line object; never raises."
     try:
         return _record_of(src, obj, loc, rel, opts)
-    except Exception as e:                     # RecursionError, MemoryError aside: any record-level failure
+    except Exception as e:  # RecursionError, MemoryError aside: any record-level failure
         return make_quarantine(src.name, loc, 'bad_record', f'{type(e).__name__}: {str(e)[:200]}')
 
 # %% ../../nbs/10_data.sources.ipynb #f93691e2
-def _jsonl_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
+def _jsonl_source(src: SourceConfig, opts: dict, stats: dict) -> Iterator[dict]:
     "Records from JSONL files (plain or .gz); bad lines are quarantined with file:line."
     root = Path(src.path)
     files, skipped = _source_files(root, ('*.jsonl', '*.jsonl.gz'), stats)
@@ -210,13 +268,17 @@ def _jsonl_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
         rel = _relative(f, root)
         for i, raw, size in file_lines(f, opts['max_record_bytes']):
             loc = f'{rel}:{i}'
-            if isinstance(raw, bytes) and not raw.strip(): continue
-            if src.max_docs is not None and n >= src.max_docs: stats['truncated'] = True; break
+            if isinstance(raw, bytes) and not raw.strip():
+                continue
+            if src.max_docs is not None and n >= src.max_docs:
+                stats['truncated'] = True
+                break
             n += 1
             if isinstance(raw, BaseException):
                 detail = f'{type(raw).__name__}: {raw}; the rest of the file is not read'
                 yield make_quarantine(src.name, loc, read_error_reason(raw), detail)
-            elif raw is None: yield make_quarantine(src.name, loc, 'too_large', f'{size} bytes')
+            elif raw is None:
+                yield make_quarantine(src.name, loc, 'too_large', f'{size} bytes')
             else:
                 obj, reason, detail = decode_json(raw)
                 bad = make_quarantine(src.name, loc, reason, detail) if reason else None
@@ -224,11 +286,13 @@ def _jsonl_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
     stats['candidates'] = stats['sampled'] = n
 
 # %% ../../nbs/10_data.sources.ipynb #310b5adc
-def _rows_source(src:SourceConfig, rows, opts:dict, stats:dict) -> Iterator[dict]:
+def _rows_source(src: SourceConfig, rows, opts: dict, stats: dict) -> Iterator[dict]:
     "Records from an iterable of (location, relpath, row dict or read error), up to `src.max_docs`."
     n = 0
     for loc, rel, row in rows:
-        if src.max_docs is not None and n >= src.max_docs: stats['truncated'] = True; break
+        if src.max_docs is not None and n >= src.max_docs:
+            stats['truncated'] = True
+            break
         n += 1
         if isinstance(row, BaseException):
             yield make_quarantine(src.name, loc, read_error_reason(row), f'{type(row).__name__}: {row}')
@@ -237,9 +301,10 @@ def _rows_source(src:SourceConfig, rows, opts:dict, stats:dict) -> Iterator[dict
     stats['candidates'] = stats['sampled'] = n
 
 # %% ../../nbs/10_data.sources.ipynb #d123d7c0
-def _parquet_file_rows(f:Path, rel:str, batch_size:int):
+def _parquet_file_rows(f: Path, rel: str, batch_size: int):
     "(location, relpath, row) of one Parquet file; a read error ends it with the error as the row."
     import pyarrow.parquet as pq
+
     i = 0
     try:
         with open_regular(f) as fh:
@@ -247,10 +312,11 @@ def _parquet_file_rows(f:Path, rel:str, batch_size:int):
                 for row in batch.to_pylist():
                     yield f'{rel}#{i}', rel, row
                     i += 1
-    except Exception as e:                      # a corrupt footer or page: the file (or the rest) is unreadable
+    except Exception as e:  # a corrupt footer or page: the file (or the rest) is unreadable
         yield (f'{rel}#{i}' if i else rel), rel, e
 
-def _parquet_rows(root:Path, stats:dict, batch_size:int=1024):
+
+def _parquet_rows(root: Path, stats: dict, batch_size: int = 1024):
     "(location `file#row`, relpath, row or read error) of Parquet files, streamed batch by batch."
     files, skipped = _source_files(root, ('*.parquet',), stats)
     for p, reason in skipped:
@@ -260,10 +326,12 @@ def _parquet_rows(root:Path, stats:dict, batch_size:int=1024):
         yield from _parquet_file_rows(f, _relative(f, root), batch_size)
 
 # %% ../../nbs/10_data.sources.ipynb #1f3e30d5
-def _hf_disk_rows(root:Path):
+def _hf_disk_rows(root: Path):
     "(location `split#row`, split, row or read error) of a `datasets` folder saved with `save_to_disk`."
     import datasets
-    if not root.exists(): raise FileNotFoundError(f"source path not found: {root}")
+
+    if not root.exists():
+        raise FileNotFoundError(f"source path not found: {root}")
     try:
         ds = datasets.load_from_disk(str(root))
     except Exception as e:
@@ -280,7 +348,7 @@ def _hf_disk_rows(root:Path):
             yield f'{split}#{i}', split, e
 
 # %% ../../nbs/10_data.sources.ipynb #27ec3d6c
-def _text_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
+def _text_source(src: SourceConfig, opts: dict, stats: dict) -> Iterator[dict]:
     "One record per text file (a file, or every file under a folder)."
     root = Path(src.path)
     files, skipped = _source_files(root, ('*',), stats)
@@ -289,26 +357,51 @@ def _text_source(src:SourceConfig, opts:dict, stats:dict) -> Iterator[dict]:
     items = sample_stable([(_relative(f, root), f) for f in files], lambda x: x[0], src.max_docs, src.name)
     stats['sampled'] = len(items)
     for rel, f in items:
-        try: size = os.stat(f).st_size
-        except OSError: size = 0
-        if size > opts['max_record_bytes']: yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes'); continue
+        try:
+            size = os.stat(f).st_size
+        except OSError:
+            size = 0
+        if size > opts['max_record_bytes']:
+            yield make_quarantine(src.name, rel, 'too_large', f'{size} bytes')
+            continue
         text, reason, detail = read_text_file(f, opts['max_record_bytes'])
-        if text is None: yield make_quarantine(src.name, rel, reason, detail)
-        else: yield make_record(src.name, rel, text, None if src.license == 'auto' else src.license, group_of(rel, rel.split('/')[0], opts['group_by']))
+        if text is None:
+            yield make_quarantine(src.name, rel, reason, detail)
+        else:
+            yield make_record(
+                src.name,
+                rel,
+                text,
+                None if src.license == 'auto' else src.license,
+                group_of(rel, rel.split('/')[0], opts['group_by']),
+            )
 
 # %% ../../nbs/10_data.sources.ipynb #424e1eb7
-def read_source(src:SourceConfig, group_by:str='file', stats:dict|None=None, group_field:str='conversation_id',
-                max_record_bytes:int=2_000_000) -> Iterator[dict]:
+def read_source(
+    src: SourceConfig,
+    group_by: str = 'file',
+    stats: dict | None = None,
+    group_field: str = 'conversation_id',
+    max_record_bytes: int = 2_000_000,
+) -> Iterator[dict]:
     "Records and quarantine records of one source; `stats` receives candidate and sample counts."
     stats = {} if stats is None else stats
     opts = dict(group_by=group_by, group_field=group_field, max_record_bytes=max_record_bytes)
     if src.kind == 'python_stdlib':
-        files = [('stdlib/' + rel.split('/')[0].removesuffix('.py'), rel, p, 'PSF-2.0') for rel, p in stdlib_files()]
+        files = [
+            ('stdlib/' + rel.split('/')[0].removesuffix('.py'), rel, p, 'PSF-2.0')
+            for rel, p in stdlib_files()
+        ]
         yield from _python_source(src, files, opts, stats)
     elif src.kind == 'python_packages':
         yield from _python_source(src, package_files(src.packages, src.exclude_packages), opts, stats)
-    elif src.kind == 'jsonl': yield from _jsonl_source(src, opts, stats)
-    elif src.kind == 'parquet': yield from _rows_source(src, _parquet_rows(Path(src.path), stats), opts, stats)
-    elif src.kind == 'hf_disk': yield from _rows_source(src, _hf_disk_rows(Path(src.path)), opts, stats)
-    elif src.kind == 'text': yield from _text_source(src, opts, stats)
-    else: raise ValueError(f"unknown source kind {src.kind!r}")
+    elif src.kind == 'jsonl':
+        yield from _jsonl_source(src, opts, stats)
+    elif src.kind == 'parquet':
+        yield from _rows_source(src, _parquet_rows(Path(src.path), stats), opts, stats)
+    elif src.kind == 'hf_disk':
+        yield from _rows_source(src, _hf_disk_rows(Path(src.path)), opts, stats)
+    elif src.kind == 'text':
+        yield from _text_source(src, opts, stats)
+    else:
+        raise ValueError(f"unknown source kind {src.kind!r}")

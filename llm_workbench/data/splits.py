@@ -16,7 +16,7 @@ __all__ = ['SPLITS', 'assign_split']
 SPLITS = ('train', 'val', 'test')
 
 # %% ../../nbs/12_data.splits.ipynb #aad9b6a5
-def assign_split(group:str, cfg:SplitConfig, seed:int=0) -> str:
+def assign_split(group: str, cfg: SplitConfig, seed: int = 0) -> str:
     "`train`, `val` or `test` for `group`: a uniform draw from the sha256 of seed and group."
     u = int.from_bytes(hashlib.sha256(f'{seed}:{group}'.encode()).digest()[:8], 'big') / 2**64
     return 'test' if u < cfg.test else 'val' if u < cfg.test + cfg.val else 'train'

@@ -16,60 +16,115 @@ from .loglik import loglikelihood
 __all__ = ['BIAS_CATEGORIES', 'load_bias_pairs', 'bias_report']
 
 # %% ../../nbs/45_eval.bias.ipynb #608352e6
-BIAS_CATEGORIES = ('gender', 'race/ethnicity', 'religion', 'age', 'nationality', 'disability', 'socioeconomic')
+BIAS_CATEGORIES = (
+    'gender',
+    'race/ethnicity',
+    'religion',
+    'age',
+    'nationality',
+    'disability',
+    'socioeconomic',
+)
 
 # %% ../../nbs/45_eval.bias.ipynb #917d83ab
-def _check_pair(row, where:str, seen:set) -> dict:
+def _check_pair(row, where: str, seen: set) -> dict:
     "The validated pair `row`; `where` (file:line) prefixes every error."
-    if not isinstance(row, dict): raise ValueError(f'{where}: expected a JSON object, got {type(row).__name__}')
+    if not isinstance(row, dict):
+        raise ValueError(f'{where}: expected a JSON object, got {type(row).__name__}')
     for k in ('id', 'category', 'stereotyped', 'anti_stereotyped'):
-        if not isinstance(row.get(k), str) or not row[k].strip(): raise ValueError(f'{where}: {k!r} must be a non-empty string')
-    if row['category'] not in BIAS_CATEGORIES: raise ValueError(f'{where}: unknown category {row["category"]!r}; one of {BIAS_CATEGORIES}')
-    if row['stereotyped'] == row['anti_stereotyped']: raise ValueError(f'{where}: both sentences are the same')
-    if row['id'] in seen: raise ValueError(f'{where}: duplicate id {row["id"]!r}')
+        if not isinstance(row.get(k), str) or not row[k].strip():
+            raise ValueError(f'{where}: {k!r} must be a non-empty string')
+    if row['category'] not in BIAS_CATEGORIES:
+        raise ValueError(f'{where}: unknown category {row["category"]!r}; one of {BIAS_CATEGORIES}')
+    if row['stereotyped'] == row['anti_stereotyped']:
+        raise ValueError(f'{where}: both sentences are the same')
+    if row['id'] in seen:
+        raise ValueError(f'{where}: duplicate id {row["id"]!r}')
     seen.add(row['id'])
     return {k: row[k] for k in ('id', 'category', 'stereotyped', 'anti_stereotyped')}
 
-def load_bias_pairs(path:str|Path|None=None) -> list[dict]:
+
+def load_bias_pairs(path: str | Path | None = None) -> list[dict]:
     "Rows {id, category, stereotyped, anti_stereotyped} of a bias-pair JSONL file (default: the shipped set); errors name file:line."
-    path = Path(path) if path is not None else resources.files('llm_workbench') / 'evalsets' / 'bias_pairs.jsonl'
+    path = (
+        Path(path) if path is not None else resources.files('llm_workbench') / 'evalsets' / 'bias_pairs.jsonl'
+    )
     rows, seen = [], set()
     for n, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        try: row = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f'{path}:{n}: invalid JSON: {e.msg}') from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{path}:{n}: invalid JSON: {e.msg}') from None
         rows.append(_check_pair(row, f'{path}:{n}', seen))
-    if not rows: raise ValueError(f'{path}: no pairs')
+    if not rows:
+        raise ValueError(f'{path}: no pairs')
     return rows
 
 # %% ../../nbs/45_eval.bias.ipynb #c6e4308f
-def _rate(prefs:np.ndarray) -> float:
+def _rate(prefs: np.ndarray) -> float:
     return float(prefs.mean()) if len(prefs) else float('nan')
 
-def _bootstrap_ci(prefs:np.ndarray, n_boot:int, seed:int) -> list[float]:
+
+def _bootstrap_ci(prefs: np.ndarray, n_boot: int, seed: int) -> list[float]:
     "Percentile 95% interval of the mean of `prefs` over `n_boot` resamples."
-    if not len(prefs): return [float('nan'), float('nan')]
+    if not len(prefs):
+        return [float('nan'), float('nan')]
     rng = np.random.default_rng(seed)
     means = prefs[rng.integers(0, len(prefs), size=(n_boot, len(prefs)))].mean(1)
     return [round(float(np.quantile(means, 0.025)), 4), round(float(np.quantile(means, 0.975)), 4)]
 
-def bias_report(model, tokenizer, pairs:list[dict], batch_size:int=8, normalize:bool=False, n_boot:int=1000, seed:int=0) -> dict:
+
+def bias_report(
+    model,
+    tokenizer,
+    pairs: list[dict],
+    batch_size: int = 8,
+    normalize: bool = False,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict:
     "Stereotype rate, parity gap, bootstrap 95% CI, per-category numbers and per-pair rows of `model` on bias `pairs`."
     n = len(pairs)
-    res = loglikelihood(model, tokenizer, [('', p['stereotyped']) for p in pairs] + [('', p['anti_stereotyped']) for p in pairs], batch_size)
+    res = loglikelihood(
+        model,
+        tokenizer,
+        [('', p['stereotyped']) for p in pairs] + [('', p['anti_stereotyped']) for p in pairs],
+        batch_size,
+    )
     score = lambda r: r['logprob'] / max(r['n_tokens'], 1) if normalize else r['logprob']
     rows = []
     for p, s, a in zip(pairs, res[:n], res[n:]):
         ss, sa = score(s), score(a)
-        rows.append(dict(id=p['id'], category=p['category'], logprob_stereotyped=round(s['logprob'], 6), logprob_anti=round(a['logprob'], 6),
-                         tokens_stereotyped=s['n_tokens'], tokens_anti=a['n_tokens'], margin=round(ss - sa, 6),
-                         preference=1.0 if ss > sa else 0.0 if ss < sa else 0.5))
+        rows.append(
+            dict(
+                id=p['id'],
+                category=p['category'],
+                logprob_stereotyped=round(s['logprob'], 6),
+                logprob_anti=round(a['logprob'], 6),
+                tokens_stereotyped=s['n_tokens'],
+                tokens_anti=a['n_tokens'],
+                margin=round(ss - sa, 6),
+                preference=1.0 if ss > sa else 0.0 if ss < sa else 0.5,
+            )
+        )
     prefs = np.array([r['preference'] for r in rows], dtype=float)
     rate = _rate(prefs)
     by_cat = {}
     for c in dict.fromkeys(r['category'] for r in rows):
         pc = np.array([r['preference'] for r in rows if r['category'] == c])
-        by_cat[c] = dict(n=len(pc), stereotype_rate=round(_rate(pc), 4), parity_gap=round(abs(_rate(pc) - 0.5), 4))
-    return dict(n=n, stereotype_rate=round(rate, 4), parity_gap=round(abs(rate - 0.5), 4), ci95=_bootstrap_ci(prefs, n_boot, seed),
-                n_ties=int((prefs == 0.5).sum()), normalize=normalize, mean_margin=round(float(np.mean([r['margin'] for r in rows])), 6) if rows else float('nan'),
-                by_category=by_cat, rows=rows)
+        by_cat[c] = dict(
+            n=len(pc), stereotype_rate=round(_rate(pc), 4), parity_gap=round(abs(_rate(pc) - 0.5), 4)
+        )
+    return dict(
+        n=n,
+        stereotype_rate=round(rate, 4),
+        parity_gap=round(abs(rate - 0.5), 4),
+        ci95=_bootstrap_ci(prefs, n_boot, seed),
+        n_ties=int((prefs == 0.5).sum()),
+        normalize=normalize,
+        mean_margin=round(float(np.mean([r['margin'] for r in rows])), 6) if rows else float('nan'),
+        by_category=by_cat,
+        rows=rows,
+    )

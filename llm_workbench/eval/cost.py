@@ -13,36 +13,54 @@ from pathlib import Path
 __all__ = ['peak_memory_mb', 'generation_cost', 'weights_size_mb']
 
 # %% ../../nbs/49_eval.cost.ipynb #5995a7ce
-def peak_memory_mb(device:str='cpu') -> float:
+def peak_memory_mb(device: str = 'cpu') -> float:
     "Peak memory of this process in MB: max RSS on CPU, max allocated on CUDA."
     if device.startswith('cuda'):
         import torch
+
         return torch.cuda.max_memory_allocated() / 2**20
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 2**20 if sys.platform == 'darwin' else kb / 2**10
 
 # %% ../../nbs/49_eval.cost.ipynb #e7323de5
-def generation_cost(model, tokenizer, prompts:list[str], max_new_tokens:int=32, warmup:int=1) -> dict:
+def generation_cost(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, warmup: int = 1) -> dict:
     "Parameters, latency per prompt and generated tokens/s of greedy decoding with exactly `max_new_tokens` tokens."
     import torch
+
     model.eval()
     dev = next(model.parameters()).device
     enc = [tokenizer(p, return_tensors='pt', add_special_tokens=False).to(dev) for p in prompts]
-    kw = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+    kw = dict(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
     with torch.no_grad():
-        for x in enc[:warmup]: model.generate(**x, **kw)
+        for x in enc[:warmup]:
+            model.generate(**x, **kw)
         lat = []
         for x in enc:
-            t0 = time.perf_counter(); model.generate(**x, **kw)
-            if dev.type == 'cuda': torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model.generate(**x, **kw)
+            if dev.type == 'cuda':
+                torch.cuda.synchronize()
             lat.append(time.perf_counter() - t0)
     lat.sort()
     n_params = sum(p.numel() for p in model.parameters())
-    return dict(params=n_params, prompts=len(prompts), new_tokens=max_new_tokens, latency_s_median=lat[len(lat) // 2],
-                latency_s_max=lat[-1], tokens_per_s=len(lat) * max_new_tokens / sum(lat),
-                peak_memory_mb=round(peak_memory_mb(dev.type), 1), device=dev.type, threads=torch.get_num_threads())
+    return dict(
+        params=n_params,
+        prompts=len(prompts),
+        new_tokens=max_new_tokens,
+        latency_s_median=lat[len(lat) // 2],
+        latency_s_max=lat[-1],
+        tokens_per_s=len(lat) * max_new_tokens / sum(lat),
+        peak_memory_mb=round(peak_memory_mb(dev.type), 1),
+        device=dev.type,
+        threads=torch.get_num_threads(),
+    )
 
 # %% ../../nbs/49_eval.cost.ipynb #2b8e9225
-def weights_size_mb(model_dir:Path|str) -> float:
+def weights_size_mb(model_dir: Path | str) -> float:
     "Total size of the safetensors files in `model_dir`, in MB."
     return round(sum(p.stat().st_size for p in Path(model_dir).glob('*.safetensors')) / 2**20, 3)

@@ -22,27 +22,28 @@ __all__ = ['Results', 'perplexity_part', 'clean_ids', 'score_tasks', 'task_metri
 @dataclass
 class Results:
     "A run's evaluation: per-part records and the flat metric summary; `to_json()` is `eval/results.json`."
-    metrics: dict = field(default_factory=dict)       # flat metrics in the order the parts produced them
-    perplexity: list = field(default_factory=list)    # {model, split, loss, perplexity, tokens}
-    tasks: list = field(default_factory=list)         # summarize() rows, per model for choice tasks
-    per_item: dict = field(default_factory=dict)      # {task: scorer rows of the final model}
-    items: dict = field(default_factory=dict)         # {family: {item id: score}} for regression checks
-    directions: dict = field(default_factory=dict)    # {family: 'higher' | 'lower'}
+
+    metrics: dict = field(default_factory=dict)  # flat metrics in the order the parts produced them
+    perplexity: list = field(default_factory=list)  # {model, split, loss, perplexity, tokens}
+    tasks: list = field(default_factory=list)  # summarize() rows, per model for choice tasks
+    per_item: dict = field(default_factory=dict)  # {task: scorer rows of the final model}
+    items: dict = field(default_factory=dict)  # {family: {item id: score}} for regression checks
+    directions: dict = field(default_factory=dict)  # {family: 'higher' | 'lower'}
     robustness: list = field(default_factory=list)
     safety: dict = field(default_factory=dict)
-    bias: dict|None = None
+    bias: dict | None = None
     cost: dict = field(default_factory=dict)
-    suite: dict = field(default_factory=dict)         # save_suite's record: tasks, hashes
-    seen: dict = field(default_factory=dict)          # {task: sorted ids of items training saw}
+    suite: dict = field(default_factory=dict)  # save_suite's record: tasks, hashes
+    seen: dict = field(default_factory=dict)  # {task: sorted ids of items training saw}
     samples: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
-    isolation: dict = field(default_factory=dict)     # the sandbox's isolation level and layers (generated code)
+    isolation: dict = field(default_factory=dict)  # the sandbox's isolation level and layers (generated code)
 
     def summary(self) -> dict:
         "The flat metric dict (what the release gates and run summaries read)."
         return dict(self.metrics)
 
-    def add(self, part:dict):
+    def add(self, part: dict):
         "Merge one part's `summary`, `items` and `directions`."
         self.metrics.update(part.get('summary', {}))
         self.items.update(part.get('items', {}))
@@ -50,63 +51,94 @@ class Results:
 
     def to_json(self) -> dict:
         "The content of `eval/results.json`."
-        return dict(summary=self.summary(), perplexity=self.perplexity, tasks=self.tasks,
-                    per_item=self.per_item, items=self.items,
-                    directions=self.directions, robustness=self.robustness, safety=self.safety, bias=self.bias, cost=self.cost,
-                    suite=self.suite, seen=self.seen, samples=self.samples, isolation=self.isolation,
-                    timings={k: round(v, 2) for k, v in self.timings.items()})
+        return dict(
+            summary=self.summary(),
+            perplexity=self.perplexity,
+            tasks=self.tasks,
+            per_item=self.per_item,
+            items=self.items,
+            directions=self.directions,
+            robustness=self.robustness,
+            safety=self.safety,
+            bias=self.bias,
+            cost=self.cost,
+            suite=self.suite,
+            seen=self.seen,
+            samples=self.samples,
+            isolation=self.isolation,
+            timings={k: round(v, 2) for k, v in self.timings.items()},
+        )
 
-    def save(self, path:Path|str) -> Path:
+    def save(self, path: Path | str) -> Path:
         "Write `to_json()` to `path` (e.g. `RunLayout(run_dir).results`)."
         write_json(path, self.to_json())
         return Path(path)
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #f462f25f
-def perplexity_part(models:dict, tokenizer, texts:dict, seq_len:int, max_blocks:int, batch_size:int=8,
-                    progress=None) -> dict:
+def perplexity_part(
+    models: dict, tokenizer, texts: dict, seq_len: int, max_blocks: int, batch_size: int = 8, progress=None
+) -> dict:
     "{rows, summary, items, directions}: perplexity of every model on every text set of `texts` ({name: [text]})."
     from llm_workbench.train.pretrain import pack_texts
     from llm_workbench.eval.perplexity import block_losses, loss_summary
+
     final = list(models)[-1]
     blocks = {name: pack_texts(t, tokenizer, seq_len)[0][:max_blocks] for name, t in texts.items()}
     rows, items = [], {}
     for m, model in models.items():
         for name, b in blocks.items():
-            if progress: progress(f'perplexity {m} {name}')
-            if not len(b): continue                     # too little text for one block: not measured
+            if progress:
+                progress(f'perplexity {m} {name}')
+            if not len(b):
+                continue  # too little text for one block: not measured
             losses = block_losses(model, b, batch_size)
             rows.append(dict(model=m, split=name, **loss_summary(losses, seq_len)))
-            if m == final: items[f'{name}_loss'] = {f'block-{i}': round(float(v), 6) for i,
-                                                    v in enumerate(losses)}
+            if m == final:
+                items[f'{name}_loss'] = {f'block-{i}': round(float(v), 6) for i, v in enumerate(losses)}
     ppl = {(r['model'], r['split']): r['perplexity'] for r in rows}
-    summary = {'init_val_perplexity': ppl.get(('untrained', 'val')), 'val_perplexity': ppl.get((final,
-                                                                                                'val')),
-               'init_test_perplexity': ppl.get(('untrained', 'test')), 'test_perplexity': ppl.get((final,
-                                                                                                   'test')),
-               'pretrain_val_perplexity': ppl.get(('pretrain', 'val')),
-               'val_tokens': next((r['tokens'] for r in rows if r['split'] == 'val'), 0)}
+    summary = {
+        'init_val_perplexity': ppl.get(('untrained', 'val')),
+        'val_perplexity': ppl.get((final, 'val')),
+        'init_test_perplexity': ppl.get(('untrained', 'test')),
+        'test_perplexity': ppl.get((final, 'test')),
+        'pretrain_val_perplexity': ppl.get(('pretrain', 'val')),
+        'val_tokens': next((r['tokens'] for r in rows if r['split'] == 'val'), 0),
+    }
     summary |= {f'{name}_perplexity': ppl.get((final, name)) for name in texts if name not in ('val', 'test')}
     return dict(rows=rows, summary=summary, items=items, directions={k: direction(k) for k in items})
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #09a5d6e4
-def _generation_scorer(cfg, seed:int):
+def _generation_scorer(cfg, seed: int):
     "score_generation with the recipe's sampling and sandbox settings."
     from llm_workbench.eval.tasks import score_generation
-    ev = cfg.eval
-    return partial(score_generation, n=ev.samples, ks=tuple(ev.pass_k), temperature=ev.temperature,
-                   max_new_tokens=ev.task_max_new_tokens,
-                   seed=seed, timeout=ev.sandbox.timeout_s, memory_mb=ev.sandbox.memory_mb, batch_size=ev.batch_size,
-                   workers=ev.sandbox.workers, allow_weak_isolation=ev.sandbox.allow_weak_isolation)
 
-def clean_ids(seen:dict|None) -> dict:
+    ev = cfg.eval
+    return partial(
+        score_generation,
+        n=ev.samples,
+        ks=tuple(ev.pass_k),
+        temperature=ev.temperature,
+        max_new_tokens=ev.task_max_new_tokens,
+        seed=seed,
+        timeout=ev.sandbox.timeout_s,
+        memory_mb=ev.sandbox.memory_mb,
+        batch_size=ev.batch_size,
+        workers=ev.sandbox.workers,
+        allow_weak_isolation=ev.sandbox.allow_weak_isolation,
+    )
+
+
+def clean_ids(seen: dict | None) -> dict:
     "{task: ids of the items training did not see}, from `seen_items`' {task: {id: seen}}."
     return {t: {i for i, s in v.items() if not s} for t, v in (seen or {}).items()}
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #2fba8796
-def score_tasks(models:dict, tokenizer, suite:dict, cfg, seed:int, clean:dict|None=None,
-                progress=None) -> dict:
+def score_tasks(
+    models: dict, tokenizer, suite: dict, cfg, seed: int, clean: dict | None = None, progress=None
+) -> dict:
     "{rows, per_item, generations}: choice tasks scored for every model, generation tasks for the final one."
     from llm_workbench.eval.tasks import score_choice, summarize
+
     final, generate_scores = list(models)[-1], _generation_scorer(cfg, seed)
     clean = clean or {}
     rows, per_item, generations = [], {}, {}
@@ -116,38 +148,56 @@ def score_tasks(models:dict, tokenizer, suite:dict, cfg, seed:int, clean:dict|No
             continue
         scored = models if task['kind'] == 'choice' else {final: models[final]}
         for m, model in scored.items():
-            if task['kind'] == 'choice': r = score_choice(model, tokenizer, task['items'],
-                                                          cfg.eval.batch_size)
-            else: r = generate_scores(model, tokenizer, task['items'])
+            if task['kind'] == 'choice':
+                r = score_choice(model, tokenizer, task['items'], cfg.eval.batch_size)
+            else:
+                r = generate_scores(model, tokenizer, task['items'])
             rows.append(dict(model=m, **summarize(name, task['kind'], r, clean.get(name))))
-            if m == final: per_item[name] = r
-            if progress: progress(f'task {name} ({m})')
-        if task['kind'] == 'generation': generations[name] = [c for x in per_item[name] for c in x['completions']]
+            if m == final:
+                per_item[name] = r
+            if progress:
+                progress(f'task {name} ({m})')
+        if task['kind'] == 'generation':
+            generations[name] = [c for x in per_item[name] for c in x['completions']]
     return dict(rows=rows, per_item=per_item, generations=generations)
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #0a47899e
-def _choice_metrics(name:str, rows:list, items:list, clean:set|None) -> dict:
+def _choice_metrics(name: str, rows: list, items: list, clean: set | None) -> dict:
     from llm_workbench.eval.metrics import load_metric
-    acc = load_metric('choice_accuracy').compute(predictions=[x['pred'] for x in rows],
-                                                 references=[i['answer'] for i in items],
-                                                 norm_predictions=[x['pred_norm'] for x in rows])
-    kept = [x['correct'] for x in rows if x['id'] in (clean or ())]
-    return {f'{name}_acc': acc['accuracy'], f'{name}_acc_norm': acc['acc_norm'],
-            f'{name}_acc_clean': float(np.mean(kept)) if kept else None}
 
-def _pass_metrics(name:str, rows:list, pass_k, clean:set|None) -> dict:
+    acc = load_metric('choice_accuracy').compute(
+        predictions=[x['pred'] for x in rows],
+        references=[i['answer'] for i in items],
+        norm_predictions=[x['pred_norm'] for x in rows],
+    )
+    kept = [x['correct'] for x in rows if x['id'] in (clean or ())]
+    return {
+        f'{name}_acc': acc['accuracy'],
+        f'{name}_acc_norm': acc['acc_norm'],
+        f'{name}_acc_clean': float(np.mean(kept)) if kept else None,
+    }
+
+
+def _pass_metrics(name: str, rows: list, pass_k, clean: set | None) -> dict:
     from llm_workbench.eval.metrics import load_metric
+
     metric, out = load_metric('pass_at_k'), {}
     kept = [x for x in rows if x['id'] in (clean or ())]
     for k in pass_k:
-        out[f'{name}_pass@{k}'] = metric.compute(num_samples=[x['n'] for x in rows],
-                                                 num_correct=[x['passed'] for x in rows], k=[k])[f'pass@{k}']
-        out[f'{name}_pass@{k}_clean'] = metric.compute(num_samples=[x['n'] for x in kept],
-                                                       num_correct=[x['passed'] for x in kept],
-                                                       k=[k])[f'pass@{k}'] if kept else None
+        out[f'{name}_pass@{k}'] = metric.compute(
+            num_samples=[x['n'] for x in rows], num_correct=[x['passed'] for x in rows], k=[k]
+        )[f'pass@{k}']
+        out[f'{name}_pass@{k}_clean'] = (
+            metric.compute(
+                num_samples=[x['n'] for x in kept], num_correct=[x['passed'] for x in kept], k=[k]
+            )[f'pass@{k}']
+            if kept
+            else None
+        )
     return out
 
-def task_metrics(suite:dict, per_item:dict, pass_k, clean:dict|None=None) -> dict:
+
+def task_metrics(suite: dict, per_item: dict, pass_k, clean: dict | None = None) -> dict:
     "{summary, items, directions}: each task's flat scores (all items and clean), its per-item scores and their direction."
     summary, items, directions, clean = {}, {}, {}, clean or {}
     for name, rows in per_item.items():
@@ -162,25 +212,31 @@ def task_metrics(suite:dict, per_item:dict, pass_k, clean:dict|None=None) -> dic
     return dict(summary=summary, items=items, directions=directions)
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #8c721468
-def robustness_part(model, tokenizer, suite:dict, per_item:dict, cfg, seed:int, progress=None) -> dict:
+def robustness_part(model, tokenizer, suite: dict, per_item: dict, cfg, seed: int, progress=None) -> dict:
     "{rows, summary}: each task's score drop under each perturbation kind of `cfg.eval.robustness`."
     from llm_workbench.eval.robustness import perturb_items, robustness_table
     from llm_workbench.eval.tasks import score_choice, summarize
+
     rob = cfg.eval.robustness
-    if not rob.enabled: return dict(rows=[], summary={})
+    if not rob.enabled:
+        return dict(rows=[], summary={})
     generate_scores, base, pert = _generation_scorer(cfg, seed), {}, {}
     for name, task in suite.items():
-        if not task['items']: continue
+        if not task['items']:
+            continue
         key = 'acc' if task['kind'] == 'choice' else f'pass@{cfg.eval.pass_k[0]}'
-        sub = task['items'][:rob.max_items]
+        sub = task['items'][: rob.max_items]
         ids = {i['id'] for i in sub}
         base[name] = summarize(name, task['kind'], [x for x in per_item[name] if x['id'] in ids])[key]
         for kind in rob.kinds:
             its = perturb_items(sub, kind, seed)
-            if task['kind'] == 'choice': r = score_choice(model, tokenizer, its, cfg.eval.batch_size)
-            else: r = generate_scores(model, tokenizer, its)
+            if task['kind'] == 'choice':
+                r = score_choice(model, tokenizer, its, cfg.eval.batch_size)
+            else:
+                r = generate_scores(model, tokenizer, its)
             pert[(name, kind)] = summarize(name, task['kind'], r)[key]
-            if progress: progress(f'robustness {name} {kind}')
+            if progress:
+                progress(f'robustness {name} {kind}')
     rows = robustness_table(base, pert)
     drops = [r['drop'] for r in rows if r['drop'] is not None]
     summary = dict(robustness_max_drop=max(drops) if drops else 0.0)
@@ -190,104 +246,186 @@ def robustness_part(model, tokenizer, suite:dict, per_item:dict, cfg, seed:int, 
     return dict(rows=rows, summary=summary)
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #86b39d87
-def _safety_summary(safety:dict) -> dict:
+def _safety_summary(safety: dict) -> dict:
     "The flat safety metrics of a safety record."
     rt, ins, mem = safety['redteam'], safety['insecure'], safety['memorization']
     share = lambda k: ins[k] / ins['n'] if ins['n'] else 0.0
-    out = dict(redteam_refusal_rate=rt['refusal_rate'], redteam_compliance_rate=rt['compliance_rate'],
-               over_refusal_rate=rt['over_refusal_rate'], pii_leak_rate=safety['pii']['rate'],
-               insecure_rate=share('n_insecure'), insecure_rate_parsable=ins['rate'], unparsable_rate=share('n_unparsable'))
-    if not mem: return out | dict(canary_leaks=0)
-    return out | dict(canary_leaks=mem['n_reproduced'], canary_max_exposure=mem['max_exposure'],
-                      canary_mean_exposure=mem['mean_exposure'])
+    out = dict(
+        redteam_refusal_rate=rt['refusal_rate'],
+        redteam_compliance_rate=rt['compliance_rate'],
+        over_refusal_rate=rt['over_refusal_rate'],
+        pii_leak_rate=safety['pii']['rate'],
+        insecure_rate=share('n_insecure'),
+        insecure_rate_parsable=ins['rate'],
+        unparsable_rate=share('n_unparsable'),
+    )
+    if not mem:
+        return out | dict(canary_leaks=0)
+    return out | dict(
+        canary_leaks=mem['n_reproduced'],
+        canary_max_exposure=mem['max_exposure'],
+        canary_mean_exposure=mem['mean_exposure'],
+    )
 
-def safety_part(model, tokenizer, generations:dict, canaries:list, cfg, seed:int, progress=None) -> dict:
+
+def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: int, progress=None) -> dict:
     "{safety, summary, items, directions}: red team, insecure code, memorization and PII leakage of the final model."
-    from llm_workbench.eval.safety import load_redteam, refusal_report, insecure_rate, memorization_report, pii_leakage, PII_PROBES
+    from llm_workbench.eval.safety import (
+        load_redteam,
+        refusal_report,
+        insecure_rate,
+        memorization_report,
+        pii_leakage,
+        PII_PROBES,
+    )
     from llm_workbench.eval.loglik import generate
+
     sc, bs = cfg.eval.safety, cfg.eval.batch_size
-    if not sc.enabled: return dict(safety={}, summary={}, items={}, directions={})
+    if not sc.enabled:
+        return dict(safety={}, summary={}, items={}, directions={})
     red = load_redteam(sc.redteam)
-    red_out = [c[0] for c in generate(model, tokenizer, [r['prompt'] for r in red],
-                                      max_new_tokens=sc.max_new_tokens, seed=seed, batch_size=bs)]
+    red_out = [
+        c[0]
+        for c in generate(
+            model,
+            tokenizer,
+            [r['prompt'] for r in red],
+            max_new_tokens=sc.max_new_tokens,
+            seed=seed,
+            batch_size=bs,
+        )
+    ]
     safety = dict(redteam=refusal_report(red, red_out))
-    if progress: progress('safety: red team')
+    if progress:
+        progress('safety: red team')
     codes = [c for g in generations.values() for c in g] + [r['prompt'] + c for r, c in zip(red, red_out)]
     safety['insecure'] = insecure_rate(codes)
-    if progress: progress('safety: insecure code')
-    safety['memorization'] = memorization_report(model, tokenizer, canaries,
-                                                 n_candidates=sc.canary_candidates, seed=seed) if canaries else None
-    if progress: progress('safety: canaries')
-    probe_out = [c[0] for c in generate(model, tokenizer, list(PII_PROBES),
-                                        max_new_tokens=sc.max_new_tokens, seed=seed, batch_size=bs)]
+    if progress:
+        progress('safety: insecure code')
+    safety['memorization'] = (
+        memorization_report(model, tokenizer, canaries, n_candidates=sc.canary_candidates, seed=seed)
+        if canaries
+        else None
+    )
+    if progress:
+        progress('safety: canaries')
+    probe_out = [
+        c[0]
+        for c in generate(
+            model, tokenizer, list(PII_PROBES), max_new_tokens=sc.max_new_tokens, seed=seed, batch_size=bs
+        )
+    ]
     safety['pii'] = pii_leakage(codes + probe_out)
-    if progress: progress('safety: PII')
+    if progress:
+        progress('safety: PII')
     refused = {x['id']: float(x['refused']) for x in safety['redteam']['rows'] if x['expected'] == 'refuse'}
-    return dict(safety=safety, summary=_safety_summary(safety), items=dict(redteam_refusal=refused),
-                directions=dict(redteam_refusal=direction('redteam_refusal_rate')))
+    return dict(
+        safety=safety,
+        summary=_safety_summary(safety),
+        items=dict(redteam_refusal=refused),
+        directions=dict(redteam_refusal=direction('redteam_refusal_rate')),
+    )
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #6998c52c
 def bias_part(model, tokenizer, cfg) -> dict:
     "{bias, summary}: the final model's bias report (None when `eval.bias` is off)."
     from llm_workbench.eval.bias import load_bias_pairs, bias_report
-    if not cfg.eval.bias.enabled: return dict(bias=None, summary={})
-    bias = bias_report(model, tokenizer, load_bias_pairs(cfg.eval.bias.pairs), cfg.eval.batch_size)
-    return dict(bias=bias, summary=dict(bias_stereotype_rate=bias['stereotype_rate'],
-                                        bias_parity_gap=bias['parity_gap']))
 
-def cost_part(model, tokenizer, cfg, weights_dir:Path|str|None=None) -> dict:
+    if not cfg.eval.bias.enabled:
+        return dict(bias=None, summary={})
+    bias = bias_report(model, tokenizer, load_bias_pairs(cfg.eval.bias.pairs), cfg.eval.batch_size)
+    return dict(
+        bias=bias,
+        summary=dict(bias_stereotype_rate=bias['stereotype_rate'], bias_parity_gap=bias['parity_gap']),
+    )
+
+
+def cost_part(model, tokenizer, cfg, weights_dir: Path | str | None = None) -> dict:
     "{cost, summary}: parameters, latency, tokens/s, peak memory and the size of the weights in `weights_dir`."
     from llm_workbench.eval.cost import generation_cost, weights_size_mb
+
     cost = generation_cost(model, tokenizer, cfg.eval.prompts, cfg.eval.max_new_tokens)
     cost |= dict(weights_mb=weights_size_mb(weights_dir) if weights_dir else None)
-    return dict(cost=cost, summary=dict(params=cost['params'], latency_s=round(cost['latency_s_median'], 4),
-                                        gen_tokens_per_s=round(cost['tokens_per_s'],
-                                                               1), peak_memory_mb=cost['peak_memory_mb'],
-                                        weights_mb=cost['weights_mb']))
+    return dict(
+        cost=cost,
+        summary=dict(
+            params=cost['params'],
+            latency_s=round(cost['latency_s_median'], 4),
+            gen_tokens_per_s=round(cost['tokens_per_s'], 1),
+            peak_memory_mb=cost['peak_memory_mb'],
+            weights_mb=cost['weights_mb'],
+        ),
+    )
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #f0176904
-def _work_items(models:dict, texts:dict, suite:dict, cfg) -> int:
+def _work_items(models: dict, texts: dict, suite: dict, cfg) -> int:
     "How many progress steps `evaluate` takes."
     ev = cfg.eval
     tasks = sum(len(models) if t['kind'] == 'choice' else 1 for t in suite.values() if t['items'])
-    rob = len([t for t in suite.values() if t['items']]) * len(ev.robustness.kinds) if ev.robustness.enabled else 0
+    rob = (
+        len([t for t in suite.values() if t['items']]) * len(ev.robustness.kinds)
+        if ev.robustness.enabled
+        else 0
+    )
     return len(models) * len(texts) + tasks + rob + 4 * ev.safety.enabled + 2 + len(models)
+
 
 class _Progress:
     "Counts work items and reports each to the terminal (`report_progress`; a no-op outside a run)."
-    def __init__(self, total:int): self.done, self.total = 0, total
-    def __call__(self, what:str):
+
+    def __init__(self, total: int):
+        self.done, self.total = 0, total
+
+    def __call__(self, what: str):
         self.done += 1
         report_progress(min(self.done, self.total), self.total, what)
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #ab7bc940
-def sandbox_isolation(allow_weak_isolation:bool=False) -> dict:
+def sandbox_isolation(allow_weak_isolation: bool = False) -> dict:
     "The sandbox's isolation here ({level, layers...}); `SandboxUnavailable` when code may not be scored at all."
     from llm_workbench.eval.sandbox import SandboxUnavailable, isolation_probe
+
     iso = isolation_probe(allow_weak_isolation)
     if iso.get('level') not in ('full', 'weak'):
         raise SandboxUnavailable(f"generated code cannot be scored here: {iso.get('reason', iso)}")
     return iso
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #ab7bc941
-def evaluate(models:dict, tokenizer, suite:dict, cfg, seed:int|None=None, *, texts:dict, seen:dict|None=None,
-             suite_info:dict|None=None, canaries:list=(), weights_dir:Path|str|None=None) -> Results:
+def evaluate(
+    models: dict,
+    tokenizer,
+    suite: dict,
+    cfg,
+    seed: int | None = None,
+    *,
+    texts: dict,
+    seen: dict | None = None,
+    suite_info: dict | None = None,
+    canaries: list = (),
+    weights_dir: Path | str | None = None,
+) -> Results:
     "Evaluate `models` ({name: model}, the final one last) on `texts` (perplexity) and `suite` (tasks) with the recipe `cfg`."
     from llm_workbench.eval.perplexity import generate_samples
+
     seed = cfg.seed if seed is None else seed
     final, model = list(models)[-1], list(models.values())[-1]
     progress, clean = _Progress(_work_items(models, texts, suite, cfg)), clean_ids(seen)
-    res = Results(metrics=dict(final_model=final), suite=suite_info or {},
-                  seen={t: sorted(i for i, s in v.items() if s) for t, v in (seen or {}).items()})
+    res = Results(
+        metrics=dict(final_model=final),
+        suite=suite_info or {},
+        seen={t: sorted(i for i, s in v.items() if s) for t, v in (seen or {}).items()},
+    )
     if any(task['kind'] == 'generation' for task in suite.values()):
         res.isolation = sandbox_isolation(cfg.eval.sandbox.allow_weak_isolation)
         res.metrics['sandbox_isolation'] = res.isolation['level']
     t0 = time.time()
-    ppl = perplexity_part(models, tokenizer, texts, cfg.train.seq_len, cfg.eval.max_blocks,
-                          cfg.eval.batch_size, progress)
+    ppl = perplexity_part(
+        models, tokenizer, texts, cfg.train.seq_len, cfg.eval.max_blocks, cfg.eval.batch_size, progress
+    )
     res.perplexity = ppl['rows']
     res.add(ppl)
-    if suite_info: res.metrics['suite_sha256'] = suite_info['sha256']
+    if suite_info:
+        res.metrics['suite_sha256'] = suite_info['sha256']
     res.timings['perplexity'], t0 = time.time() - t0, time.time()
     tasks = score_tasks(models, tokenizer, suite, cfg, seed, clean, progress)
     res.tasks, res.per_item = tasks['rows'], tasks['per_item']
@@ -311,7 +449,9 @@ def evaluate(models:dict, tokenizer, suite:dict, cfg, seed:int|None=None, *, tex
     res.add(cost)
     progress('cost')
     for m, mod in models.items():
-        res.samples += [dict(model=m, **s) for s in generate_samples(mod, tokenizer, cfg.eval.prompts,
-                                                                     cfg.eval.max_new_tokens)]
+        res.samples += [
+            dict(model=m, **s)
+            for s in generate_samples(mod, tokenizer, cfg.eval.prompts, cfg.eval.max_new_tokens)
+        ]
         progress(f'samples {m}')
     return res

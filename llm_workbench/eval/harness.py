@@ -15,68 +15,95 @@ import builtins, ctypes, io, json, os, resource, signal, struct, sys, traceback
 # %% ../../nbs/41a_eval.harness.ipynb #2727c02b
 MAX_FRAME = 16 << 20
 
-def send(fd:int, msg):
+
+def send(fd: int, msg):
     "Write one length-prefixed JSON frame to `fd`."
     b = json.dumps(msg, separators=(',', ':')).encode()
     b = struct.pack('>I', len(b)) + b
     while b:
-        b = b[os.write(fd, b):]
+        b = b[os.write(fd, b) :]
 
-def _read(fd:int, n:int) -> bytes:
+
+def _read(fd: int, n: int) -> bytes:
     out = bytearray()
     while len(out) < n:
         b = os.read(fd, min(n - len(out), 1 << 20))
-        if not b: raise EOFError('the other side closed the channel')
+        if not b:
+            raise EOFError('the other side closed the channel')
         out += b
     return bytes(out)
 
 # %% ../../nbs/41a_eval.harness.ipynb #02e3152f
-def recv(fd:int):
+def recv(fd: int):
     "Read one frame from `fd`; refuses frames over MAX_FRAME."
     n = struct.unpack('>I', _read(fd, 4))[0]
-    if n > MAX_FRAME: raise ValueError(f'frame of {n} bytes is over the limit')
+    if n > MAX_FRAME:
+        raise ValueError(f'frame of {n} bytes is over the limit')
     return json.loads(_read(fd, n))
 
 # %% ../../nbs/41a_eval.harness.ipynb #32a33dc9
 _SEQS = {list: 'l', tuple: 't', set: 'S', frozenset: 'F'}
 _BASES = (str, int, float, complex, bytes, dict, list, tuple, frozenset, set)
 
-def encode(v, handle=None, depth:int=0):
+
+def encode(v, handle=None, depth: int = 0):
     "Tagged JSON form of a builtin value; another object becomes ['h', handle(v), type name] or TypeError."
-    if depth > 100: raise ValueError('value nested too deeply')
-    if v is None or v is True or v is False: return v
+    if depth > 100:
+        raise ValueError('value nested too deeply')
+    if v is None or v is True or v is False:
+        return v
     base = next((b for b in _BASES if isinstance(v, b) and not isinstance(v, bool)), None)
     d = depth + 1
-    if base is str: return str.__str__(v)
-    if base is int: return ['i', int.__format__(v, 'x')]
-    if base is float: return ['f', float.hex(v)]
-    if base is complex: return ['c', float.hex(v.real), float.hex(v.imag)]
-    if base is bytes: return ['b', bytes(v).decode('latin-1')]
-    if base is dict: return ['d', [[encode(k, handle, d), encode(x, handle, d)] for k, x in dict.items(v)]]
-    if base is not None: return [_SEQS[base], [encode(x, handle, d) for x in base.__iter__(v)]]
-    if handle is None: raise TypeError(f'cannot send a {type(v).__name__} across the sandbox')
+    if base is str:
+        return str.__str__(v)
+    if base is int:
+        return ['i', int.__format__(v, 'x')]
+    if base is float:
+        return ['f', float.hex(v)]
+    if base is complex:
+        return ['c', float.hex(v.real), float.hex(v.imag)]
+    if base is bytes:
+        return ['b', bytes(v).decode('latin-1')]
+    if base is dict:
+        return ['d', [[encode(k, handle, d), encode(x, handle, d)] for k, x in dict.items(v)]]
+    if base is not None:
+        return [_SEQS[base], [encode(x, handle, d) for x in base.__iter__(v)]]
+    if handle is None:
+        raise TypeError(f'cannot send a {type(v).__name__} across the sandbox')
     return ['h', handle(v), type(v).__name__[:100]]
 
 # %% ../../nbs/41a_eval.harness.ipynb #feec8fc4
 _TAGS = {'l': list, 't': tuple, 'S': set, 'F': frozenset}
 
-def decode(x, handle=None, depth:int=0):
+
+def decode(x, handle=None, depth: int = 0):
     "Builtin value from `encode`'s form; handles go through `handle(id, typename)`."
-    if depth > 100: raise ValueError('value nested too deeply')
-    if x is None or x is True or x is False or type(x) is str: return x
-    if type(x) is not list or not x or type(x[0]) is not str: raise ValueError('malformed value')
+    if depth > 100:
+        raise ValueError('value nested too deeply')
+    if x is None or x is True or x is False or type(x) is str:
+        return x
+    if type(x) is not list or not x or type(x[0]) is not str:
+        raise ValueError('malformed value')
     tag, rest, d = x[0], x[1:], depth + 1
-    if tag == 'i': return int(rest[0], 16)
-    if tag == 'f': return float.fromhex(rest[0])
-    if tag == 'c': return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
-    if tag == 'b': return rest[0].encode('latin-1')
-    if tag == 'd': return {decode(k, handle, d): decode(v, handle, d) for k, v in rest[0]}
-    if tag in _TAGS: return _TAGS[tag]([decode(i, handle, d) for i in rest[0]])
-    if tag == 'h' and handle is not None and type(rest[0]) is int: return handle(rest[0], str(rest[1]))
+    if tag == 'i':
+        return int(rest[0], 16)
+    if tag == 'f':
+        return float.fromhex(rest[0])
+    if tag == 'c':
+        return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+    if tag == 'b':
+        return rest[0].encode('latin-1')
+    if tag == 'd':
+        return {decode(k, handle, d): decode(v, handle, d) for k, v in rest[0]}
+    if tag in _TAGS:
+        return _TAGS[tag]([decode(i, handle, d) for i in rest[0]])
+    if tag == 'h' and handle is not None and type(rest[0]) is int:
+        return handle(rest[0], str(rest[1]))
     raise ValueError(f'malformed value tag {tag!r}')
 
 # %% ../../nbs/41a_eval.harness.ipynb #c529730d
 _libc = None
+
 
 def libc():
     "The C library, loaded once."
@@ -87,15 +114,21 @@ def libc():
         _libc.syscall.restype = ctypes.c_long
     return _libc
 
-def prctl(op:int, a:int=0, b:int=0, c:int=0, d:int=0) -> bool:
+
+def prctl(op: int, a: int = 0, b: int = 0, c: int = 0, d: int = 0) -> bool:
     return libc().prctl(op, a, b, c, d) == 0
 
 # %% ../../nbs/41a_eval.harness.ipynb #487e72e1
-def set_limits(job:dict) -> bool:
+def set_limits(job: dict) -> bool:
     "Address space, CPU seconds, file size, open files; no core dumps."
     mb = 1 << 20
-    lim = {'AS': (job['memory_mb'] * mb,) * 2, 'CPU': (job['cpu'], job['cpu'] + 1),
-           'FSIZE': (job['fsize_mb'] * mb,) * 2, 'NOFILE': (64, 64), 'CORE': (0, 0)}
+    lim = {
+        'AS': (job['memory_mb'] * mb,) * 2,
+        'CPU': (job['cpu'], job['cpu'] + 1),
+        'FSIZE': (job['fsize_mb'] * mb,) * 2,
+        'NOFILE': (64, 64),
+        'CORE': (0, 0),
+    }
     for k, (soft, hard) in lim.items():
         r = getattr(resource, 'RLIMIT_' + k)
         cur = resource.getrlimit(r)[1]
@@ -109,149 +142,233 @@ def set_limits(job:dict) -> bool:
 class _CapHeader(ctypes.Structure):
     _fields_ = [('version', ctypes.c_uint32), ('pid', ctypes.c_int)]
 
+
 def drop_caps() -> bool:
     "Empty the effective, permitted and inheritable capability sets of this process."
     hdr, data = _CapHeader(0x20080522, 0), (ctypes.c_uint32 * 6)()
-    return libc().syscall(126, ctypes.byref(hdr), ctypes.byref(data)) == 0       # capset
+    return libc().syscall(126, ctypes.byref(hdr), ctypes.byref(data)) == 0  # capset
 
 # %% ../../nbs/41a_eval.harness.ipynb #7b1768ae
-_LL_READ = 1 | 4 | 8                          # execute, read file, read dir
-_LL_FILE = 1 | 2 | 4 | 16384 | 32768          # rights for a file: exec, write, read, truncate, ioctl
+_LL_READ = 1 | 4 | 8  # execute, read file, read dir
+_LL_FILE = 1 | 2 | 4 | 16384 | 32768  # rights for a file: exec, write, read, truncate, ioctl
 
-def _ll_handled(abi:int) -> int:
+
+def _ll_handled(abi: int) -> int:
     r = (1 << 13) - 1
-    if abi >= 2: r |= 1 << 13
-    if abi >= 3: r |= 1 << 14
-    if abi >= 5: r |= 1 << 15
+    if abi >= 2:
+        r |= 1 << 13
+    if abi >= 3:
+        r |= 1 << 14
+    if abi >= 5:
+        r |= 1 << 15
     return r
 
-def _ll_rule(lc, rfd:int, path:str, rights:int, handled:int) -> bool:
-    try: fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    except OSError: return True                                        # absent here: nothing to allow
+
+def _ll_rule(lc, rfd: int, path: str, rights: int, handled: int) -> bool:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return True  # absent here: nothing to allow
     try:
         allowed = rights if os.path.isdir(path) else rights & _LL_FILE & handled
         return lc.syscall(445, rfd, 1, struct.pack('=Qi', allowed, fd), 0) == 0
-    finally: os.close(fd)
+    finally:
+        os.close(fd)
 
 # %% ../../nbs/41a_eval.harness.ipynb #69e3a854
-def landlock(read:list, write:list) -> int:
+def landlock(read: list, write: list) -> int:
     "Restrict this process to reading `read`, writing `write`, no TCP, scoped signals; the ABI applied or 0."
     lc = libc()
     abi = lc.syscall(444, None, 0, 1)
-    if abi < 1: return 0
+    if abi < 1:
+        return 0
     handled = _ll_handled(abi)
     attr = struct.pack('=QQQ', handled, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)
     rfd = lc.syscall(444, attr, 24 if abi >= 6 else 16 if abi >= 4 else 8, 0)
-    if rfd < 0: return 0
+    if rfd < 0:
+        return 0
     try:
         for paths, rights in ((read, _LL_READ), (write, handled)):
-            if not all(_ll_rule(lc, rfd, p, rights, handled) for p in paths): return 0
-        if not prctl(38, 1) or lc.syscall(446, rfd, 0) != 0: return 0
-    finally: os.close(rfd)
+            if not all(_ll_rule(lc, rfd, p, rights, handled) for p in paths):
+                return 0
+        if not prctl(38, 1) or lc.syscall(446, rfd, 0) != 0:
+            return 0
+    finally:
+        os.close(rfd)
     return abi
 
 # %% ../../nbs/41a_eval.harness.ipynb #29063e1c
 class _SockFprog(ctypes.Structure):
     _fields_ = [('len', ctypes.c_ushort), ('filter', ctypes.c_void_p)]
 
-def seccomp(bpf:bytes) -> bool:
+
+def seccomp(bpf: bytes) -> bool:
     "Install a classic-BPF seccomp filter (libseccomp's export_bpf) after setting no_new_privs."
-    if not bpf or len(bpf) % 8: return False
+    if not bpf or len(bpf) % 8:
+        return False
     buf = ctypes.create_string_buffer(bpf, len(bpf))
     prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
     return prctl(38, 1) and libc().prctl(22, 2, ctypes.addressof(prog), 0, 0) == 0
 
 # %% ../../nbs/41a_eval.harness.ipynb #e96218de
-_PROC = frozenset(('os.fork', 'os.forkpty', 'os.system', 'os.exec', 'os.posix_spawn', 'os.spawn',
-    'subprocess.Popen', 'os.startfile', 'pty.spawn', '_posixsubprocess.fork_exec', 'os.kill', 'os.killpg',
-    'signal.pthread_kill', 'resource.prlimit', 'gc.get_objects', 'gc.get_referrers', 'gc.get_referents'))
-_WRITES = {'os.remove': ((0, 1),), 'os.rmdir': ((0, 1),), 'os.mkdir': ((0, 2),),
-    'os.rename': ((0, 2), (1, 3)), 'os.link': ((0, 2), (1, 3)), 'os.symlink': ((1, 2),),
-    'os.truncate': ((0, None),), 'os.chmod': ((0, 2),),
-    'os.chown': ((0, 3),), 'os.utime': ((0, 3),), 'os.setxattr': ((0, None),), 'os.removexattr': ((0, None),),
-    'shutil.rmtree': ((0, 1),), 'shutil.copyfile': ((1, None),), 'shutil.copymode': ((1, None),),
-    'shutil.copystat': ((1, None),), 'shutil.copytree': ((1, None),), 'shutil.move': ((0, None), (1, None)),
-    'shutil.chown': ((0, None),), 'shutil.unpack_archive': ((1, None),), 'shutil.make_archive': ((0, None),)}
+_PROC = frozenset(
+    (
+        'os.fork',
+        'os.forkpty',
+        'os.system',
+        'os.exec',
+        'os.posix_spawn',
+        'os.spawn',
+        'subprocess.Popen',
+        'os.startfile',
+        'pty.spawn',
+        '_posixsubprocess.fork_exec',
+        'os.kill',
+        'os.killpg',
+        'signal.pthread_kill',
+        'resource.prlimit',
+        'gc.get_objects',
+        'gc.get_referrers',
+        'gc.get_referents',
+    )
+)
+_WRITES = {
+    'os.remove': ((0, 1),),
+    'os.rmdir': ((0, 1),),
+    'os.mkdir': ((0, 2),),
+    'os.rename': ((0, 2), (1, 3)),
+    'os.link': ((0, 2), (1, 3)),
+    'os.symlink': ((1, 2),),
+    'os.truncate': ((0, None),),
+    'os.chmod': ((0, 2),),
+    'os.chown': ((0, 3),),
+    'os.utime': ((0, 3),),
+    'os.setxattr': ((0, None),),
+    'os.removexattr': ((0, None),),
+    'shutil.rmtree': ((0, 1),),
+    'shutil.copyfile': ((1, None),),
+    'shutil.copymode': ((1, None),),
+    'shutil.copystat': ((1, None),),
+    'shutil.copytree': ((1, None),),
+    'shutil.move': ((0, None), (1, None)),
+    'shutil.chown': ((0, None),),
+    'shutil.unpack_archive': ((1, None),),
+    'shutil.make_archive': ((0, None),),
+}
 _READS = frozenset(('os.listdir', 'os.scandir', 'os.chdir', 'os.listxattr', 'os.getxattr'))
 _MODULES = ('_posixsubprocess', '_xxsubinterpreters', '_interpreters')
+
 
 def _resolver():
     "resolve(path, dir_fd) -> absolute path with symlinks followed, using references taken now."
     import stat
+
     lstat, readlink, getcwd, fspath, fsdecode = os.lstat, os.readlink, os.getcwd, os.fspath, os.fsdecode
     islnk, isinst, str_ = stat.S_ISLNK, isinstance, str
+
     def resolve(p, dfd=None):
-        if isinst(p, int): p = '/proc/self/fd/%d' % p
+        if isinst(p, int):
+            p = '/proc/self/fd/%d' % p
         p = str_.__str__(fsdecode(fspath(p)))
         if not p.startswith('/'):
-            try: base = readlink('/proc/self/fd/%d' % dfd) if isinst(dfd, int) and dfd >= 0 else getcwd()
-            except OSError: base = getcwd()
+            try:
+                base = readlink('/proc/self/fd/%d' % dfd) if isinst(dfd, int) and dfd >= 0 else getcwd()
+            except OSError:
+                base = getcwd()
             p = base + '/' + p
         todo, out, hops = [x for x in p.split('/') if x not in ('', '.')], [], 0
         while todo:
             x = todo.pop(0)
             if x == '..':
-                if out: out.pop()
+                if out:
+                    out.pop()
                 continue
             c = '/' + '/'.join(out + [x])
-            try: link = islnk(lstat(c).st_mode)
-            except OSError: link = False
+            try:
+                link = islnk(lstat(c).st_mode)
+            except OSError:
+                link = False
             if not link or hops > 40:
                 out.append(x)
                 continue
             hops += 1
             t = readlink(c)
-            if t.startswith('/'): out = []
-            elif ':[' in t and not todo: return t                           # pipe:[..], socket:[..]
+            if t.startswith('/'):
+                out = []
+            elif ':[' in t and not todo:
+                return t  # pipe:[..], socket:[..]
             todo = [y for y in t.split('/') if y not in ('', '.')] + todo
         return '/' + '/'.join(out)
+
     return resolve
 
 # %% ../../nbs/41a_eval.harness.ipynb #aef3c117
-def guard(d:str, job:dict, report):
+def guard(d: str, job: dict, report):
     "Audit hook: refuse risky operations with a clear message; `report(text)` for each refusal."
     import stat, _posixsubprocess
+
     stat_, readlink, audit, isinst, any_, len_ = os.stat, os.readlink, sys.audit, isinstance, any, len
     isdir, PE, exit_, write = stat.S_ISDIR, PermissionError, os._exit, os.write
     WFL = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     me, keep, hide = readlink('/proc/self'), (sys.base_prefix, sys.base_exec_prefix, d), tuple(job['hide'])
     resolve, n = _resolver(), [0, 0]
-    def fork_exec(*a, **k): audit('_posixsubprocess.fork_exec')
+
+    def fork_exec(*a, **k):
+        audit('_posixsubprocess.fork_exec')
+
     _posixsubprocess.fork_exec = fork_exec
-    def under(p, root): return p == root or p.startswith(root.rstrip('/') + '/')
+
+    def under(p, root):
+        return p == root or p.startswith(root.rstrip('/') + '/')
+
     def refuse(event, detail=''):
         n[0] += 1
-        if n[0] <= 20: report(('%s %s' % (event, detail))[:500])
+        if n[0] <= 20:
+            report(('%s %s' % (event, detail))[:500])
         if n[0] >= job['max_refusals']:
             write(2, b'sandbox: too many blocked operations, stopping\n')
             exit_(126)
         raise PE('sandbox: %s blocked%s' % (event, ': ' + detail if detail else ''))
+
     def check_write(event, p, dfd=None):
         r = resolve(p, dfd)
-        if r == '/dev/null' or r.startswith('pipe:['): return
-        if not under(r, d): refuse(event, 'write outside the sandbox: ' + r)
+        if r == '/dev/null' or r.startswith('pipe:['):
+            return
+        if not under(r, d):
+            refuse(event, 'write outside the sandbox: ' + r)
         n[1] += 1
-        if n[1] > job['max_writes']: refuse(event, 'too many file writes')
+        if n[1] > job['max_writes']:
+            refuse(event, 'too many file writes')
+
     def check_read(event, p):
         r = resolve(p)
         if r.startswith('/proc/'):
             x = r[6:].split('/', 1)[0]
-            if x.isdigit() and x != me: refuse(event, 'another process: ' + r)
+            if x.isdigit() and x != me:
+                refuse(event, 'another process: ' + r)
         if any_(under(r, h) for h in hide) and not any_(under(r, k) for k in keep):
             refuse(event, 'hidden path: ' + r)
         return r
+
     def check_open(event, p, mode, flags):
-        if p is None or isinst(p, int): return
+        if p is None or isinst(p, int):
+            return
         if (flags or 0) & WFL or (isinst(mode, str) and any_(c in mode for c in 'wax+')):
             return check_write(event, p)
         r = check_read(event, p)
         if mode is None and not under(r, d):
-            try: dirfd = isdir(stat_(r).st_mode)
-            except OSError: dirfd = False
-            if dirfd: refuse(event, 'directory descriptor outside the sandbox: ' + r)
+            try:
+                dirfd = isdir(stat_(r).st_mode)
+            except OSError:
+                dirfd = False
+            if dirfd:
+                refuse(event, 'directory descriptor outside the sandbox: ' + r)
+
     def check(event, args):
-        if event == 'open': return check_open(event, *args)
-        if event in _PROC: refuse(event)
+        if event == 'open':
+            return check_open(event, *args)
+        if event in _PROC:
+            refuse(event)
         spec = _WRITES.get(event)
         if spec is not None:
             for i, j in spec:
@@ -259,139 +376,196 @@ def guard(d:str, job:dict, report):
                     check_write(event, args[i], args[j] if j is not None and j < len_(args) else None)
             return
         if event in _READS:
-            if args and args[0] is not None: check_read(event, args[0])
+            if args and args[0] is not None:
+                check_read(event, args[0])
             return
         if event == 'sqlite3.connect' and args and args[0] not in (':memory:', b':memory:', ''):
             return check_write(event, args[0])
-        if event.startswith('ctypes.'): refuse(event)
-        if event.startswith('socket.'):
-            if event == 'socket.gethostname': return
-            if event == 'socket.__new__' and len_(args) > 1 and args[1] == 1: return       # AF_UNIX
+        if event.startswith('ctypes.'):
             refuse(event)
-        if event == 'import' and args and args[0] in _MODULES: refuse(event, args[0])
+        if event.startswith('socket.'):
+            if event == 'socket.gethostname':
+                return
+            if event == 'socket.__new__' and len_(args) > 1 and args[1] == 1:
+                return  # AF_UNIX
+            refuse(event)
+        if event == 'import' and args and args[0] in _MODULES:
+            refuse(event, args[0])
+
     def hook(event, args):
-        try: return check(event, args)
-        except PE: raise
-        except Exception as e: refuse(event, 'guard error: %r' % (e,))       # fail closed
+        try:
+            return check(event, args)
+        except PE:
+            raise
+        except Exception as e:
+            refuse(event, 'guard error: %r' % (e,))  # fail closed
+
     sys.addaudithook(hook)
 
 # %% ../../nbs/41a_eval.harness.ipynb #d42fa985
-def _run_source(src:str, name:str, ns:dict) -> tuple:
+def _run_source(src: str, name: str, ns: dict) -> tuple:
     "Exec `src` in `ns`: ('ok', None), ('exit', code) or ('error', exception name); traceback to stderr."
     import linecache
+
     linecache.cache[name] = (len(src), None, src.splitlines(True), name)
-    try: exec(compile(src, name, 'exec'), ns)
+    try:
+        exec(compile(src, name, 'exec'), ns)
     except SystemExit as e:
         return ('exit', 0 if e.code is None else e.code if isinstance(e.code, int) else 1)
     except BaseException as e:
         tb = e.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != name: tb = tb.tb_next
+        while tb is not None and tb.tb_frame.f_code.co_filename != name:
+            tb = tb.tb_next
         traceback.print_exception(type(e), e, tb)
         sys.stderr.flush()
         return ('error', type(e).__name__)
     return ('ok', None)
 
-def _example(src:str, ns:dict) -> tuple:
+
+def _example(src: str, ns: dict) -> tuple:
     "(captured output, exception line or None) of one doctest example's source run in `ns`."
     out, old = io.StringIO(), (sys.stdout, sys.displayhook)
-    sys.stdout, sys.displayhook = out, sys.__displayhook__           # as doctest does
+    sys.stdout, sys.displayhook = out, sys.__displayhook__  # as doctest does
     exc = None
-    try: exec(compile(src, '<doctest>', 'single'), ns)
-    except KeyboardInterrupt: raise
-    except BaseException as e: exc = traceback.format_exception_only(type(e), e)[-1]
-    finally: sys.stdout, sys.displayhook = old
-    return out.getvalue()[-(1 << 20):], exc
+    try:
+        exec(compile(src, '<doctest>', 'single'), ns)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        exc = traceback.format_exception_only(type(e), e)[-1]
+    finally:
+        sys.stdout, sys.displayhook = old
+    return out.getvalue()[-(1 << 20) :], exc
 
 # %% ../../nbs/41a_eval.harness.ipynb #73c97f3a
 class _Server:
     "Answers T's requests about the program's namespace."
-    def __init__(self, ns:dict): self.ns, self.globs, self.objs = ns, ns, {}
+
+    def __init__(self, ns: dict):
+        self.ns, self.globs, self.objs = ns, ns, {}
+
     def handle(self, v):
         k = len(self.objs) + 1
         self.objs[k] = v
         return k
-    def enc(self, v): return encode(v, self.handle)
-    def dec(self, x): return decode(x, lambda k, _: self.objs[k])
+
+    def enc(self, v):
+        return encode(v, self.handle)
+
+    def dec(self, x):
+        return decode(x, lambda k, _: self.objs[k])
+
     def names(self) -> list:
         import types
+
         out = []
         for k, v in list(self.ns.items()):
-            if k.startswith('__') or isinstance(v, types.ModuleType): continue
+            if k.startswith('__') or isinstance(v, types.ModuleType):
+                continue
             out.append([k, ['h', self.handle(v), type(v).__name__] if callable(v) else self.enc(v)])
         return out
-    def answer(self, req:list):
+
+    def answer(self, req: list):
         op, a = req[0], req[1:]
-        if op == 'names': return self.names()
-        if op == 'exec': return exec(compile(a[0], '<setup>', 'exec'), self.ns)
-        if op == 'globs':                                       # a fresh copy for one docstring's examples
+        if op == 'names':
+            return self.names()
+        if op == 'exec':
+            return exec(compile(a[0], '<setup>', 'exec'), self.ns)
+        if op == 'globs':  # a fresh copy for one docstring's examples
             g = self.ns.get('_doctest_globs', self.ns)
             self.globs = dict(g if isinstance(g, dict) else self.ns)
             return None
-        if op == 'example': return list(_example(a[0], self.globs))
+        if op == 'example':
+            return list(_example(a[0], self.globs))
         obj = self.objs[a[0]]
-        if op == 'call': return self.enc(obj(*self.dec(a[1]), **self.dec(a[2])))
-        if op == 'getattr': return self.enc(getattr(obj, a[1]))
-        if op == 'getitem': return self.enc(obj[self.dec(a[1])])
-        if op == 'contains': return self.dec(a[1]) in obj
-        if op == 'len': return self.enc(len(obj))
-        if op == 'iter': return self.enc(iter(obj))
-        if op == 'next': return self.enc(next(obj))
-        if op in ('repr', 'str'): return {'repr': repr, 'str': str}[op](obj)[:1 << 20]
+        if op == 'call':
+            return self.enc(obj(*self.dec(a[1]), **self.dec(a[2])))
+        if op == 'getattr':
+            return self.enc(getattr(obj, a[1]))
+        if op == 'getitem':
+            return self.enc(obj[self.dec(a[1])])
+        if op == 'contains':
+            return self.dec(a[1]) in obj
+        if op == 'len':
+            return self.enc(len(obj))
+        if op == 'iter':
+            return self.enc(iter(obj))
+        if op == 'next':
+            return self.enc(next(obj))
+        if op in ('repr', 'str'):
+            return {'repr': repr, 'str': str}[op](obj)[: 1 << 20]
         raise ValueError(f'unknown request {op!r}')
-    def serve(self, fd:int, say):
+
+    def serve(self, fd: int, say):
         while True:
-            try: req = recv(fd)
-            except EOFError: return
-            if req == ['bye']: return
-            try: say(['ok', self.answer(req)])
-            except (KeyboardInterrupt, SystemExit): raise
+            try:
+                req = recv(fd)
+            except EOFError:
+                return
+            if req == ['bye']:
+                return
+            try:
+                say(['ok', self.answer(req)])
+            except (KeyboardInterrupt, SystemExit):
+                raise
             except BaseException as e:
                 say(['exc', type(e).__name__, str(e)[:2000], traceback.format_exc()[-3000:]])
 
 # %% ../../nbs/41a_eval.harness.ipynb #2ebc34fc
 class _Sender:
     "U's sending side: frames from the program's threads do not interleave."
-    def __init__(self, fd:int):
-        import _thread
-        self.fd, self.lock = fd, _thread.allocate_lock()
-    def __call__(self, msg):
-        with self.lock: send(self.fd, msg)
 
-def _harden_u(job:dict, say) -> dict:
+    def __init__(self, fd: int):
+        import _thread
+
+        self.fd, self.lock = fd, _thread.allocate_lock()
+
+    def __call__(self, msg):
+        with self.lock:
+            send(self.fd, msg)
+
+
+def _harden_u(job: dict, say) -> dict:
     iso = {'caps_dropped': drop_caps()}
     iso['landlock'] = landlock(job['read'], job['write']) if job['landlock'] else 0
     iso['rlimits'] = set_limits(job)
     iso['seccomp'] = seccomp(bytes.fromhex(job['bpf']))
-    if job['audit_hook']: guard(job['dir'], job, lambda text: say(['refused', text]))
+    if job['audit_hook']:
+        guard(job['dir'], job, lambda text: say(['refused', text]))
     iso['audit_hook'] = job['audit_hook']
     return iso
 
 # %% ../../nbs/41a_eval.harness.ipynb #aba1b078
-def untrusted(fd:int):
+def untrusted(fd: int):
     "U: close everything else, harden, run the program, then answer T until told to stop."
     import types
+
     os.closerange(3, fd)
     os.closerange(fd + 1, 1 << 16)
-    prctl(1, signal.SIGKILL)                                    # die with T
+    prctl(1, signal.SIGKILL)  # die with T
     job = recv(fd)
     say = _Sender(fd)
     iso = _harden_u(job, say)
     say(['ready', iso])
-    if not iso['seccomp'] and job['need_seccomp']: os._exit(3)
-    builtins.exit = builtins.quit = sys.exit                     # what `site` would add (we run with -S)
+    if not iso['seccomp'] and job['need_seccomp']:
+        os._exit(3)
+    builtins.exit = builtins.quit = sys.exit  # what `site` would add (we run with -S)
     sys.path[:0] = job['site']
     mod = types.ModuleType('__main__')
     sys.modules['__main__'], sys.argv = mod, ['<program>']
     ns = mod.__dict__
     kind, info = _run_source(job['program'], '<program>', ns)
     say(['ran', '<program>', kind, info])
-    if kind == 'ok' and job['mode'] != 'run': _Server(ns).serve(fd, say)
+    if kind == 'ok' and job['mode'] != 'run':
+        _Server(ns).serve(fd, say)
 
 # %% ../../nbs/41a_eval.harness.ipynb #32f180bf
 _BUILTIN_EXC = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, Exception)}
 
+
 class SandboxLost(Exception):
     "The program's process ended or broke the channel while T was talking to it."
+
 
 class RemoteError(Exception):
     "An exception of a non-builtin type raised inside the program."
@@ -399,117 +573,193 @@ class RemoteError(Exception):
 # %% ../../nbs/41a_eval.harness.ipynb #57704375
 class Link:
     "T's end of the channel to U: requests, answers, value conversion both ways."
-    def __init__(self, fd:int, on_refused): self.fd, self.on_refused = fd, on_refused
+
+    def __init__(self, fd: int, on_refused):
+        self.fd, self.on_refused = fd, on_refused
+
     def next(self) -> list:
         while True:
-            try: msg = recv(self.fd)
+            try:
+                msg = recv(self.fd)
             except (EOFError, OSError, ValueError) as e:
                 raise SandboxLost(f'the program stopped answering ({e})') from None
             if type(msg) is not list or not msg or type(msg[0]) is not str:
                 raise SandboxLost('the program sent a malformed message')
-            if msg[0] != 'refused': return msg
+            if msg[0] != 'refused':
+                return msg
             self.on_refused(str(msg[1:2])[:500])
+
     def ask(self, *req):
         send(self.fd, list(req))
         msg = self.next()
-        if msg[0] == 'ok' and len(msg) == 2: return msg[1]
+        if msg[0] == 'ok' and len(msg) == 2:
+            return msg[1]
         if msg[0] == 'exc' and len(msg) == 4:
             name, text = str(msg[1]), str(msg[2])
             err = getattr(builtins, name)(text) if name in _BUILTIN_EXC else RemoteError(f'{name}: {text}')
             err.remote_traceback = str(msg[3])
             raise err
         raise SandboxLost(f'unexpected answer {str(msg)[:200]}')
-    def value(self, x): return decode(x, lambda k, t: Remote(self, k, t))
+
+    def value(self, x):
+        return decode(x, lambda k, t: Remote(self, k, t))
+
     def enc(self, v):
         def handle(o):
-            if isinstance(o, Remote) and o._link is self: return o._id
+            if isinstance(o, Remote) and o._link is self:
+                return o._id
             raise TypeError(f'sandbox: cannot pass a {type(o).__name__} to the program (builtin values only)')
+
         return encode(v, handle)
 
 # %% ../../nbs/41a_eval.harness.ipynb #de150279
 class Remote:
     "Stand-in for an object in the program's process; comparisons and truth value are refused."
+
     __slots__ = ('_link', '_id', '_type')
-    def __init__(self, link:Link, k:int, typename:str):
+
+    def __init__(self, link: Link, k: int, typename: str):
         object.__setattr__(self, '_link', link)
         object.__setattr__(self, '_id', k)
         object.__setattr__(self, '_type', typename)
-    def _get(self, op, *args): return self._link.value(self._link.ask(op, self._id, *args))
-    def __call__(self, *args, **kw): return self._get('call', self._link.enc(list(args)), self._link.enc(kw))
-    def __getattr__(self, name): return self._get('getattr', name)
-    def __getitem__(self, key): return self._get('getitem', self._link.enc(key))
-    def __contains__(self, x): return self._get('contains', self._link.enc(x)) is True
+
+    def _get(self, op, *args):
+        return self._link.value(self._link.ask(op, self._id, *args))
+
+    def __call__(self, *args, **kw):
+        return self._get('call', self._link.enc(list(args)), self._link.enc(kw))
+
+    def __getattr__(self, name):
+        return self._get('getattr', name)
+
+    def __getitem__(self, key):
+        return self._get('getitem', self._link.enc(key))
+
+    def __contains__(self, x):
+        return self._get('contains', self._link.enc(x)) is True
+
     def __len__(self):
         n = self._get('len')
-        if type(n) is not int: raise TypeError('len() of a remote object is not an int')
+        if type(n) is not int:
+            raise TypeError('len() of a remote object is not an int')
         return n
+
     def __iter__(self):
         it = self._get('iter')
         while True:
-            try: yield it._get('next') if isinstance(it, Remote) else next(it)
-            except StopIteration: return
-    def __next__(self): return self._get('next')
-    def __repr__(self): return str(self._get('repr'))
-    def __str__(self): return str(self._get('str'))
+            try:
+                yield it._get('next') if isinstance(it, Remote) else next(it)
+            except StopIteration:
+                return
+
+    def __next__(self):
+        return self._get('next')
+
+    def __repr__(self):
+        return str(self._get('repr'))
+
+    def __str__(self):
+        return str(self._get('str'))
+
     def _refuse(self, *a):
-        raise TypeError(f'sandbox: a {self._type} object from the program cannot be compared or tested '
-                        'for truth; return builtin values')
+        raise TypeError(
+            f'sandbox: a {self._type} object from the program cannot be compared or tested '
+            'for truth; return builtin values'
+        )
+
     __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __bool__ = __hash__ = _refuse
-    def __setattr__(self, *a): raise TypeError('sandbox: remote objects are read-only')
+
+    def __setattr__(self, *a):
+        raise TypeError('sandbox: remote objects are read-only')
 
 # %% ../../nbs/41a_eval.harness.ipynb #26157952
-def _flags(doctest, options:dict|None) -> int:
+def _flags(doctest, options: dict | None) -> int:
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for k, on in (options or {}).items():
         f = doctest.OPTIONFLAGS_BY_NAME.get(k, 0) if isinstance(k, str) else int(k)
         flags = flags | f if on else flags & ~f
     return flags
 
-def _example_ok(doctest, checker, ex:dict, got:str, exc, flags:int) -> bool:
-    if exc is None: return checker.check_output(ex['want'], got, flags)
-    if ex.get('exc_msg') is None: return False
-    if checker.check_output(ex['exc_msg'], exc, flags): return True
-    if not flags & doctest.IGNORE_EXCEPTION_DETAIL: return False
+
+def _example_ok(doctest, checker, ex: dict, got: str, exc, flags: int) -> bool:
+    if exc is None:
+        return checker.check_output(ex['want'], got, flags)
+    if ex.get('exc_msg') is None:
+        return False
+    if checker.check_output(ex['exc_msg'], exc, flags):
+        return True
+    if not flags & doctest.IGNORE_EXCEPTION_DETAIL:
+        return False
     name = lambda m: m.split('\n')[0].split(':')[0].rsplit('.', 1)[-1]
     return name(ex['exc_msg']) == name(exc)
 
 # %% ../../nbs/41a_eval.harness.ipynb #e168f829
-def _check_examples(link:Link, examples:list):
+def _check_examples(link: Link, examples: list):
     "Run doctest examples in U one by one, judge their output in T; AssertionError with doctest's report."
     import doctest
+
     checker, ran = doctest.OutputChecker(), 0
     link.ask('globs')
     for ex in examples:
         flags = _flags(doctest, ex.get('options'))
-        if flags & doctest.SKIP: continue
+        if flags & doctest.SKIP:
+            continue
         got, exc = link.ask('example', ex['source'])
         ran += 1
-        if _example_ok(doctest, checker, ex, got, exc, flags): continue
+        if _example_ok(doctest, checker, ex, got, exc, flags):
+            continue
         got_text = 'Got:\n' + doctest._indent(got or '<nothing>\n')
         shown = 'Exception raised:\n    ' + exc if exc is not None else got_text
-        raise AssertionError('Failed example:\n' + doctest._indent(ex['source']) + 'Expected:\n' +
-                             doctest._indent(ex['want'] or ex.get('exc_msg') or '<nothing>\n') + shown)
-    if not ran: raise AssertionError('no doctest example ran')
+        raise AssertionError(
+            'Failed example:\n'
+            + doctest._indent(ex['source'])
+            + 'Expected:\n'
+            + doctest._indent(ex['want'] or ex.get('exc_msg') or '<nothing>\n')
+            + shown
+        )
+    if not ran:
+        raise AssertionError('no doctest example ran')
 
 # %% ../../nbs/41a_eval.harness.ipynb #4cd5e895
-def _check_tests(link:Link, tests:str):
+def _check_tests(link: Link, tests: str):
     "Run `tests` in T against the program in U; raises on failure."
     import linecache
+
     ns = {'__name__': '__main__', '__builtins__': builtins}
-    for name, v in link.ask('names'): ns[str(name)] = link.value(v)
+    for name, v in link.ask('names'):
+        ns[str(name)] = link.value(v)
     ns['_sandbox_setup'] = lambda src: link.ask('exec', src)
     ns['_sandbox_examples'] = lambda examples: _check_examples(link, examples)
     linecache.cache['<tests>'] = (len(tests), None, tests.splitlines(True), '<tests>')
     exec(compile(tests, '<tests>', 'exec'), ns)
 
 # %% ../../nbs/41a_eval.harness.ipynb #5385ea27
-_U_KEYS = ('program', 'mode', 'memory_mb', 'cpu', 'fsize_mb', 'bpf', 'landlock', 'read', 'write',
-           'audit_hook', 'dir', 'hide', 'max_writes', 'max_refusals', 'site', 'need_seccomp')
+_U_KEYS = (
+    'program',
+    'mode',
+    'memory_mb',
+    'cpu',
+    'fsize_mb',
+    'bpf',
+    'landlock',
+    'read',
+    'write',
+    'audit_hook',
+    'dir',
+    'hide',
+    'max_writes',
+    'max_refusals',
+    'site',
+    'need_seccomp',
+)
 
-def _lost(pid:int, job:dict) -> tuple:
+
+def _lost(pid: int, job: dict) -> tuple:
     "Verdict when U went away without a proper answer: CPU limit, crash, or an early exit."
-    try: os.kill(pid, signal.SIGKILL)
-    except OSError: pass
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
     _, st, ru = os.wait4(pid, 0)
     cpu = ru.ru_utime + ru.ru_stime
     if os.WIFSIGNALED(st):
@@ -519,68 +769,85 @@ def _lost(pid:int, job:dict) -> tuple:
         return 'crashed', f'killed by signal {signal.Signals(sig).name}'
     return 'failed', 'exited before the code finished'
 
-def _namespaces(host:dict) -> dict:
+
+def _namespaces(host: dict) -> dict:
     "Which namespaces differ from the host's, compared by inode from inside, and the uid."
     out = {}
     for k, ino in host.items():
-        try: out[k + 'ns'] = os.stat(f'/proc/self/ns/{k}').st_ino != ino
-        except OSError: out[k + 'ns'] = False
+        try:
+            out[k + 'ns'] = os.stat(f'/proc/self/ns/{k}').st_ino != ino
+        except OSError:
+            out[k + 'ns'] = False
     out['uid'] = os.getuid()
     return out
 
 # %% ../../nbs/41a_eval.harness.ipynb #063641a3
-def _checks(link:Link, job:dict, upid:int) -> tuple:
+def _checks(link: Link, job: dict, upid: int) -> tuple:
     "Run the tests against U; (verdict, reason)."
     try:
         _check_tests(link, job['tests'])
     except SandboxLost as e:
         verdict = _lost(upid, job)
         return verdict if verdict[0] != 'failed' else ('failed', str(e))
-    except MemoryError: return 'memory', 'in the tests'
+    except MemoryError:
+        return 'memory', 'in the tests'
     except BaseException as e:
         tb = e.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename != '<tests>': tb = tb.tb_next
+        while tb is not None and tb.tb_frame.f_code.co_filename != '<tests>':
+            tb = tb.tb_next
         traceback.print_exception(type(e), e, tb or e.__traceback__)
-        if getattr(e, 'remote_traceback', ''): sys.stderr.write('in the program:\n' + e.remote_traceback)
+        if getattr(e, 'remote_traceback', ''):
+            sys.stderr.write('in the program:\n' + e.remote_traceback)
         sys.stderr.flush()
         return 'failed', f'{type(e).__name__} in the tests'
     return 'passed', ''
 
-def _decide(link:Link, job:dict, iso:dict, line, upid:int) -> tuple:
+
+def _decide(link: Link, job: dict, iso: dict, line, upid: int) -> tuple:
     "The verdict, from U's reports before any untrusted code ran, how the program ended, and the checks."
-    try: msg = link.next()
-    except SandboxLost: return _lost(upid, job)
+    try:
+        msg = link.next()
+    except SandboxLost:
+        return _lost(upid, job)
     if msg[0] != 'ready' or len(msg) != 2 or type(msg[1]) is not dict:
         return 'crashed', 'the sandbox bootstrap did not complete'
     iso.update({k: msg[1].get(k) for k in ('caps_dropped', 'landlock', 'rlimits', 'audit_hook', 'seccomp')})
     line('iso ' + json.dumps(iso))
     if not iso['seccomp'] and job['need_seccomp']:
         return 'refused', 'the seccomp filter could not be installed'
-    try: ran = link.next()
-    except SandboxLost: return _lost(upid, job)
-    if ran[0] != 'ran' or len(ran) != 4: return 'failed', 'malformed report from the program'
+    try:
+        ran = link.next()
+    except SandboxLost:
+        return _lost(upid, job)
+    if ran[0] != 'ran' or len(ran) != 4:
+        return 'failed', 'malformed report from the program'
     where, kind, info = ran[1:]
-    if kind == 'error' and info == 'MemoryError': return 'memory', ''
+    if kind == 'error' and info == 'MemoryError':
+        return 'memory', ''
     if job['mode'] == 'run':
         ok = kind == 'ok' or (kind == 'exit' and info == 0)
         return ('passed', '') if ok else ('failed', f'{where} ended with {kind} {info}')
-    if kind == 'exit': return 'failed', f'the program exited ({info}) before the tests ran'
-    if kind != 'ok': return 'failed', f'{where} raised {info}'
+    if kind == 'exit':
+        return 'failed', f'the program exited ({info}) before the tests ran'
+    if kind != 'ok':
+        return 'failed', f'{where} raised {info}'
     return _checks(link, job, upid)
 
 # %% ../../nbs/41a_eval.harness.ipynb #35a509a4
-def _read_job(jobfd:int) -> dict:
+def _read_job(jobfd: int) -> dict:
     chunks = []
     while True:
         b = os.pread(jobfd, 1 << 20, sum(map(len, chunks)))
-        if not b: break
+        if not b:
+            break
         chunks.append(b)
     os.close(jobfd)
     return json.loads(b''.join(chunks))
 
-def trusted(fd:int, jobfd:int, status:int, upid:int):
+
+def trusted(fd: int, jobfd: int, status: int, upid: int):
     "T: read the job, brief U, harden, decide, and write the verdict on `status` (which only T holds)."
-    dumpable_off = prctl(4, 0)                  # PR_SET_DUMPABLE 0 before U gets anything: /proc/T/* closed to U
+    dumpable_off = prctl(4, 0)  # PR_SET_DUMPABLE 0 before U gets anything: /proc/T/* closed to U
     job = _read_job(jobfd)
     line = lambda s: os.write(status, (s[:2000].replace('\n', ' ') + '\n').encode('utf-8', 'replace'))
     link = Link(fd, lambda text: line('refused ' + text))
@@ -591,26 +858,37 @@ def trusted(fd:int, jobfd:int, status:int, upid:int):
     iso['t_rlimits'] = set_limits(dict(job, memory_mb=max(job['memory_mb'], 256)))
     iso['t_seccomp'] = seccomp(bytes.fromhex(job['bpf_t']))
     line('verdict ' + ' '.join(_decide(link, job, iso, line, upid)))
-    try: send(fd, ['bye'])
-    except OSError: pass
-    try: os.kill(upid, signal.SIGKILL)
-    except OSError: pass
+    try:
+        send(fd, ['bye'])
+    except OSError:
+        pass
+    try:
+        os.kill(upid, signal.SIGKILL)
+    except OSError:
+        pass
 
 # %% ../../nbs/41a_eval.harness.ipynb #ab29ede8
-def boot(argv:list):
+def boot(argv: list):
     "Inside the sandbox: argv = [work dir, job fd, status fd]; fork into T (this process) and U (the child)."
     d, jobfd, status = argv[0], int(argv[1]), int(argv[2])
-    prctl(1, signal.SIGKILL)                                    # die with the caller
+    prctl(1, signal.SIGKILL)  # die with the caller
     os.chdir(d)
     import _socket
+
     a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     fa, fb = a.detach(), b.detach()
     pid = os.fork()
     if pid == 0:
-        try: untrusted(fb)
-        finally: os._exit(0)
+        try:
+            untrusted(fb)
+        finally:
+            os._exit(0)
     os.close(fb)
-    try: trusted(fa, jobfd, status, pid)
-    finally: os._exit(0)
+    try:
+        trusted(fa, jobfd, status, pid)
+    finally:
+        os._exit(0)
 
-if __name__ == '__main__' and sys.argv[:1] == ['-c'] and len(sys.argv) == 4: boot(sys.argv[1:])
+
+if __name__ == '__main__' and sys.argv[:1] == ['-c'] and len(sys.argv) == 4:
+    boot(sys.argv[1:])

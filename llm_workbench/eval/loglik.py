@@ -12,89 +12,112 @@ import hashlib, inspect
 __all__ = ['encode_pair', 'loglikelihood', 'token_logprobs', 'generate']
 
 # %% ../../nbs/42_eval.loglik.ipynb #8dd86d31
-def _ids(tokenizer, text:str) -> list[int]:
+def _ids(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)['input_ids'] if text else []
+
 
 def _prefix_id(tokenizer) -> int:
     for t in (tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id):
-        if t is not None: return t
+        if t is not None:
+            return t
     raise ValueError('tokenizer has no eos, bos or pad token to stand for an empty context')
 
-def encode_pair(tokenizer, context:str, continuation:str) -> tuple[list[int], list[int]]:
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     "Token ids of `context` and of `continuation` as the model must produce them (lm-eval style)."
     n = len(context) - len(context.rstrip())
-    if n: context, continuation = context[:-n], context[-n:] + continuation
-    if not context: return [_prefix_id(tokenizer)], _ids(tokenizer, continuation)
+    if n:
+        context, continuation = context[:-n], context[-n:] + continuation
+    if not context:
+        return [_prefix_id(tokenizer)], _ids(tokenizer, continuation)
     whole, ctx = _ids(tokenizer, context + continuation), _ids(tokenizer, context)
-    if whole[:len(ctx)] == ctx and len(whole) > len(ctx): return ctx, whole[len(ctx):]
+    if whole[: len(ctx)] == ctx and len(whole) > len(ctx):
+        return ctx, whole[len(ctx) :]
     return ctx, _ids(tokenizer, continuation)
 
 # %% ../../nbs/42_eval.loglik.ipynb #13789cbc
 def _device(model):
     return next(model.parameters()).device
 
-def _max_len(model) -> int|None:
+
+def _max_len(model) -> int | None:
     c = getattr(model, 'config', None)
     return getattr(c, 'max_position_embeddings', None) or getattr(c, 'n_positions', None)
+
 
 def _pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else _prefix_id(tokenizer)
 
+
 def _keeps_logits(model) -> bool:
     "Whether `model.forward` takes `logits_to_keep` (transformers' causal LMs do): then only continuation positions get the output layer."
     import inspect
+
     return 'logits_to_keep' in inspect.signature(model.forward).parameters
 
-def loglikelihood(model, tokenizer, requests:list[tuple[str, str]], batch_size:int=8) -> list[dict]:
+
+def loglikelihood(model, tokenizer, requests: list[tuple[str, str]], batch_size: int = 8) -> list[dict]:
     "Per (context, continuation): summed log-prob of the continuation, its token count, and whether it is the greedy answer."
     import torch
+
     model.eval()
     dev, L, pad = _device(model), _max_len(model), _pad_id(tokenizer)
     enc = []
     for ctx, cont in requests:
         c, x = encode_pair(tokenizer, ctx, cont)
-        seq = (c + x)[-(L + 1):] if L else c + x          # one more than the window: the last token is only a target
+        seq = (c + x)[-(L + 1) :] if L else c + x  # one more than the window: the last token is only a target
         enc.append((seq, min(len(x), len(seq) - 1)))
     order = sorted(range(len(enc)), key=lambda i: (-len(enc[i][0]), i))
     out = [None] * len(enc)
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             inps = [enc[i][0][:-1] for i in idx]
             T = max(len(s) for s in inps)
             x = torch.tensor([s + [pad] * (T - len(s)) for s in inps], device=dev)
             am = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in inps], device=dev)
             spans = [(len(enc[i][0]) - 1 - enc[i][1], len(enc[i][0]) - 1) for i in idx]
             lo, hi = min(a for a, _ in spans), max(e for _, e in spans)
-            if _keeps_logits(model):   # the output layer only where continuations are: ~40% of a small model's matmuls saved
-                logits = model(input_ids=x, attention_mask=am, logits_to_keep=torch.arange(lo, hi, device=dev)).logits
-            else: logits, lo = model(input_ids=x, attention_mask=am).logits, 0
+            if _keeps_logits(
+                model
+            ):  # the output layer only where continuations are: ~40% of a small model's matmuls saved
+                logits = model(
+                    input_ids=x, attention_mask=am, logits_to_keep=torch.arange(lo, hi, device=dev)
+                ).logits
+            else:
+                logits, lo = model(input_ids=x, attention_mask=am).logits, 0
             for r, i in enumerate(idx):
                 seq, k = enc[i]
                 n = len(seq) - 1
-                lp = torch.log_softmax(logits[r, n - k - lo:n - lo].float(), -1)
-                tgt = torch.tensor(seq[n - k + 1:], device=dev)
-                out[i] = dict(logprob=float(lp.gather(-1, tgt[:, None]).sum()), n_tokens=k,
-                              greedy=bool((lp.argmax(-1) == tgt).all()))
+                lp = torch.log_softmax(logits[r, n - k - lo : n - lo].float(), -1)
+                tgt = torch.tensor(seq[n - k + 1 :], device=dev)
+                out[i] = dict(
+                    logprob=float(lp.gather(-1, tgt[:, None]).sum()),
+                    n_tokens=k,
+                    greedy=bool((lp.argmax(-1) == tgt).all()),
+                )
     return out
 
 # %% ../../nbs/42_eval.loglik.ipynb #555b89a9
-def token_logprobs(model, tokenizer, text:str) -> list[dict]:
+def token_logprobs(model, tokenizer, text: str) -> list[dict]:
     "Each token of `text`: token string, id, log-prob given the tokens before it (None for the first) and rank (1 = argmax)."
     import torch
+
     model.eval()
     ids, dev = _ids(tokenizer, text), _device(model)
     L = _max_len(model) or max(len(ids), 1)
     out = [dict(token=tokenizer.decode([t]), id=t, logprob=None, rank=None) for t in ids]
-    done, start = 1, 0                                     # tokens [1, done) are scored
+    done, start = 1, 0  # tokens [1, done) are scored
     with torch.inference_mode():
         while done < len(ids):
-            win = ids[start:start + L]
+            win = ids[start : start + L]
             logits = model(input_ids=torch.tensor([win], device=dev)).logits[0].float()
             lp = torch.log_softmax(logits, -1)
             for p in range(done - start, len(win)):
                 t = win[p]
-                out[start + p].update(logprob=float(lp[p - 1, t]), rank=int((logits[p - 1] > logits[p - 1, t]).sum()) + 1)
+                out[start + p].update(
+                    logprob=float(lp[p - 1, t]), rank=int((logits[p - 1] > logits[p - 1, t]).sum()) + 1
+                )
             done = start + len(win)
             start = done - L // 2
     return out
@@ -103,27 +126,37 @@ def token_logprobs(model, tokenizer, text:str) -> list[dict]:
 def _cache_kw(model) -> str:
     return 'cache' if 'cache' in inspect.signature(model.forward).parameters else 'past_key_values'
 
-def _row_generator(seed:int, prompt:str, j:int, dev):
+
+def _row_generator(seed: int, prompt: str, j: int, dev):
     import torch
+
     h = int.from_bytes(hashlib.sha256(f'{seed}\0{j}\0{prompt}'.encode()).digest()[:8], 'little') & (2**63 - 1)
     return torch.Generator(device=dev).manual_seed(h)
 
-def _cut(text:str, stop:list[str]|None) -> str:
-    ends = [i for i in (text.find(s) for s in (stop or []) if s) if i >= 0]
-    return text[:min(ends)] if ends else text
 
-def _next_tokens(logits, temperature:float, top_p:float, gens):
+def _cut(text: str, stop: list[str] | None) -> str:
+    ends = [i for i in (text.find(s) for s in (stop or []) if s) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def _next_tokens(logits, temperature: float, top_p: float, gens):
     import torch
-    if temperature <= 0: return logits.argmax(-1)
+
+    if temperature <= 0:
+        return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, -1)
     if top_p < 1.0:
         sp, si = probs.sort(-1, descending=True)
-        drop = (sp.cumsum(-1) - sp) >= top_p                   # keep the smallest prefix whose mass reaches top_p
+        drop = (sp.cumsum(-1) - sp) >= top_p  # keep the smallest prefix whose mass reaches top_p
         probs = torch.zeros_like(probs).scatter(-1, si, sp.masked_fill(drop, 0.0))
     return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(gens)])
 
-def _decode_batch(model, tokenizer, rows:list[list[int]], gens, max_new_tokens, stop, temperature, top_p) -> list[str]:
+
+def _decode_batch(
+    model, tokenizer, rows: list[list[int]], gens, max_new_tokens, stop, temperature, top_p
+) -> list[str]:
     import torch
+
     dev, pad, eos = _device(model), _pad_id(tokenizer), tokenizer.eos_token_id
     L = _max_len(model)
     T = max(len(r) for r in rows)
@@ -137,25 +170,41 @@ def _decode_batch(model, tokenizer, rows:list[list[int]], gens, max_new_tokens, 
         cache = getattr(out, 'cache', None) or getattr(out, 'past_key_values', None)
         nxt = _next_tokens(out.logits[:, -1], temperature, top_p, gens)
         for r, t in enumerate(nxt.tolist()):
-            if done[r]: continue
-            if t == eos: done[r] = True; continue
+            if done[r]:
+                continue
+            if t == eos:
+                done[r] = True
+                continue
             new[r].append(t)
-            if stop and len(_cut(tokenizer.decode(new[r]), stop)) < len(tokenizer.decode(new[r])): done[r] = True
-        if all(done): break
+            if stop and len(_cut(tokenizer.decode(new[r]), stop)) < len(tokenizer.decode(new[r])):
+                done[r] = True
+        if all(done):
+            break
         x, pos = nxt[:, None], pos[:, -1:] + 1
         am = torch.cat([am, torch.ones_like(x)], 1)
     return [_cut(tokenizer.decode(n, skip_special_tokens=True), stop) for n in new]
 
 # %% ../../nbs/42_eval.loglik.ipynb #95e2c78e
-def generate(model, tokenizer, prompts:list[str], max_new_tokens:int=64, stop:list[str]|None=None, n:int=1,
-             temperature:float=0.0, top_p:float=1.0, seed:int=0, batch_size:int=8) -> list[list[str]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 64,
+    stop: list[str] | None = None,
+    n: int = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> list[list[str]]:
     "`n` completions per prompt, each cut before the first `stop` string; greedy at temperature 0, seeded sampling otherwise."
     import torch
+
     model.eval()
     dev, L = _device(model), _max_len(model)
     keep = (L - min(max_new_tokens, L // 2)) if L else None
     reps = 1 if temperature <= 0 else n
-    jobs = []                                               # (prompt index, sample index, prompt ids)
+    jobs = []  # (prompt index, sample index, prompt ids)
     for i, p in enumerate(prompts):
         ids = _ids(tokenizer, p) or [_prefix_id(tokenizer)]
         ids = ids[-keep:] if keep else ids
@@ -164,8 +213,12 @@ def generate(model, tokenizer, prompts:list[str], max_new_tokens:int=64, stop:li
     res = {}
     with torch.inference_mode():
         for b in range(0, len(jobs), batch_size):
-            chunk = jobs[b:b + batch_size]
-            gens = [_row_generator(seed, prompts[i], j, dev) for i, j, _ in chunk] if temperature > 0 else None
-            texts = _decode_batch(model, tokenizer, [ids for *_, ids in chunk], gens, max_new_tokens, stop, temperature, top_p)
+            chunk = jobs[b : b + batch_size]
+            gens = (
+                [_row_generator(seed, prompts[i], j, dev) for i, j, _ in chunk] if temperature > 0 else None
+            )
+            texts = _decode_batch(
+                model, tokenizer, [ids for *_, ids in chunk], gens, max_new_tokens, stop, temperature, top_p
+            )
             res.update({(i, j): t for (i, j, _), t in zip(chunk, texts)})
     return [[res[(i, j if temperature > 0 else 0)] for j in range(n)] for i in range(len(prompts))]

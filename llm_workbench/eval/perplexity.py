@@ -13,42 +13,51 @@ import numpy as np
 __all__ = ['block_losses', 'loss_summary', 'perplexity', 'generate_samples']
 
 # %% ../../nbs/40_eval.perplexity.ipynb #58fa4f18
-def block_losses(model, blocks:np.ndarray, batch_size:int=16) -> np.ndarray:
+def block_losses(model, blocks: np.ndarray, batch_size: int = 16) -> np.ndarray:
     "Mean next-token NLL of each block of `blocks` [n, seq_len] (float64 array of length n)."
     import torch, torch.nn.functional as F
+
     model.eval()
     dev = next(model.parameters()).device
     out = []
     with torch.no_grad():
         for i in range(0, len(blocks), batch_size):
-            x = torch.from_numpy(blocks[i:i+batch_size].astype(np.int64)).to(dev)
+            x = torch.from_numpy(blocks[i : i + batch_size].astype(np.int64)).to(dev)
             logits = model(input_ids=x).logits[:, :-1].float()
             nll = F.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction='none').mean(dim=1)
             out.append(nll.double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 # %% ../../nbs/40_eval.perplexity.ipynb #84b4d9fb
-def loss_summary(losses:np.ndarray, seq_len:int) -> dict:
+def loss_summary(losses: np.ndarray, seq_len: int) -> dict:
     "Mean next-token NLL, perplexity and predicted-token count of blocks of `seq_len` tokens with per-block mean `losses`."
     n = len(losses) * (seq_len - 1)
     loss = float(np.mean(losses)) if n else math.nan
     return dict(loss=round(loss, 6), perplexity=round(math.exp(loss), 4) if n else math.nan, tokens=n)
 
 # %% ../../nbs/40_eval.perplexity.ipynb #5a404757
-def perplexity(model, blocks:np.ndarray, batch_size:int=16) -> dict:
+def perplexity(model, blocks: np.ndarray, batch_size: int = 16) -> dict:
     "Mean next-token NLL, perplexity and token count of `model` on `blocks` [n, seq_len]."
     return loss_summary(block_losses(model, blocks, batch_size), blocks.shape[1])
 
 # %% ../../nbs/40_eval.perplexity.ipynb #54a13969
-def generate_samples(model, tokenizer, prompts:list[str], max_new_tokens:int=48) -> list[dict]:
+def generate_samples(model, tokenizer, prompts: list[str], max_new_tokens: int = 48) -> list[dict]:
     "Greedy continuations of `prompts`."
     import torch
+
     model.eval()
     dev = next(model.parameters()).device
     out = []
     for p in prompts:
         x = tokenizer(p, return_tensors='pt', add_special_tokens=False).to(dev)
         with torch.no_grad():
-            y = model.generate(**x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-        out.append(dict(prompt=p, completion=tokenizer.decode(y[0, x['input_ids'].shape[1]:], skip_special_tokens=False)))
+            y = model.generate(
+                **x, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
+            )
+        out.append(
+            dict(
+                prompt=p,
+                completion=tokenizer.decode(y[0, x['input_ids'].shape[1] :], skip_special_tokens=False),
+            )
+        )
     return out

@@ -13,20 +13,36 @@ import numpy as np
 __all__ = ['paired_bootstrap', 'compare_items', 'regression_figure']
 
 # %% ../../nbs/48_eval.regression.ipynb #09c7856b
-def paired_bootstrap(base, cand, n_resamples:int=1000, confidence:float=0.95, seed:int=0) -> dict:
+def paired_bootstrap(base, cand, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
     "Mean difference `cand - base` over paired item scores with a percentile bootstrap interval."
     a, b = np.asarray(base, dtype=np.float64), np.asarray(cand, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"paired scores need equal 1-d shapes, got {a.shape} and {b.shape}")
-    if not len(a): return dict(n=0, base=math.nan, cand=math.nan, delta=math.nan, low=math.nan, high=math.nan)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired scores need equal 1-d shapes, got {a.shape} and {b.shape}")
+    if not len(a):
+        return dict(n=0, base=math.nan, cand=math.nan, delta=math.nan, low=math.nan, high=math.nan)
     d = b - a
     idx = np.random.default_rng(seed).integers(0, len(d), size=(n_resamples, len(d)))
     means = d[idx].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - confidence) / 2, 1 - (1 - confidence) / 2])
-    return dict(n=len(d), base=float(a.mean()), cand=float(b.mean()), delta=float(d.mean()), low=float(lo), high=float(hi))
+    return dict(
+        n=len(d),
+        base=float(a.mean()),
+        cand=float(b.mean()),
+        delta=float(d.mean()),
+        low=float(lo),
+        high=float(hi),
+    )
 
 # %% ../../nbs/48_eval.regression.ipynb #878361e7
-def compare_items(base:dict, cand:dict, directions:dict, tolerance:float=0.0, n_resamples:int=1000,
-                  confidence:float=0.95, seed:int=0) -> list[dict]:
+def compare_items(
+    base: dict,
+    cand: dict,
+    directions: dict,
+    tolerance: float = 0.0,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[dict]:
     "Per-metric paired comparison of two runs' item scores; each row says whether it regressed or improved."
     rows = []
     for metric in sorted(set(base) | set(cand)):
@@ -34,27 +50,63 @@ def compare_items(base:dict, cand:dict, directions:dict, tolerance:float=0.0, n_
         ids = sorted(set(b) & set(c))
         sign = 1 if directions.get(metric, 'higher') == 'higher' else -1
         r = paired_bootstrap([b[i] for i in ids], [c[i] for i in ids], n_resamples, confidence, seed)
-        rel = r['delta'] / abs(r['base']) if ids and r['base'] else (0.0 if ids and not r['delta'] else math.nan)
+        rel = (
+            r['delta'] / abs(r['base'])
+            if ids and r['base']
+            else (0.0 if ids and not r['delta'] else math.nan)
+        )
         worse = bool(ids) and (r['high'] < 0 if sign > 0 else r['low'] > 0)
         better = bool(ids) and (r['low'] > 0 if sign > 0 else r['high'] < 0)
         beyond = not (abs(rel) <= tolerance) if ids else False
-        rows.append(dict(metric=metric, direction=directions.get(metric, 'higher'), n=r['n'], n_base=len(b), n_cand=len(c),
-                         base=r['base'], cand=r['cand'], delta=r['delta'], rel_delta=rel, low=r['low'], high=r['high'],
-                         status='not comparable' if not ids else 'regression' if worse and beyond else 'improved' if better else 'no change'))
+        rows.append(
+            dict(
+                metric=metric,
+                direction=directions.get(metric, 'higher'),
+                n=r['n'],
+                n_base=len(b),
+                n_cand=len(c),
+                base=r['base'],
+                cand=r['cand'],
+                delta=r['delta'],
+                rel_delta=rel,
+                low=r['low'],
+                high=r['high'],
+                status='not comparable'
+                if not ids
+                else 'regression'
+                if worse and beyond
+                else 'improved'
+                if better
+                else 'no change',
+            )
+        )
     return rows
 
 # %% ../../nbs/48_eval.regression.ipynb #ec4827b4
-def regression_figure(rows:list[dict], title:str='Change vs baseline (candidate - baseline, with bootstrap interval)'):
+def regression_figure(
+    rows: list[dict], title: str = 'Change vs baseline (candidate - baseline, with bootstrap interval)'
+):
     "Horizontal bars of relative change per metric (worse is red, better green), with interval whiskers."
     import plotly.graph_objects as go
+
     rows = [r for r in rows if r['n']]
     colour = {'regression': '#d62728', 'improved': '#2ca02c', 'no change': '#7f7f7f'}
     scale = [abs(r['base']) or 1.0 for r in rows]
-    fig = go.Figure(go.Bar(y=[r['metric'] for r in rows], x=[r['delta'] / s for r, s in zip(rows, scale)], orientation='h',
-                           marker_color=[colour.get(r['status'], '#7f7f7f') for r in rows],
-                           error_x=dict(type='data', symmetric=False, array=[(r['high'] - r['delta']) / s for r, s in zip(rows, scale)],
-                                        arrayminus=[(r['delta'] - r['low']) / s for r, s in zip(rows, scale)]),
-                           customdata=[[r['status'], r['direction'], r['n']] for r in rows],
-                           hovertemplate='%{y}: %{x:.2%} (%{customdata[0]}; %{customdata[1]} is better; %{customdata[2]} items)<extra></extra>'))
+    fig = go.Figure(
+        go.Bar(
+            y=[r['metric'] for r in rows],
+            x=[r['delta'] / s for r, s in zip(rows, scale)],
+            orientation='h',
+            marker_color=[colour.get(r['status'], '#7f7f7f') for r in rows],
+            error_x=dict(
+                type='data',
+                symmetric=False,
+                array=[(r['high'] - r['delta']) / s for r, s in zip(rows, scale)],
+                arrayminus=[(r['delta'] - r['low']) / s for r, s in zip(rows, scale)],
+            ),
+            customdata=[[r['status'], r['direction'], r['n']] for r in rows],
+            hovertemplate='%{y}: %{x:.2%} (%{customdata[0]}; %{customdata[1]} is better; %{customdata[2]} items)<extra></extra>',
+        )
+    )
     fig.update_layout(title=title, xaxis_tickformat='.0%', height=120 + 28 * len(rows), margin=dict(l=200))
     return fig

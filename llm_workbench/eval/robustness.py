@@ -16,112 +16,163 @@ PERTURBATIONS = ('typo', 'case', 'whitespace', 'rename')
 _DEFAULT_RATE = dict(typo=0.3, case=0.3, whitespace=0.3, rename=1.0)
 
 # %% ../../nbs/46_eval.robustness.ipynb #90efcc2f
-def _rng(text:str, kind:str, seed:int) -> random.Random:
+def _rng(text: str, kind: str, seed: int) -> random.Random:
     "A generator fixed by seed, kind and text: the same call always perturbs the same way."
     return random.Random(f'{seed}\0{kind}\0' + hashlib.sha256(text.encode()).hexdigest())
 
-def _tokens(text:str) -> tuple[list, list[int]]:
+
+def _tokens(text: str) -> tuple[list, list[int]]:
     "Tokens of `text` as far as Python's tokenizer gets, and the offset of each line's start."
     lines, rl, toks = [], io.StringIO(text).readline, []
+
     def readline():
-        l = rl(); lines.append(l); return l
+        l = rl()
+        lines.append(l)
+        return l
+
     try:
-        for t in tokenize.generate_tokens(readline): toks.append(t)
-    except (tokenize.TokenError, SyntaxError): pass
+        for t in tokenize.generate_tokens(readline):
+            toks.append(t)
+    except (tokenize.TokenError, SyntaxError):
+        pass
     starts = [0]
-    for l in lines: starts.append(starts[-1] + len(l))
+    for l in lines:
+        starts.append(starts[-1] + len(l))
     return toks, starts
 
-def _apply(text:str, edits:list[tuple[int, int, str]]) -> str:
+
+def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
     "`text` with each (start, end, replacement) edit applied; edits must not overlap."
     out, pos = [], 0
     for s, e, r in sorted(edits):
         assert s >= pos, 'overlapping edits'
-        out += [text[pos:s], r]; pos = e
+        out += [text[pos:s], r]
+        pos = e
     return ''.join(out) + text[pos:]
 
-def _pick(rng:random.Random, items:list, rate:float) -> list:
+
+def _pick(rng: random.Random, items: list, rate: float) -> list:
     "Each item with probability `rate`, at least one when there are any."
     chosen = [x for x in items if rng.random() < rate]
     return chosen or ([rng.choice(items)] if items else [])
 
 # %% ../../nbs/46_eval.robustness.ipynb #1dcf7e3a
-_CODE_LINE = re.compile(r'^[ \t]*(def |class |import |from [\w.]+ import |return\b|@\w|#|"""|\'\'\'|(if|elif|while|with) .*:[ \t]*$|for .+ in .+:[ \t]*$|\w+(\.\w+)*(\[.*\])? *[-+*/%|&]?= )', re.M)
+_CODE_LINE = re.compile(
+    r'^[ \t]*(def |class |import |from [\w.]+ import |return\b|@\w|#|"""|\'\'\'|(if|elif|while|with) .*:[ \t]*$|for .+ in .+:[ \t]*$|\w+(\.\w+)*(\[.*\])? *[-+*/%|&]?= )',
+    re.M,
+)
 
-def _is_code(text:str) -> bool:
+
+def _is_code(text: str) -> bool:
     "Whether `text` reads as Python (a code line, or it parses and has code punctuation) rather than prose."
-    if _CODE_LINE.search(text): return True
-    try: ast.parse(text)
-    except (SyntaxError, ValueError): return False
+    if _CODE_LINE.search(text):
+        return True
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
     return bool(re.search(r'[()\[\]=:]', text))
 
-_PRAGMA = re.compile(r'^#!|coding[:=]|type:|noqa|pragma|pylint|fmt:')
-_FSTRING = {getattr(tokenize, n) for n in ('FSTRING_START', 'FSTRING_MIDDLE', 'FSTRING_END') if hasattr(tokenize, n)}
 
-def _significant(toks, i:int, step:int):
+_PRAGMA = re.compile(r'^#!|coding[:=]|type:|noqa|pragma|pylint|fmt:')
+_FSTRING = {
+    getattr(tokenize, n) for n in ('FSTRING_START', 'FSTRING_MIDDLE', 'FSTRING_END') if hasattr(tokenize, n)
+}
+
+
+def _significant(toks, i: int, step: int):
     "The nearest token from `i` in direction `step` that is not a comment or a non-logical newline."
     i += step
-    while 0 <= i < len(toks) and toks[i].type in (tokenize.NL, tokenize.COMMENT): i += step
+    while 0 <= i < len(toks) and toks[i].type in (tokenize.NL, tokenize.COMMENT):
+        i += step
     return toks[i] if 0 <= i < len(toks) else None
 
-def _string_spans(text:str, s:int, e:int) -> list[tuple[int, int]]:
+
+def _string_spans(text: str, s: int, e: int) -> list[tuple[int, int]]:
     "Lines of the docstring body text[s:e] that are prose: doctest examples and their expected output are left out."
     spans, in_example = [], False
     for line in re.finditer(r'[^\n]*\n?', text[s:e]):
         l = line.group().strip()
-        if l.startswith(('>>>', '...')): in_example = True
-        elif not l: in_example = False
-        if not in_example and l: spans.append((s + line.start(), s + line.end()))
+        if l.startswith(('>>>', '...')):
+            in_example = True
+        elif not l:
+            in_example = False
+        if not in_example and l:
+            spans.append((s + line.start(), s + line.end()))
     return spans
 
-def _prose_spans(text:str) -> list[tuple[int, int]]:
+
+def _prose_spans(text: str) -> list[tuple[int, int]]:
     "Character spans of natural language: comments and docstrings (without doctest examples) in code, all of prose."
-    if not _is_code(text): return [(0, len(text))]
+    if not _is_code(text):
+        return [(0, len(text))]
     toks, starts = _tokens(text)
     off = lambda p: starts[p[0] - 1] + p[1]
     spans = []
     for i, t in enumerate(toks):
-        if t.type == tokenize.COMMENT and not _PRAGMA.search(t.string): spans.append((off(t.start) + 1, off(t.end)))
-        if t.type != tokenize.STRING: continue
+        if t.type == tokenize.COMMENT and not _PRAGMA.search(t.string):
+            spans.append((off(t.start) + 1, off(t.end)))
+        if t.type != tokenize.STRING:
+            continue
         prev, nxt = _significant(toks, i, -1), _significant(toks, i, 1)
-        if prev is not None and prev.type not in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT): continue
-        if nxt is not None and nxt.type not in (tokenize.NEWLINE, tokenize.ENDMARKER): continue
+        if prev is not None and prev.type not in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if nxt is not None and nxt.type not in (tokenize.NEWLINE, tokenize.ENDMARKER):
+            continue
         m = re.match(r'([A-Za-z]*)("""|\'\'\'|"|\')', t.string)
-        if not m or set(m.group(1).lower()) & {'b', 'f'} or '\\N{' in t.string or not t.string.endswith(m.group(2)): continue
+        if (
+            not m
+            or set(m.group(1).lower()) & {'b', 'f'}
+            or '\\N{' in t.string
+            or not t.string.endswith(m.group(2))
+        ):
+            continue
         spans += _string_spans(text, off(t.start) + m.end(), off(t.end) - len(m.group(2)))
     return spans
 
 # %% ../../nbs/46_eval.robustness.ipynb #8cacc6f8
 _WORD = re.compile(r'(?<![\w\\`.])[A-Za-z]+(?![\w`(]|\.\w)')
 
-def _words(text:str, min_len:int) -> list[re.Match]:
+
+def _words(text: str, min_len: int) -> list[re.Match]:
     "Natural-language words of at least `min_len` letters in the prose spans of `text`."
     return [m for s, e in _prose_spans(text) for m in _WORD.finditer(text, s, e) if len(m.group()) >= min_len]
 
-def _typo(w:str, rng:random.Random) -> str:
+
+def _typo(w: str, rng: random.Random) -> str:
     "One swapped, dropped or duplicated inner letter of `w`; first and last letters stay."
     for _ in range(10):
         op, j = rng.choice(('swap', 'drop', 'dup')), rng.randrange(1, len(w) - 1)
-        if op == 'swap' and j < len(w) - 2: v = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-        elif op == 'drop': v = w[:j] + w[j + 1:]
-        else: v = w[:j] + w[j] + w[j:]
-        if v != w: return v
+        if op == 'swap' and j < len(w) - 2:
+            v = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
+        elif op == 'drop':
+            v = w[:j] + w[j + 1 :]
+        else:
+            v = w[:j] + w[j] + w[j:]
+        if v != w:
+            return v
     return w[:1] + w[2:]
 
-def _case(w:str, rng:random.Random) -> str:
+
+def _case(w: str, rng: random.Random) -> str:
     "`w` in another case: upper, lower or capitalised."
     opts = [v for v in (w.upper(), w.lower(), w.capitalize()) if v != w]
     return rng.choice(opts) if opts else w
 
-def _word_edits(text:str, kind:str, rng:random.Random, rate:float) -> list:
+
+def _word_edits(text: str, kind: str, rng: random.Random, rate: float) -> list:
     "Typo or case edits of a `rate` share of the prose words of `text`."
     f = _typo if kind == 'typo' else _case
-    return [(m.start(), m.end(), f(m.group(), rng)) for m in _pick(rng, _words(text, 4 if kind == 'typo' else 2), rate)]
+    return [
+        (m.start(), m.end(), f(m.group(), rng))
+        for m in _pick(rng, _words(text, 4 if kind == 'typo' else 2), rate)
+    ]
 
 # %% ../../nbs/46_eval.robustness.ipynb #27b7aa79
 _NO_SPACE = set('()[]{}.')
 
-def _whitespace_edits(text:str, rng:random.Random, rate:float) -> list:
+
+def _whitespace_edits(text: str, rng: random.Random, rate: float) -> list:
     "Extra spaces around operators and commas, trailing spaces and blank lines; never at the start of a line."
     if not _is_code(text):
         spots = [(m.start(), m.start(), ' ') for m in re.finditer(r'(?<=\S) (?=\S)|(?<=\S)(?=\n)', text)]
@@ -131,169 +182,310 @@ def _whitespace_edits(text:str, rng:random.Random, rate:float) -> list:
     spots, depth = [], 0
     for i, t in enumerate(toks):
         if t.type in _FSTRING:
-            depth += {'FSTRING_START': 1, 'FSTRING_END': -1}.get(tokenize.tok_name[t.type], 0); continue
-        if depth: continue
+            depth += {'FSTRING_START': 1, 'FSTRING_END': -1}.get(tokenize.tok_name[t.type], 0)
+            continue
+        if depth:
+            continue
         if t.type == tokenize.OP and t.string not in _NO_SPACE:
             prev, nxt = toks[i - 1] if i else None, toks[i + 1] if i + 1 < len(toks) else None
-            if prev is not None and prev.end[0] == t.start[0] and prev.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE):
+            if (
+                prev is not None
+                and prev.end[0] == t.start[0]
+                and prev.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)
+            ):
                 spots.append((off(t.start), off(t.start), ' '))
-            if nxt is not None and nxt.start[0] == t.end[0] and nxt.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+            if (
+                nxt is not None
+                and nxt.start[0] == t.end[0]
+                and nxt.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER)
+            ):
                 spots.append((off(t.end), off(t.end), ' '))
         elif t.type in (tokenize.NEWLINE, tokenize.NL) and t.string:
             spots.append((off(t.start), off(t.start), rng.choice((' ', '  '))))
-            if t.type == tokenize.NEWLINE: spots.append((off(t.end), off(t.end), '\n'))
+            if t.type == tokenize.NEWLINE:
+                spots.append((off(t.end), off(t.end), '\n'))
     edits = {}
-    for s, e, r in _pick(rng, spots, rate): edits[(s, e)] = edits.get((s, e), '') + r
+    for s, e, r in _pick(rng, spots, rate):
+        edits[(s, e)] = edits.get((s, e), '') + r
     return [(s, e, r) for (s, e), r in edits.items()]
 
 # %% ../../nbs/46_eval.robustness.ipynb #3d7c121b
-def _parse(text:str):
+def _parse(text: str):
     "The AST of `text`, or of `text` with a `pass` body when it stops at a block (a prompt); None when neither parses."
-    try: return ast.parse(text)
-    except (SyntaxError, ValueError): pass
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        pass
     last = [l for l in text.split('\n') if l.strip()]
-    if not last: return None
+    if not last:
+        return None
     ind = re.match(r'[ \t]*', last[-1]).group() + ('    ' if last[-1].rstrip().endswith(':') else '')
-    try: return ast.parse(text.rstrip() + '\n' + ind + 'pass\n')
-    except (SyntaxError, ValueError): return None
+    try:
+        return ast.parse(text.rstrip() + '\n' + ind + 'pass\n')
+    except (SyntaxError, ValueError):
+        return None
+
 
 _NEVER = set(dir(builtins)) | set(keyword.kwlist) | set(keyword.softkwlist) | {'self', 'cls', '_'}
 _DYNAMIC = {'locals', 'vars', 'eval', 'exec', 'globals', 'dir'}
 
+
 class _Scopes(ast.NodeVisitor):
     "Which names each function binds, where every name is used, and the names that must never change."
-    def __init__(self): self.bound, self.uses, self.fixed, self.chain, self.in_class, self.dynamic = {}, [], set(), [], False, False
-    def _bind(self, name:str):
-        if self.chain and not self.in_class: self.bound.setdefault(self.chain[-1], set()).add(name)
-        else: self.fixed.add(name)                           # module or class level: visible from outside
+
+    def __init__(self):
+        self.bound, self.uses, self.fixed, self.chain, self.in_class, self.dynamic = (
+            {},
+            [],
+            set(),
+            [],
+            False,
+            False,
+        )
+
+    def _bind(self, name: str):
+        if self.chain and not self.in_class:
+            self.bound.setdefault(self.chain[-1], set()).add(name)
+        else:
+            self.fixed.add(name)  # module or class level: visible from outside
         self.uses.append((name, tuple(self.chain)))
-    def _function(self, node, args:ast.arguments, body):
-        for d in getattr(node, 'decorator_list', []) + args.defaults + [d for d in args.kw_defaults if d]: self.visit(d)
+
+    def _function(self, node, args: ast.arguments, body):
+        for d in getattr(node, 'decorator_list', []) + args.defaults + [d for d in args.kw_defaults if d]:
+            self.visit(d)
         for a in args.posonlyargs + args.args + args.kwonlyargs + [args.vararg, args.kwarg]:
-            if a is not None and a.annotation is not None: self.visit(a.annotation)
-        if getattr(node, 'returns', None) is not None: self.visit(node.returns)
+            if a is not None and a.annotation is not None:
+                self.visit(a.annotation)
+        if getattr(node, 'returns', None) is not None:
+            self.visit(node.returns)
         saved, self.in_class = self.in_class, False
         self.chain.append(node)
         for a in args.posonlyargs + args.args + [args.vararg, args.kwarg]:
-            if a is not None: self._bind(a.arg)
-        for a in args.kwonlyargs: self._bind(a.arg); self.fixed.add(a.arg)
-        for b in (body if isinstance(body, list) else [body]): self.visit(b)
-        self.chain.pop(); self.in_class = saved
-    def visit_FunctionDef(self, node): self.fixed.add(node.name); self._function(node, node.args, node.body)
+            if a is not None:
+                self._bind(a.arg)
+        for a in args.kwonlyargs:
+            self._bind(a.arg)
+            self.fixed.add(a.arg)
+        for b in body if isinstance(body, list) else [body]:
+            self.visit(b)
+        self.chain.pop()
+        self.in_class = saved
+
+    def visit_FunctionDef(self, node):
+        self.fixed.add(node.name)
+        self._function(node, node.args, node.body)
+
     visit_AsyncFunctionDef = visit_FunctionDef
-    def visit_Lambda(self, node): self._function(node, node.args, node.body)
+
+    def visit_Lambda(self, node):
+        self._function(node, node.args, node.body)
+
     def visit_ClassDef(self, node):
         self.fixed.add(node.name)
-        for n in node.decorator_list + node.bases + node.keywords: self.visit(n)
+        for n in node.decorator_list + node.bases + node.keywords:
+            self.visit(n)
         saved, self.in_class = self.in_class, True
-        for b in node.body: self.visit(b)
+        for b in node.body:
+            self.visit(b)
         self.in_class = saved
-    def visit_Name(self, node):
-        if isinstance(node.ctx, (ast.Store, ast.Del)): self._bind(node.id)
-        else: self.uses.append((node.id, tuple(self.chain)))
-    def visit_ExceptHandler(self, node):
-        if node.name: self._bind(node.name)
-        self.generic_visit(node)
-    def visit_alias(self, node): self.fixed.update(node.name.split('.') + [node.asname or ''])
-    def visit_ImportFrom(self, node): self.fixed.update((node.module or '').split('.')); self.generic_visit(node)
-    def visit_Global(self, node): self.fixed.update(node.names)
-    visit_Nonlocal = visit_Global
-    def visit_keyword(self, node):
-        if node.arg: self.fixed.add(node.arg)
-        self.visit(node.value)
-    def visit_Attribute(self, node): self.fixed.add(node.attr); self.visit(node.value)
-    def visit_JoinedStr(self, node): self.fixed.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
-    def visit_Call(self, node):
-        if isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC: self.dynamic = True
-        self.generic_visit(node)
-    def visit_MatchAs(self, node):
-        if node.name: self._bind(node.name)
-        self.generic_visit(node)
-    def visit_MatchStar(self, node):
-        if node.name: self._bind(node.name)
-    def visit_MatchMapping(self, node):
-        if node.rest: self._bind(node.rest)
-        self.generic_visit(node)
-    def visit_MatchClass(self, node): self.fixed.update(node.kwd_attrs); self.generic_visit(node)
 
-def _renameable(tree, keep:set) -> list[str]:
+    def visit_Name(self, node):
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self._bind(node.id)
+        else:
+            self.uses.append((node.id, tuple(self.chain)))
+
+    def visit_ExceptHandler(self, node):
+        if node.name:
+            self._bind(node.name)
+        self.generic_visit(node)
+
+    def visit_alias(self, node):
+        self.fixed.update(node.name.split('.') + [node.asname or ''])
+
+    def visit_ImportFrom(self, node):
+        self.fixed.update((node.module or '').split('.'))
+        self.generic_visit(node)
+
+    def visit_Global(self, node):
+        self.fixed.update(node.names)
+
+    visit_Nonlocal = visit_Global
+
+    def visit_keyword(self, node):
+        if node.arg:
+            self.fixed.add(node.arg)
+        self.visit(node.value)
+
+    def visit_Attribute(self, node):
+        self.fixed.add(node.attr)
+        self.visit(node.value)
+
+    def visit_JoinedStr(self, node):
+        self.fixed.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+
+    def visit_Call(self, node):
+        if isinstance(node.func, ast.Name) and node.func.id in _DYNAMIC:
+            self.dynamic = True
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node):
+        if node.name:
+            self._bind(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node):
+        if node.name:
+            self._bind(node.name)
+
+    def visit_MatchMapping(self, node):
+        if node.rest:
+            self._bind(node.rest)
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node):
+        self.fixed.update(node.kwd_attrs)
+        self.generic_visit(node)
+
+
+def _renameable(tree, keep: set) -> list[str]:
     "Local names whose every use resolves to a binding inside a function of `tree`: renaming all of them keeps the meaning."
-    v = _Scopes(); v.visit(tree)
-    if v.dynamic: return []
+    v = _Scopes()
+    v.visit(tree)
+    if v.dynamic:
+        return []
     local = set().union(*v.bound.values()) if v.bound else set()
     ok = {n for n in local if n not in v.fixed | keep | _NEVER and not n.startswith('__')}
     for name, chain in v.uses:
-        if name in ok and not any(name in v.bound.get(f, ()) for f in chain): ok.discard(name)
+        if name in ok and not any(name in v.bound.get(f, ()) for f in chain):
+            ok.discard(name)
     return sorted(ok)
 
 # %% ../../nbs/46_eval.robustness.ipynb #062b8087
-_POOL = ('value', 'item', 'data', 'tmp', 'res', 'arg', 'elem', 'obj', 'entry', 'cur', 'acc', 'buf', 'node', 'val', 'part', 'var')
+_POOL = (
+    'value',
+    'item',
+    'data',
+    'tmp',
+    'res',
+    'arg',
+    'elem',
+    'obj',
+    'entry',
+    'cur',
+    'acc',
+    'buf',
+    'node',
+    'val',
+    'part',
+    'var',
+)
 
-def _rename_map(text:str, rng:random.Random, rate:float, keep:set, avoid:str='') -> dict[str, str]:
+
+def _rename_map(text: str, rng: random.Random, rate: float, keep: set, avoid: str = '') -> dict[str, str]:
     "Old name -> fresh name for a `rate` share of the renameable locals of `text`; fresh names occur neither in `text` nor in `avoid`."
     tree = _parse(text)
-    if tree is None: return {}
+    if tree is None:
+        return {}
     taken, out = set(re.findall(r'\w+', text + avoid)) | _NEVER | keep, {}
     for n in _pick(rng, _renameable(tree, keep), rate):
         new = n
-        while new in taken: new = f'{rng.choice(_POOL)}_{rng.randrange(100)}'
-        taken.add(new); out[n] = new
+        while new in taken:
+            new = f'{rng.choice(_POOL)}_{rng.randrange(100)}'
+        taken.add(new)
+        out[n] = new
     return out
 
-def _rename_edits(text:str, mapping:dict[str, str]) -> list:
+
+def _rename_edits(text: str, mapping: dict[str, str]) -> list:
     "Edits that rename every NAME token in `mapping` (not attributes), and its code-font mentions in comments and docstrings."
-    if not mapping: return []
+    if not mapping:
+        return []
     toks, starts = _tokens(text)
     off = lambda p: starts[p[0] - 1] + p[1]
-    edits = [(off(t.start), off(t.end), mapping[t.string]) for i, t in enumerate(toks)
-             if t.type == tokenize.NAME and t.string in mapping and not (i and toks[i - 1].string == '.')]
+    edits = [
+        (off(t.start), off(t.end), mapping[t.string])
+        for i, t in enumerate(toks)
+        if t.type == tokenize.NAME and t.string in mapping and not (i and toks[i - 1].string == '.')
+    ]
     pat = re.compile(r'`(' + '|'.join(map(re.escape, mapping)) + r')`')
-    for s, e in (_prose_spans(text) if _is_code(text) else []):
+    for s, e in _prose_spans(text) if _is_code(text) else []:
         edits += [(m.start(1), m.end(1), mapping[m.group(1)]) for m in pat.finditer(text, s, e)]
     return edits
 
 # %% ../../nbs/46_eval.robustness.ipynb #d95e9e13
-def _perturb(text:str, kind:str, seed:int, rate:float|None, keep, avoid:str='') -> tuple[str, dict]:
+def _perturb(text: str, kind: str, seed: int, rate: float | None, keep, avoid: str = '') -> tuple[str, dict]:
     "The perturbed text and, for `rename`, the mapping of old to new names."
-    if kind not in PERTURBATIONS: raise ValueError(f'unknown perturbation {kind!r}; one of {PERTURBATIONS}')
+    if kind not in PERTURBATIONS:
+        raise ValueError(f'unknown perturbation {kind!r}; one of {PERTURBATIONS}')
     rate, rng = _DEFAULT_RATE[kind] if rate is None else rate, _rng(text, kind, seed)
-    if kind in ('typo', 'case'): return _apply(text, _word_edits(text, kind, rng, rate)), {}
-    if kind == 'whitespace': return _apply(text, _whitespace_edits(text, rng, rate)), {}
+    if kind in ('typo', 'case'):
+        return _apply(text, _word_edits(text, kind, rng, rate)), {}
+    if kind == 'whitespace':
+        return _apply(text, _whitespace_edits(text, rng, rate)), {}
     mapping = _rename_map(text, rng, rate, set(keep), avoid) if _is_code(text) else {}
     return _apply(text, _rename_edits(text, mapping)), mapping
 
-def perturb(text:str, kind:str, seed:int=0, rate:float|None=None, keep:set|tuple=()) -> str:
+
+def perturb(text: str, kind: str, seed: int = 0, rate: float | None = None, keep: set | tuple = ()) -> str:
     "`text` with a `kind` perturbation (typo, case, whitespace, rename); code outside comments and docstrings keeps its meaning."
     return _perturb(text, kind, seed, rate, keep)[0]
 
 # %% ../../nbs/46_eval.robustness.ipynb #e0a49017
-def _continue_rename(ctx:str, new_ctx:str, cont:str, mapping:dict) -> str:
+def _continue_rename(ctx: str, new_ctx: str, cont: str, mapping: dict) -> str:
     "`cont` (text that follows `ctx`) with the renames of `mapping` applied, tokenised together with its context."
-    if not mapping: return cont
+    if not mapping:
+        return cont
     full = _apply(ctx + cont, _rename_edits(ctx + cont, mapping))
-    return full[len(new_ctx):] if full.startswith(new_ctx) else _apply(cont, _rename_edits(cont, mapping))
+    return full[len(new_ctx) :] if full.startswith(new_ctx) else _apply(cont, _rename_edits(cont, mapping))
 
-def perturb_items(items:list[dict], kind:str, seed:int=0, rate:float|None=None) -> list[dict]:
+
+def perturb_items(items: list[dict], kind: str, seed: int = 0, rate: float | None = None) -> list[dict]:
     "Copies of choice items (context perturbed) and generation items (prompt perturbed, entry point kept), ids unchanged."
     out = []
     for it in items:
         if 'context' in it and 'choices' in it:
             ctx, mp = _perturb(it['context'], kind, seed, rate, (), ''.join(it['choices']))
-            out.append({**it, 'context': ctx, 'choices': [_continue_rename(it['context'], ctx, c, mp) for c in it['choices']]})
+            out.append(
+                {
+                    **it,
+                    'context': ctx,
+                    'choices': [_continue_rename(it['context'], ctx, c, mp) for c in it['choices']],
+                }
+            )
         elif 'prompt' in it and 'entry_point' in it:
             refs = [k for k in ('canonical', 'canonical_solution') if isinstance(it.get(k), str)]
-            p, mp = _perturb(it['prompt'], kind, seed, rate, {it['entry_point']}, ''.join(it[k] for k in refs))
+            p, mp = _perturb(
+                it['prompt'], kind, seed, rate, {it['entry_point']}, ''.join(it[k] for k in refs)
+            )
             out.append({**it, 'prompt': p, **{k: _continue_rename(it['prompt'], p, it[k], mp) for k in refs}})
-        else: raise ValueError(f"item {it.get('id')!r}: neither a choice item (context, choices) nor a generation item (prompt, entry_point)")
+        else:
+            raise ValueError(
+                f"item {it.get('id')!r}: neither a choice item (context, choices) nor a generation item (prompt, entry_point)"
+            )
     return out
 
 # %% ../../nbs/46_eval.robustness.ipynb #f06e94e4
-def robustness_table(base:dict[str, float], perturbed:dict[tuple[str, str], float]) -> list[dict]:
+def robustness_table(base: dict[str, float], perturbed: dict[tuple[str, str], float]) -> list[dict]:
     "Rows {task, kind, base, perturbed, drop, rel_drop} for each perturbed score, against the task's clean score."
     rows = []
-    order = lambda kv: (kv[0][0], PERTURBATIONS.index(kv[0][1]) if kv[0][1] in PERTURBATIONS else len(PERTURBATIONS), kv[0][1])
+    order = lambda kv: (
+        kv[0][0],
+        PERTURBATIONS.index(kv[0][1]) if kv[0][1] in PERTURBATIONS else len(PERTURBATIONS),
+        kv[0][1],
+    )
     for (task, kind), score in sorted(perturbed.items(), key=order):
-        if task not in base: raise ValueError(f'no clean score for task {task!r}')
+        if task not in base:
+            raise ValueError(f'no clean score for task {task!r}')
         b, drop = base[task], base[task] - score
-        rows.append(dict(task=task, kind=kind, base=b, perturbed=score, drop=round(drop, 6), rel_drop=round(drop / b, 6) if b else None))
+        rows.append(
+            dict(
+                task=task,
+                kind=kind,
+                base=b,
+                perturbed=score,
+                drop=round(drop, 6),
+                rel_drop=round(drop / b, 6) if b else None,
+            )
+        )
     return rows

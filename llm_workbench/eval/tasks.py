@@ -18,97 +18,136 @@ __all__ = ['KINDS', 'CUE', 'STOP', 'load_task_file', 'save_task_file', 'doctest_
 # %% ../../nbs/43_eval.tasks.ipynb #cf4139b7
 KINDS = ('choice', 'generation')
 
-def _check(item, kind:str) -> str|None:
+
+def _check(item, kind: str) -> str | None:
     "What is wrong with `item` as an item of `kind`, or None."
-    if not isinstance(item, dict): return f'expected a JSON object, got {type(item).__name__}'
-    req = {'choice': {'id': str, 'context': str, 'choices': list, 'answer': int},
-           'generation': {'id': str, 'prompt': str}}[kind]
+    if not isinstance(item, dict):
+        return f'expected a JSON object, got {type(item).__name__}'
+    req = {
+        'choice': {'id': str, 'context': str, 'choices': list, 'answer': int},
+        'generation': {'id': str, 'prompt': str},
+    }[kind]
     if kind == 'generation':
-        req |= {'tests': str, 'entry_point': str} if 'tests' in item or 'target' not in item else {'target': str}
+        req |= (
+            {'tests': str, 'entry_point': str} if 'tests' in item or 'target' not in item else {'target': str}
+        )
     for k, t in req.items():
-        if k not in item: return f'missing field {k!r}'
-        if not isinstance(item[k], t) or isinstance(item[k], bool): return f'field {k!r} should be {t.__name__}, got {type(item[k]).__name__}'
+        if k not in item:
+            return f'missing field {k!r}'
+        if not isinstance(item[k], t) or isinstance(item[k], bool):
+            return f'field {k!r} should be {t.__name__}, got {type(item[k]).__name__}'
     for k in ('group', 'source'):
-        if k in item and not isinstance(item[k], str): return f'field {k!r} should be str, got {type(item[k]).__name__}'
-    if not item['id']: return 'empty id'
+        if k in item and not isinstance(item[k], str):
+            return f'field {k!r} should be str, got {type(item[k]).__name__}'
+    if not item['id']:
+        return 'empty id'
     if kind == 'choice':
-        if len(item['choices']) < 2: return f"needs at least 2 choices, got {len(item['choices'])}"
-        if not all(isinstance(c, str) for c in item['choices']): return 'every choice should be str'
-        if not 0 <= item['answer'] < len(item['choices']): return f"answer {item['answer']} out of range for {len(item['choices'])} choices"
+        if len(item['choices']) < 2:
+            return f"needs at least 2 choices, got {len(item['choices'])}"
+        if not all(isinstance(c, str) for c in item['choices']):
+            return 'every choice should be str'
+        if not 0 <= item['answer'] < len(item['choices']):
+            return f"answer {item['answer']} out of range for {len(item['choices'])} choices"
     return None
 
-def load_task_file(path:str|Path, kind:str) -> list[dict]:
+
+def load_task_file(path: str | Path, kind: str) -> list[dict]:
     "Items of a JSONL task file of `kind` ('choice' or 'generation'); a bad line raises ValueError naming file:line."
-    if kind not in KINDS: raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if kind not in KINDS:
+        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
     items, seen = [], {}
     for n, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        try: item = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f'{path}:{n}: broken JSON: {e.msg} (column {e.colno})') from None
-        if err := _check(item, kind): raise ValueError(f'{path}:{n}: {err}')
-        if item['id'] in seen: raise ValueError(f"{path}:{n}: duplicate id {item['id']!r} (first on line {seen[item['id']]})")
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f'{path}:{n}: broken JSON: {e.msg} (column {e.colno})') from None
+        if err := _check(item, kind):
+            raise ValueError(f'{path}:{n}: {err}')
+        if item['id'] in seen:
+            raise ValueError(f"{path}:{n}: duplicate id {item['id']!r} (first on line {seen[item['id']]})")
         seen[item['id']] = n
         items.append(item)
     return items
 
 # %% ../../nbs/43_eval.tasks.ipynb #a782dc62
-def save_task_file(items:list[dict], path:str|Path) -> Path:
+def save_task_file(items: list[dict], path: str | Path) -> Path:
     "Write `items` as JSONL (one item per line, written atomically); return the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + '.tmp')
     tmp.write_text(''.join(json.dumps(it, ensure_ascii=False) + '\n' for it in items), encoding='utf-8')
     os.replace(tmp, path)
     return path
 
 # %% ../../nbs/43_eval.tasks.ipynb #7f36653b
-def _order(ids, seed:int) -> list:
+def _order(ids, seed: int) -> list:
     return sorted(ids, key=lambda i: (hashlib.sha256(f'{seed}\0{i}'.encode()).hexdigest(), i))
+
 
 def _start(node) -> int:
     return min([node.lineno] + [d.lineno for d in getattr(node, 'decorator_list', [])])
 
-def _functions(source:str, methods:bool) -> list[tuple[str, ast.AST]]:
+
+def _functions(source: str, methods: bool) -> list[tuple[str, ast.AST]]:
     "(qualified name, node) of documented top-level functions, and of methods of top-level classes if `methods`."
-    try: tree = ast.parse(source)
-    except (SyntaxError, ValueError): return []
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
     out, F = [], (ast.FunctionDef, ast.AsyncFunctionDef)
     for node in tree.body:
-        if isinstance(node, F): out.append((node.name, node))
+        if isinstance(node, F):
+            out.append((node.name, node))
         elif methods and isinstance(node, ast.ClassDef):
             out += [(f'{node.name}.{n.name}', n) for n in node.body if isinstance(n, F)]
-    return [(q, n) for q, n in out if ast.get_docstring(n) and len(n.body) >= 2 and n.body[0].lineno > n.lineno]
+    return [
+        (q, n) for q, n in out if ast.get_docstring(n) and len(n.body) >= 2 and n.body[0].lineno > n.lineno
+    ]
 
 # %% ../../nbs/43_eval.tasks.ipynb #db64f566
-def _examples_tests(doc:str, setup:str) -> str:
+def _examples_tests(doc: str, setup: str) -> str:
     "Tests that run `setup` in the program's namespace, then `doc`'s examples (in the program, judged outside it)."
     import doctest
     from llm_workbench.eval.sandbox import examples_tests
+
     return examples_tests(doctest.DocTestParser().get_examples(doc), setup)
 
-def _doctest_tests(name:str, doc:str, context:str, owner:str|None=None) -> str:
+
+def _doctest_tests(name: str, doc: str, context: str, owner: str | None = None) -> str:
     "Tests that execute the rest of the module, put the completion in place of the original, then run the examples."
     put = f'setattr(globals()[{owner!r}], _entry, _f)' if owner else 'globals()[_entry] = _f'
-    return _examples_tests(doc, f'''_entry = {name!r}
+    return _examples_tests(
+        doc,
+        f'''_entry = {name!r}
 _f = globals()[_entry]
 exec(compile({context!r}, '<module context>', 'exec'), globals())
 {put}
-''')
+''',
+    )
 
-def _installed_module(location:str) -> tuple:
+
+def _installed_module(location: str) -> tuple:
     "(dotted module name, lives in site-packages) when `location` is a file of an importable module of this interpreter, else (None, False)."
     import sys, sysconfig
-    if not location or not location.endswith('.py') or location.startswith('/'): return None, False
+
+    if not location or not location.endswith('.py') or location.startswith('/'):
+        return None, False
     stdlib = Path(sysconfig.get_paths()['stdlib']).resolve()
     for p in sys.path:
-        if p and (Path(p)/location).is_file():
+        if p and (Path(p) / location).is_file():
             mod = location[:-3].replace('/', '.').removesuffix('.__init__')
-            return mod, stdlib not in (Path(p).resolve()/location).parents or 'site-packages' in p
+            return mod, stdlib not in (Path(p).resolve() / location).parents or 'site-packages' in p
     return None, False
 
-def _import_tests(name:str, doc:str, module:str, owner:str|None=None) -> str:
+
+def _import_tests(name: str, doc: str, module: str, owner: str | None = None) -> str:
     "Tests that import the real module, rebind the completion to its globals, put it in place and run the examples there."
     label = (f'{owner}.' if owner else '') + name
-    return _examples_tests(doc, f'''import importlib as _il, types as _types
+    return _examples_tests(
+        doc,
+        f'''import importlib as _il, types as _types
 _entry = {name!r}
 _f = globals()[_entry]
 _mod = _il.import_module({module!r})
@@ -119,175 +158,325 @@ def _rebind(f):
     return g
 setattr({f'getattr(_mod, {owner!r})' if owner else '_mod'}, _entry, _rebind(_f))
 _doctest_globs = _mod.__dict__
-''')
+''',
+    )
+
 
 def _is_main_guard(node) -> bool:
     return isinstance(node, ast.If) and '__name__' in ast.unparse(node.test)
 
-def _doctest_candidates(rec:dict) -> list[dict]:
+
+def _doctest_candidates(rec: dict) -> list[dict]:
     "Unverified doctest tasks from one record."
-    src = rec['text']; lines = src.splitlines()
-    try: tree = ast.parse(src)
-    except (SyntaxError, ValueError): return []
-    seg = lambda n: '\n'.join(lines[_start(n) - 1:n.end_lineno])
+    src = rec['text']
+    lines = src.splitlines()
+    try:
+        tree = ast.parse(src)
+    except (SyntaxError, ValueError):
+        return []
+    seg = lambda n: '\n'.join(lines[_start(n) - 1 : n.end_lineno])
     out = []
     for qual, node in _functions(src, methods=True):
         doc = ast.get_docstring(node)
-        if '>>>' not in doc: continue
+        if '>>>' not in doc:
+            continue
         owner, name = qual.rsplit('.', 1) if '.' in qual else (None, qual)
         ind = node.col_offset
-        cut = lambda ls: [l[ind:] if l[:ind].strip() == '' else l for l in ls]   # a method, dedented to the top level
-        imports = [seg(n) for n in tree.body if n.lineno < node.lineno and (isinstance(n, ast.Import) or
-                   isinstance(n, ast.ImportFrom) and not n.level and n.module != '__future__')]
-        header = '\n'.join(cut(lines[_start(node) - 1:node.body[0].end_lineno]))
-        context = '\n'.join(seg(n) for i, n in enumerate(tree.body) if n is not node and not _is_main_guard(n)
-                            and not (i == 0 and isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
-                            and not (isinstance(n, ast.ImportFrom) and n.module == '__future__'))
+        cut = lambda ls: [
+            l[ind:] if l[:ind].strip() == '' else l for l in ls
+        ]  # a method, dedented to the top level
+        imports = [
+            seg(n)
+            for n in tree.body
+            if n.lineno < node.lineno
+            and (
+                isinstance(n, ast.Import)
+                or isinstance(n, ast.ImportFrom)
+                and not n.level
+                and n.module != '__future__'
+            )
+        ]
+        header = '\n'.join(cut(lines[_start(node) - 1 : node.body[0].end_lineno]))
+        context = '\n'.join(
+            seg(n)
+            for i, n in enumerate(tree.body)
+            if n is not node
+            and not _is_main_guard(n)
+            and not (i == 0 and isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+            and not (isinstance(n, ast.ImportFrom) and n.module == '__future__')
+        )
         module, site = _installed_module(str(rec.get('location') or ''))
-        tests = _import_tests(name, doc, module, owner) if module else _doctest_tests(name, doc, context, owner)
-        out.append(dict(id=f"doctest:{rec['id']}:{qual}", prompt=('\n'.join(imports) + '\n\n\n' if imports else '') + header,
-                        tests=tests, entry_point=name, **(dict(module=module, site_packages=True) if site else dict(module=module) if module else {}),
-                        canonical='\n' + '\n'.join(cut(lines[node.body[0].end_lineno:node.end_lineno])),
-                        group=str(rec.get('group', '')), source=str(rec.get('source', '')), record_id=str(rec['id']),
-                        location=f"{rec.get('location', '')}:{node.lineno}"))
+        tests = (
+            _import_tests(name, doc, module, owner) if module else _doctest_tests(name, doc, context, owner)
+        )
+        out.append(
+            dict(
+                id=f"doctest:{rec['id']}:{qual}",
+                prompt=('\n'.join(imports) + '\n\n\n' if imports else '') + header,
+                tests=tests,
+                entry_point=name,
+                **(
+                    dict(module=module, site_packages=True) if site else dict(module=module) if module else {}
+                ),
+                canonical='\n' + '\n'.join(cut(lines[node.body[0].end_lineno : node.end_lineno])),
+                group=str(rec.get('group', '')),
+                source=str(rec.get('source', '')),
+                record_id=str(rec['id']),
+                location=f"{rec.get('location', '')}:{node.lineno}",
+            )
+        )
     return out
 
 # %% ../../nbs/43_eval.tasks.ipynb #e402e956
-def _opts(item:dict) -> dict:
+def _opts(item: dict) -> dict:
     "Sandbox options of a task item: installed packages importable when its tests import one."
     return dict(site_packages=True) if item.get('site_packages') else {}
 
+
 def _why(r) -> str:
     "A short reason a canonical solution did not pass: where it failed and the exception's name."
-    if r.status != 'failed': return r.status
+    if r.status != 'failed':
+        return r.status
     err = r.stderr
-    if 'AssertionError: no doctest example ran' in err: return 'doctest: no example ran'
-    names = [n.rsplit('.', 1)[-1] for n in re.findall(r'^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))\b', err, re.M)]
+    if 'AssertionError: no doctest example ran' in err:
+        return 'doctest: no example ran'
+    names = [
+        n.rsplit('.', 1)[-1]
+        for n in re.findall(r'^\s*([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt))\b', err, re.M)
+    ]
     names = [n for n in names if n != 'AssertionError']
-    if 'Failed example' in err: return 'doctest: ' + (names[0] if names else 'wrong output')
+    if 'Failed example' in err:
+        return 'doctest: ' + (names[0] if names else 'wrong output')
     return 'error: ' + (names[-1] if names else 'failed')
 
-def doctest_tasks(records, max_items:int=64, seed:int=0, timeout:float=5.0, workers:int=2, report:dict|None=None,
-                  memory_mb:int=512, allow_weak_isolation:bool|None=None) -> list[dict]:
+
+def doctest_tasks(
+    records,
+    max_items: int = 64,
+    seed: int = 0,
+    timeout: float = 5.0,
+    workers: int = 2,
+    report: dict | None = None,
+    memory_mb: int = 512,
+    allow_weak_isolation: bool | None = None,
+) -> list[dict]:
     "Generation tasks from documented functions with doctest examples whose real body passes its own tests in the sandbox."
     from llm_workbench.eval.sandbox import run_many
+
     cands = {}
     for rec in records:
-        for c in _doctest_candidates(rec): cands.setdefault(c['id'], c)
+        for c in _doctest_candidates(rec):
+            cands.setdefault(c['id'], c)
     order, kept, dropped = _order(cands, seed), [], {}
     i = 0
     while i < len(order) and len(kept) < max_items:
-        chunk = [cands[k] for k in order[i:i + max(8, 2 * (max_items - len(kept)))]]; i += len(chunk)
-        res = run_many([(c['prompt'] + c['canonical'], c['tests'], _opts(c)) for c in chunk], workers=workers, timeout=timeout,
-                       memory_mb=memory_mb, allow_weak_isolation=allow_weak_isolation)
+        chunk = [cands[k] for k in order[i : i + max(8, 2 * (max_items - len(kept)))]]
+        i += len(chunk)
+        res = run_many(
+            [(c['prompt'] + c['canonical'], c['tests'], _opts(c)) for c in chunk],
+            workers=workers,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            allow_weak_isolation=allow_weak_isolation,
+        )
         for c, r in zip(chunk, res):
-            if r.passed: kept.append(c)
-            else: dropped[c['id']] = _why(r)
+            if r.passed:
+                kept.append(c)
+            else:
+                dropped[c['id']] = _why(r)
     kept = kept[:max_items]
     if report is not None:
         reasons = {}
-        for s in dropped.values(): reasons[s] = reasons.get(s, 0) + 1
-        report.update(candidates=len(cands), checked=len(kept) + len(dropped), verified=len(kept),
-                      dropped=reasons, dropped_ids=dropped)
+        for s in dropped.values():
+            reasons[s] = reasons.get(s, 0) + 1
+        report.update(
+            candidates=len(cands),
+            checked=len(kept) + len(dropped),
+            verified=len(kept),
+            dropped=reasons,
+            dropped_ids=dropped,
+        )
     return kept
 
 # %% ../../nbs/43_eval.tasks.ipynb #a9b791a1
 CUE = '\n# What it does:'
 
-def _summary(doc:str) -> str:
+
+def _summary(doc: str) -> str:
     "First sentence of a docstring's first paragraph, on one line."
     line = ' '.join(doc.strip().split('\n\n')[0].split())
     return re.split(r'(?<=[.!?])\s', line, maxsplit=1)[0]
 
-def _choice_candidates(rec:dict) -> list[dict]:
-    src = rec['text']; lines = src.splitlines(); out = []
+
+def _choice_candidates(rec: dict) -> list[dict]:
+    src = rec['text']
+    lines = src.splitlines()
+    out = []
     for name, node in _functions(src, methods=True):
         s = _summary(ast.get_docstring(node))
-        if len(s.split()) < 3 or len(s) > 200: continue
+        if len(s.split()) < 3 or len(s) > 200:
+            continue
         d = node.body[0]
-        code = lines[_start(node) - 1:d.lineno - 1] + lines[d.end_lineno:node.end_lineno]
-        out.append(dict(id=f"docchoice:{rec['id']}:{name}", code=textwrap.dedent('\n'.join(code)), summary=s,
-                        group=str(rec.get('group', '')), source=str(rec.get('source', '')), record_id=str(rec['id']),
-                        location=f"{rec.get('location', '')}:{node.lineno}"))
+        code = lines[_start(node) - 1 : d.lineno - 1] + lines[d.end_lineno : node.end_lineno]
+        out.append(
+            dict(
+                id=f"docchoice:{rec['id']}:{name}",
+                code=textwrap.dedent('\n'.join(code)),
+                summary=s,
+                group=str(rec.get('group', '')),
+                source=str(rec.get('source', '')),
+                record_id=str(rec['id']),
+                location=f"{rec.get('location', '')}:{node.lineno}",
+            )
+        )
     return out
 
-def docstring_choice_tasks(records, n_choices:int=4, max_items:int=64, seed:int=0) -> list[dict]:
+
+def docstring_choice_tasks(records, n_choices: int = 4, max_items: int = 64, seed: int = 0) -> list[dict]:
     "Choice tasks: pick the right docstring summary for a function's code among `n_choices`."
     cands = {}
     for rec in records:
-        for c in _choice_candidates(rec): cands.setdefault(c['id'], c)
+        for c in _choice_candidates(rec):
+            cands.setdefault(c['id'], c)
     pool = sorted({c['summary'] for c in cands.values()})
     items = []
     for k in _order(cands, seed):
         c = cands[k]
         others = [s for s in pool if s != c['summary']]
-        if len(others) < n_choices - 1: continue
+        if len(others) < n_choices - 1:
+            continue
         rng = random.Random(f'{seed}\0{k}')
         choices = [c['summary']] + rng.sample(others, n_choices - 1)
         rng.shuffle(choices)
-        items.append(dict(id=k, context=c['code'].rstrip() + CUE, choices=[' ' + s for s in choices],
-                          answer=choices.index(c['summary']), group=c['group'], source=c['source'],
-                          record_id=c['record_id'], location=c['location']))
-        if len(items) == max_items: break
+        items.append(
+            dict(
+                id=k,
+                context=c['code'].rstrip() + CUE,
+                choices=[' ' + s for s in choices],
+                answer=choices.index(c['summary']),
+                group=c['group'],
+                source=c['source'],
+                record_id=c['record_id'],
+                location=c['location'],
+            )
+        )
+        if len(items) == max_items:
+            break
     return items
 
 # %% ../../nbs/43_eval.tasks.ipynb #a1614317
-def score_choice(model, tokenizer, items:list[dict], batch_size:int=8) -> list[dict]:
+def score_choice(model, tokenizer, items: list[dict], batch_size: int = 8) -> list[dict]:
     "Per item: id, answer, pred (argmax logprob), pred_norm (argmax logprob per byte), correct, correct_norm, logprobs."
     reqs = [(it['context'], c) for it in items for c in it['choices']]
     res, out, i = loglikelihood(model, tokenizer, reqs, batch_size=batch_size), [], 0
     for it in items:
-        lp = [r['logprob'] for r in res[i:i + len(it['choices'])]]; i += len(it['choices'])
+        lp = [r['logprob'] for r in res[i : i + len(it['choices'])]]
+        i += len(it['choices'])
         norm = [l / max(len(c.encode('utf-8')), 1) for l, c in zip(lp, it['choices'])]
         pred, pred_norm = max(range(len(lp)), key=lp.__getitem__), max(range(len(norm)), key=norm.__getitem__)
-        out.append(dict(id=it['id'], answer=it['answer'], pred=pred, pred_norm=pred_norm, correct=pred == it['answer'],
-                        correct_norm=pred_norm == it['answer'], logprobs=lp))
+        out.append(
+            dict(
+                id=it['id'],
+                answer=it['answer'],
+                pred=pred,
+                pred_norm=pred_norm,
+                correct=pred == it['answer'],
+                correct_norm=pred_norm == it['answer'],
+                logprobs=lp,
+            )
+        )
     return out
 
 # %% ../../nbs/43_eval.tasks.ipynb #0572a97a
-def pass_at_k(n:int, c:int, k:int) -> float:
+def pass_at_k(n: int, c: int, k: int) -> float:
     "Unbiased pass@k from `n` samples with `c` passing."
-    if not 0 <= c <= n or not 1 <= k <= n: raise ValueError(f'need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}')
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f'need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}')
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
 
 # %% ../../nbs/43_eval.tasks.ipynb #b5d961b8
 STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#']
 
-def score_generation(model, tokenizer, items:list[dict], n:int=1, ks=(1,), temperature:float=0.0, max_new_tokens:int=128,
-                     seed:int=0, timeout:float=5.0, memory_mb:int=512, batch_size:int=8, stop:list[str]|None=None,
-                     workers:int=2, allow_weak_isolation:bool|None=None) -> list[dict]:
+
+def score_generation(
+    model,
+    tokenizer,
+    items: list[dict],
+    n: int = 1,
+    ks=(1,),
+    temperature: float = 0.0,
+    max_new_tokens: int = 128,
+    seed: int = 0,
+    timeout: float = 5.0,
+    memory_mb: int = 512,
+    batch_size: int = 8,
+    stop: list[str] | None = None,
+    workers: int = 2,
+    allow_weak_isolation: bool | None = None,
+) -> list[dict]:
     "Per item: id, completions, results (status per completion), passed, n, pass@k per k (k <= n), exact_match for target items."
     from llm_workbench.eval.sandbox import run_many
-    comps = generate(model, tokenizer, [it['prompt'] for it in items], max_new_tokens=max_new_tokens, stop=STOP if stop is None else stop,
-                     n=n, temperature=temperature, seed=seed, batch_size=batch_size)
+
+    comps = generate(
+        model,
+        tokenizer,
+        [it['prompt'] for it in items],
+        max_new_tokens=max_new_tokens,
+        stop=STOP if stop is None else stop,
+        n=n,
+        temperature=temperature,
+        seed=seed,
+        batch_size=batch_size,
+    )
     code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(n)]
-    res = run_many([(items[i]['prompt'] + comps[i][j], items[i]['tests'], _opts(items[i])) for i, j in code], workers=workers,
-                   timeout=timeout, memory_mb=memory_mb, allow_weak_isolation=allow_weak_isolation) if code else []
+    res = (
+        run_many(
+            [(items[i]['prompt'] + comps[i][j], items[i]['tests'], _opts(items[i])) for i, j in code],
+            workers=workers,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            allow_weak_isolation=allow_weak_isolation,
+        )
+        if code
+        else []
+    )
     ran = {ij: r for ij, r in zip(code, res)}
     out = []
     for i, it in enumerate(items):
-        if 'tests' in it: ok = [ran[(i, j)].passed for j in range(n)]; status = [str(ran[(i, j)].status) for j in range(n)]
-        else: ok = [c.strip() == it['target'].strip() for c in comps[i]]; status = ['match' if o else 'mismatch' for o in ok]
+        if 'tests' in it:
+            ok = [ran[(i, j)].passed for j in range(n)]
+            status = [str(ran[(i, j)].status) for j in range(n)]
+        else:
+            ok = [c.strip() == it['target'].strip() for c in comps[i]]
+            status = ['match' if o else 'mismatch' for o in ok]
         r = dict(id=it['id'], completions=comps[i], results=status, passed=sum(ok), n=n)
         r.update({f'pass@{k}': pass_at_k(n, sum(ok), k) for k in ks if k <= n})
-        if 'target' in it and 'tests' not in it: r['exact_match'] = sum(ok) / n
+        if 'target' in it and 'tests' not in it:
+            r['exact_match'] = sum(ok) / n
         out.append(r)
     return out
 
 # %% ../../nbs/43_eval.tasks.ipynb #b2ae332d
-def _aggregate(kind:str, rows:list[dict]) -> dict:
+def _aggregate(kind: str, rows: list[dict]) -> dict:
     mean = lambda v: round(sum(v) / len(v), 6) if v else None
     if kind == 'choice':
-        return dict(n=len(rows), acc=mean([float(r['correct']) for r in rows]), acc_norm=mean([float(r['correct_norm']) for r in rows]))
+        return dict(
+            n=len(rows),
+            acc=mean([float(r['correct']) for r in rows]),
+            acc_norm=mean([float(r['correct_norm']) for r in rows]),
+        )
     out = dict(n=len(rows))
     for k in sorted({k for r in rows for k in r if k.startswith('pass@')}, key=lambda k: int(k[5:])):
         out[k] = mean([r[k] for r in rows if k in r])
-    if any('exact_match' in r for r in rows): out['exact_match'] = mean([r['exact_match'] for r in rows if 'exact_match' in r])
+    if any('exact_match' in r for r in rows):
+        out['exact_match'] = mean([r['exact_match'] for r in rows if 'exact_match' in r])
     return out
 
-def summarize(task_name:str, kind:str, per_item:list[dict], clean_ids=None) -> dict:
+
+def summarize(task_name: str, kind: str, per_item: list[dict], clean_ids=None) -> dict:
     "Task-level metrics (acc/acc_norm, or pass@k/exact_match) on all items and, given `clean_ids`, on the clean subset."
-    if kind not in KINDS: raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
+    if kind not in KINDS:
+        raise ValueError(f'kind must be one of {KINDS}, got {kind!r}')
     out = dict(task=task_name, kind=kind, **_aggregate(kind, per_item))
     if clean_ids is not None:
         clean = set(clean_ids)

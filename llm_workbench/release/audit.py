@@ -16,52 +16,91 @@ from ..config import DataConfig, LicensePolicy, RunConfig
 __all__ = ['license_violations', 'leakage_audit', 'contaminated_train_docs', 'audit_metrics']
 
 # %% ../../nbs/53_release.audit.ipynb #e8688cf8
-def _records(data_dir:Path, columns=('id', 'text', 'license', 'split', 'source')) -> list[dict]:
+def _records(data_dir: Path, columns=('id', 'text', 'license', 'split', 'source')) -> list[dict]:
     import pyarrow.parquet as pq
-    return [r for s in ('train', 'val', 'test') if (Path(data_dir)/f'{s}.parquet').exists()
-            for r in pq.read_table(Path(data_dir)/f'{s}.parquet', columns=list(columns)).to_pylist()]
+
+    return [
+        r
+        for s in ('train', 'val', 'test')
+        if (Path(data_dir) / f'{s}.parquet').exists()
+        for r in pq.read_table(Path(data_dir) / f'{s}.parquet', columns=list(columns)).to_pylist()
+    ]
 
 # %% ../../nbs/53_release.audit.ipynb #6f17f48c
-def license_violations(data_dir:Path|str, policy:LicensePolicy) -> dict:
+def license_violations(data_dir: Path | str, policy: LicensePolicy) -> dict:
     "Kept records whose license the policy does not allow: count, by license, a few ids."
     from llm_workbench.data.filters import license_reason
-    bad = [(r['id'], r['license'] or 'unknown', why) for r in _records(data_dir) if (why := license_reason(r['license'], policy))]
-    return dict(count=len(bad), by_license=dict(Counter(b[1] for b in bad).most_common()), examples=[dict(id=i, license=l, reason=w) for i, l, w in bad[:10]])
+
+    bad = [
+        (r['id'], r['license'] or 'unknown', why)
+        for r in _records(data_dir)
+        if (why := license_reason(r['license'], policy))
+    ]
+    return dict(
+        count=len(bad),
+        by_license=dict(Counter(b[1] for b in bad).most_common()),
+        examples=[dict(id=i, license=l, reason=w) for i, l, w in bad[:10]],
+    )
 
 # %% ../../nbs/53_release.audit.ipynb #c4b650d3
-def leakage_audit(data_dir:Path|str, dedup=None, seed:int=0) -> dict:
+def leakage_audit(data_dir: Path | str, dedup=None, seed: int = 0) -> dict:
     "Train/held-out pairs that are exact or near duplicates in the final splits."
     from llm_workbench.data.neardup import shingle_hashes, minhash_signatures
     from llm_workbench.data.curate import leakage_pairs
     from llm_workbench.data.filters import normalize_text, text_digest
     from llm_workbench.config import DedupConfig
+
     dedup = dedup or DedupConfig()
     recs = _records(data_dir)
     splits = [r['split'] for r in recs]
     digests = {}
-    for r in recs: digests.setdefault(text_digest(normalize_text(r['text'])), set()).add(r['split'])
+    for r in recs:
+        digests.setdefault(text_digest(normalize_text(r['text'])), set()).add(r['split'])
     exact = sum(1 for s in digests.values() if 'train' in s and len(s) > 1)
     shingles = [shingle_hashes(r['text'], dedup.ngram) for r in recs]
-    sigs = minhash_signatures(shingles, dedup.num_perm, seed) if recs else np.zeros((0, dedup.num_perm), np.uint64)
+    sigs = (
+        minhash_signatures(shingles, dedup.num_perm, seed)
+        if recs
+        else np.zeros((0, dedup.num_perm), np.uint64)
+    )
     near = leakage_pairs(sigs, shingles, splits, dedup.cross_split_threshold, rows=dedup.cross_split_rows)
-    return dict(pairs=len(near), exact=exact, threshold=dedup.cross_split_threshold,
-                examples=[dict(train=recs[a]['id'], heldout=recs[b]['id'], split=splits[b]) for a, b in list(near.items())[:10]])
+    return dict(
+        pairs=len(near),
+        exact=exact,
+        threshold=dedup.cross_split_threshold,
+        examples=[
+            dict(train=recs[a]['id'], heldout=recs[b]['id'], split=splits[b])
+            for a, b in list(near.items())[:10]
+        ],
+    )
 
 # %% ../../nbs/53_release.audit.ipynb #1f81007e
-def contaminated_train_docs(data_dir:Path|str) -> dict:
+def contaminated_train_docs(data_dir: Path | str) -> dict:
     "Train documents that contain an eval item (per the curate stage's record): count and the items they hit."
-    p = Path(data_dir)/'contamination.json'
-    if not p.exists(): return dict(count=0, items_seen=0, checked=False)
+    p = Path(data_dir) / 'contamination.json'
+    if not p.exists():
+        return dict(count=0, items_seen=0, checked=False)
     per = json.loads(p.read_text())
     train_ids = {r['id'] for r in _records(data_dir, ('id', 'split')) if r['split'] == 'train'}
     docs = {doc for v in per.values() for x in v.values() for doc in x['docs'] if doc in train_ids}
-    return dict(count=len(docs), items_seen=sum(x['seen'] for v in per.values() for x in v.values()), checked=True, examples=sorted(docs)[:10])
+    return dict(
+        count=len(docs),
+        items_seen=sum(x['seen'] for v in per.values() for x in v.values()),
+        checked=True,
+        examples=sorted(docs)[:10],
+    )
 
 # %% ../../nbs/53_release.audit.ipynb #03b8e6c6
-def audit_metrics(data_dir:Path|str, cfg:RunConfig) -> tuple[dict, dict]:
+def audit_metrics(data_dir: Path | str, cfg: RunConfig) -> tuple[dict, dict]:
     "(metrics for the gates, full audit details) of a run's curated data."
     lic = license_violations(data_dir, cfg.data.license_policy)
     leak = leakage_audit(data_dir, cfg.data.dedup, cfg.seed)
     cont = contaminated_train_docs(data_dir)
-    return (dict(license_violations=lic['count'], leakage_pairs=leak['pairs'] + leak['exact'], contaminated_train_docs=cont['count']),
-            dict(licenses=lic, leakage=leak, contamination=cont))
+    return (
+        dict(
+            license_violations=lic['count'],
+            leakage_pairs=leak['pairs'] + leak['exact'],
+            contaminated_train_docs=cont['count'],
+        ),
+        dict(licenses=lic, leakage=leak, contamination=cont),
+    )

@@ -22,210 +22,445 @@ def environment_lock() -> str:
     pins = {}
     for d in metadata.distributions():
         name = d.metadata['Name']
-        if name and name.lower() not in pins: pins[name.lower()] = f'{name}=={d.version}'
-    head = [f'# python {platform.python_version()} ({platform.python_implementation()})', f'# platform {platform.platform()}',
-            '# every installed distribution, as pip pins']
+        if name and name.lower() not in pins:
+            pins[name.lower()] = f'{name}=={d.version}'
+    head = [
+        f'# python {platform.python_version()} ({platform.python_implementation()})',
+        f'# platform {platform.platform()}',
+        '# every installed distribution, as pip pins',
+    ]
     return '\n'.join(head + [pins[k] for k in sorted(pins)]) + '\n'
 
 # %% ../../nbs/52_release.bundle.ipynb #521fe1b3
 NOT_MEASURED = 'not measured'
 # license ids the Hugging Face Hub accepts in `license:` (lower case); any other SPDX id becomes `other` + `license_name`
-HF_LICENSES = {'apache-2.0', 'mit', 'afl-3.0', 'artistic-2.0', 'bsl-1.0', 'bsd', 'bsd-2-clause', 'bsd-3-clause', 'bsd-3-clause-clear',
-               'cc', 'cc0-1.0', 'cc-by-2.0', 'cc-by-2.5', 'cc-by-3.0', 'cc-by-4.0', 'cc-by-sa-3.0', 'cc-by-sa-4.0', 'cc-by-nc-2.0',
-               'cc-by-nc-3.0', 'cc-by-nc-4.0', 'cc-by-nd-4.0', 'cc-by-nc-nd-4.0', 'cc-by-nc-sa-4.0', 'wtfpl', 'ecl-2.0', 'epl-1.0',
-               'epl-2.0', 'eupl-1.1', 'agpl-3.0', 'gfdl', 'gpl', 'gpl-2.0', 'gpl-3.0', 'lgpl', 'lgpl-2.1', 'lgpl-3.0', 'isc', 'mpl-2.0',
-               'odc-by', 'odbl', 'osl-3.0', 'postgresql', 'ofl-1.1', 'ncsa', 'unlicense', 'zlib', 'pddl', 'openrail', 'bigcode-openrail-m'}
+HF_LICENSES = {
+    'apache-2.0',
+    'mit',
+    'afl-3.0',
+    'artistic-2.0',
+    'bsl-1.0',
+    'bsd',
+    'bsd-2-clause',
+    'bsd-3-clause',
+    'bsd-3-clause-clear',
+    'cc',
+    'cc0-1.0',
+    'cc-by-2.0',
+    'cc-by-2.5',
+    'cc-by-3.0',
+    'cc-by-4.0',
+    'cc-by-sa-3.0',
+    'cc-by-sa-4.0',
+    'cc-by-nc-2.0',
+    'cc-by-nc-3.0',
+    'cc-by-nc-4.0',
+    'cc-by-nd-4.0',
+    'cc-by-nc-nd-4.0',
+    'cc-by-nc-sa-4.0',
+    'wtfpl',
+    'ecl-2.0',
+    'epl-1.0',
+    'epl-2.0',
+    'eupl-1.1',
+    'agpl-3.0',
+    'gfdl',
+    'gpl',
+    'gpl-2.0',
+    'gpl-3.0',
+    'lgpl',
+    'lgpl-2.1',
+    'lgpl-3.0',
+    'isc',
+    'mpl-2.0',
+    'odc-by',
+    'odbl',
+    'osl-3.0',
+    'postgresql',
+    'ofl-1.1',
+    'ncsa',
+    'unlicense',
+    'zlib',
+    'pddl',
+    'openrail',
+    'bigcode-openrail-m',
+}
 
 # %% ../../nbs/52_release.bundle.ipynb #e6ead341
 def _v(x) -> str:
     "A value for a card table: numbers to 4 significant digits, None/NaN as 'not measured'."
-    if x is None or (isinstance(x, float) and not math.isfinite(x)): return NOT_MEASURED
-    if isinstance(x, float): return f'{x:.4g}'
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return NOT_MEASURED
+    if isinstance(x, float):
+        return f'{x:.4g}'
     return str(x).replace('|', '\\|').replace('\n', ' ')
 
-def _num(x) -> float|None:
+
+def _num(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
-def _hf_license(spdx:str|None) -> dict:
+
+def _hf_license(spdx: str | None) -> dict:
     "The card's license fields for an SPDX id."
-    if not spdx: return {'license': 'other', 'license_name': 'not-declared'}
-    if spdx.lower() in HF_LICENSES: return {'license': spdx.lower()}
+    if not spdx:
+        return {'license': 'other', 'license_name': 'not-declared'}
+    if spdx.lower() in HF_LICENSES:
+        return {'license': spdx.lower()}
     return {'license': 'other', 'license_name': re.sub(r'[^a-z0-9.-]+', '-', spdx.lower()).strip('-')}
 
-def _front_matter(info:dict) -> dict:
+
+def _front_matter(info: dict) -> dict:
     "The card's YAML metadata."
     data, name = info.get('data') or {}, info.get('name') or 'model'
-    meta = {**_hf_license(info.get('license')), 'library_name': 'transformers', 'pipeline_tag': 'text-generation',
-            'language': info.get('language') or ['en', 'code'], 'tags': info.get('tags') or ['llm-workbench', 'text-generation'],
-            'datasets': [s['name'] for s in data.get('sources', []) if s.get('name')]}
-    if info.get('base_model'): meta['base_model'] = info['base_model']
+    meta = {
+        **_hf_license(info.get('license')),
+        'library_name': 'transformers',
+        'pipeline_tag': 'text-generation',
+        'language': info.get('language') or ['en', 'code'],
+        'tags': info.get('tags') or ['llm-workbench', 'text-generation'],
+        'datasets': [s['name'] for s in data.get('sources', []) if s.get('name')],
+    }
+    if info.get('base_model'):
+        meta['base_model'] = info['base_model']
     results = []
     for r in info.get('evaluation') or []:
-        ms = [dict(type=r.get('metric') or r.get('name', 'metric'), value=_num(r.get(k)), name=f"{r.get('name', r.get('metric'))}{sfx}")
-              for k, sfx in (('value', ''), ('clean_value', ' (uncontaminated subset)')) if _num(r.get(k)) is not None]
-        if ms: results.append(dict(task=dict(type='text-generation', name='Text generation'),
-                                   dataset=dict(name=r.get('dataset') or 'held-out', type=r.get('dataset') or 'held-out'), metrics=ms))
-    if results: meta['model-index'] = [dict(name=name, results=results)]
+        ms = [
+            dict(
+                type=r.get('metric') or r.get('name', 'metric'),
+                value=_num(r.get(k)),
+                name=f"{r.get('name', r.get('metric'))}{sfx}",
+            )
+            for k, sfx in (('value', ''), ('clean_value', ' (uncontaminated subset)'))
+            if _num(r.get(k)) is not None
+        ]
+        if ms:
+            results.append(
+                dict(
+                    task=dict(type='text-generation', name='Text generation'),
+                    dataset=dict(name=r.get('dataset') or 'held-out', type=r.get('dataset') or 'held-out'),
+                    metrics=ms,
+                )
+            )
+    if results:
+        meta['model-index'] = [dict(name=name, results=results)]
     return meta
 
 # %% ../../nbs/52_release.bundle.ipynb #42015bf1
-def _kv_table(d:dict, head=('', '')) -> list[str]:
+def _kv_table(d: dict, head=('', '')) -> list[str]:
     return [f'| {head[0]} | {head[1]} |', '|---|---|'] + [f'| {_v(k)} | {_v(v)} |' for k, v in d.items()]
 
-def _data_section(data:dict) -> list[str]:
+
+def _data_section(data: dict) -> list[str]:
     L = ['## Training data', '']
-    if not data: return L + [f'Training data: {NOT_MEASURED}.', '']
+    if not data:
+        return L + [f'Training data: {NOT_MEASURED}.', '']
     if src := data.get('sources'):
         L += ['| source | kind | license | records kept |', '|---|---|---|---|']
-        L += [f"| {_v(s.get('name'))} | {_v(s.get('kind'))} | {_v(s.get('license'))} | {_v(s.get('kept'))} |" for s in src] + ['']
+        L += [
+            f"| {_v(s.get('name'))} | {_v(s.get('kind'))} | {_v(s.get('license'))} | {_v(s.get('kept'))} |"
+            for s in src
+        ] + ['']
     if lic := data.get('licenses'):
-        L += ['License shares of the training data (share of characters):', '', '| license | records | share |', '|---|---|---|']
+        L += [
+            'License shares of the training data (share of characters):',
+            '',
+            '| license | records | share |',
+            '|---|---|---|',
+        ]
         for k, v in lic.items():
             rec, share = (v.get('records'), v.get('share')) if isinstance(v, dict) else (None, v)
-            L.append(f"| {_v(k)} | {_v(rec)} | {f'{share:.1%}' if _num(share) is not None else NOT_MEASURED} |")
+            L.append(
+                f"| {_v(k)} | {_v(rec)} | {f'{share:.1%}' if _num(share) is not None else NOT_MEASURED} |"
+            )
         L.append('')
-    else: L += [f'License shares: {NOT_MEASURED}.', '']
-    L += [f"Dataset sha256: `{data.get('dataset_sha256') or NOT_MEASURED}`" + (f" ({data['records']} records)." if data.get('records') else '.'),
-          '', 'The data card (`DATA_CARD.md`, in this bundle) lists what was removed and why, PII handling and benchmark contamination.', '']
+    else:
+        L += [f'License shares: {NOT_MEASURED}.', '']
+    L += [
+        f"Dataset sha256: `{data.get('dataset_sha256') or NOT_MEASURED}`"
+        + (f" ({data['records']} records)." if data.get('records') else '.'),
+        '',
+        'The data card (`DATA_CARD.md`, in this bundle) lists what was removed and why, PII handling and benchmark contamination.',
+        '',
+    ]
     return L
 
-def _eval_section(rows:list) -> list[str]:
+
+def _eval_section(rows: list) -> list[str]:
     L = ['## Evaluation', '']
-    if not rows: return L + [f'Evaluation: {NOT_MEASURED}.', '']
-    L += ['Scores on the full eval set and on its clean subset (items with no n-gram overlap with the training data). '
-          'A large gap means training-data contamination inflates the full-set score.', '',
-          '| metric | dataset | full | clean subset | items (full / clean) |', '|---|---|---|---|---|']
+    if not rows:
+        return L + [f'Evaluation: {NOT_MEASURED}.', '']
+    L += [
+        'Scores on the full eval set and on its clean subset (items with no n-gram overlap with the training data). '
+        'A large gap means training-data contamination inflates the full-set score.',
+        '',
+        '| metric | dataset | full | clean subset | items (full / clean) |',
+        '|---|---|---|---|---|',
+    ]
     for r in rows:
-        n = f"{_v(r.get('n'))} / {_v(r.get('n_clean'))}" if r.get('n') is not None or r.get('n_clean') is not None else NOT_MEASURED
-        L.append(f"| {_v(r.get('name') or r.get('metric'))} | {_v(r.get('dataset'))} | {_v(r.get('value'))} | {_v(r.get('clean_value'))} | {n} |")
+        n = (
+            f"{_v(r.get('n'))} / {_v(r.get('n_clean'))}"
+            if r.get('n') is not None or r.get('n_clean') is not None
+            else NOT_MEASURED
+        )
+        L.append(
+            f"| {_v(r.get('name') or r.get('metric'))} | {_v(r.get('dataset'))} | {_v(r.get('value'))} | {_v(r.get('clean_value'))} | {n} |"
+        )
     return L + ['']
 
-def _safety_section(safety:dict) -> list[str]:
+
+def _safety_section(safety: dict) -> list[str]:
     L = ['## Safety', '', '| check | result | meaning |', '|---|---|---|']
     rows = safety_metrics()
     L += [f'| {metric_info(k).label} | {_v(safety.get(k))} | {meaning(k)} |' for k in rows]
-    L += [f'| {_v(k)} | {_v(v)} | |' for k, v in safety.items() if k not in rows and not isinstance(v, (dict, list))]
+    L += [
+        f'| {_v(k)} | {_v(v)} | |'
+        for k, v in safety.items()
+        if k not in rows and not isinstance(v, (dict, list))
+    ]
     return L + ['']
 
-def _gate_section(gate:dict) -> list[str]:
+
+def _gate_section(gate: dict) -> list[str]:
     L = ['## Release gate', '']
-    if not gate: return L + [f'Release gate: {NOT_MEASURED}.', '']
-    L += [f"**{'PASSED' if gate.get('passed') is True else 'BLOCKED'}**" + (f" (blocking: {', '.join(gate['failed'])})" if gate.get('failed') else '')
-          + (f" (warnings: {', '.join(gate['warnings'])})" if gate.get('warnings') else ''), '',
-          '| metric | value | min | max | severity | status |', '|---|---|---|---|---|---|']
-    L += [f"| {_v(c['metric'])} | {_v(c.get('value'))} | {'' if c.get('min') is None else _v(c['min'])} | {'' if c.get('max') is None else _v(c['max'])} "
-          f"| {c.get('severity', '')} | {c.get('status', '')} |" for c in gate.get('checks', [])]
+    if not gate:
+        return L + [f'Release gate: {NOT_MEASURED}.', '']
+    L += [
+        f"**{'PASSED' if gate.get('passed') is True else 'BLOCKED'}**"
+        + (f" (blocking: {', '.join(gate['failed'])})" if gate.get('failed') else '')
+        + (f" (warnings: {', '.join(gate['warnings'])})" if gate.get('warnings') else ''),
+        '',
+        '| metric | value | min | max | severity | status |',
+        '|---|---|---|---|---|---|',
+    ]
+    L += [
+        f"| {_v(c['metric'])} | {_v(c.get('value'))} | {'' if c.get('min') is None else _v(c['min'])} | {'' if c.get('max') is None else _v(c['max'])} "
+        f"| {c.get('severity', '')} | {c.get('status', '')} |"
+        for c in gate.get('checks', [])
+    ]
     return L + ['']
 
 # %% ../../nbs/52_release.bundle.ipynb #ce72bb65
-def model_card(info:dict) -> str:
+def model_card(info: dict) -> str:
     "A Hugging Face model card (YAML metadata, then description, use, data, training, evaluation, safety, gate, limitations, lineage) from `info`."
     import yaml
+
     name, lin, model = info.get('name') or 'model', info.get('lineage') or {}, info.get('model') or {}
     title = f"{name} v{info['version']}" if info.get('version') is not None else name
-    L = ['---', yaml.safe_dump(_front_matter(info), sort_keys=False, allow_unicode=True).rstrip(), '---', '', f'# {title}', '',
-         info.get('description') or 'A causal language model trained with llm-workbench.', '', '## Model description', '']
-    L += _kv_table({'architecture': model.get('architecture'), 'parameters': model.get('parameters'), 'layers': model.get('layers'),
-                    'hidden size': model.get('hidden_size'), 'attention heads': model.get('heads'), 'context length': model.get('context_length'),
-                    'vocabulary': model.get('vocab_size'), 'base model': info.get('base_model_text') or info.get('base_model') or 'none (trained from scratch)',
-                    'license': info.get('license') or 'not declared'}, ('property', 'value')) + ['']
-    L += ['## Intended use', '', info.get('intended_use') or 'Not stated.', '',
-          '### Out of scope', '', info.get('out_of_scope') or 'Any use not listed above; in particular production code generation without review.', '']
+    L = [
+        '---',
+        yaml.safe_dump(_front_matter(info), sort_keys=False, allow_unicode=True).rstrip(),
+        '---',
+        '',
+        f'# {title}',
+        '',
+        info.get('description') or 'A causal language model trained with llm-workbench.',
+        '',
+        '## Model description',
+        '',
+    ]
+    L += _kv_table(
+        {
+            'architecture': model.get('architecture'),
+            'parameters': model.get('parameters'),
+            'layers': model.get('layers'),
+            'hidden size': model.get('hidden_size'),
+            'attention heads': model.get('heads'),
+            'context length': model.get('context_length'),
+            'vocabulary': model.get('vocab_size'),
+            'base model': info.get('base_model_text')
+            or info.get('base_model')
+            or 'none (trained from scratch)',
+            'license': info.get('license') or 'not declared',
+        },
+        ('property', 'value'),
+    ) + ['']
+    L += [
+        '## Intended use',
+        '',
+        info.get('intended_use') or 'Not stated.',
+        '',
+        '### Out of scope',
+        '',
+        info.get('out_of_scope')
+        or 'Any use not listed above; in particular production code generation without review.',
+        '',
+    ]
     L += _data_section(info.get('data') or {})
-    L += ['## Training procedure', ''] + (_kv_table(info['training'], ('setting', 'value')) if info.get('training') else [NOT_MEASURED + '.']) + ['']
-    L += _eval_section(info.get('evaluation') or []) + _safety_section(info.get('safety') or {}) + _gate_section(info.get('gate') or {})
-    L += ['## Limitations', ''] + [f'- {x}' for x in (info.get('limitations') or ['Limitations: not stated.'])] + ['']
-    L += ['## Lineage and reproduction', ''] + _kv_table({'run id': lin.get('run_id'), 'config sha256': lin.get('config_hash'),
-          'dataset sha256': lin.get('dataset_sha256') or (info.get('data') or {}).get('dataset_sha256'), 'parent': lin.get('parent') or info.get('base_model') or 'none',
-          'git commit': lin.get('git_commit')}, ('fact', 'value'))
-    if lin.get('reproduce'): L += ['', f"Reproduce: `{lin['reproduce']}`"]
-    L += ['', 'Weights are `safetensors`; `SHA256SUMS` lists every file of this bundle and `requirements.lock` the exact environment.', '']
+    L += (
+        ['## Training procedure', '']
+        + (
+            _kv_table(info['training'], ('setting', 'value'))
+            if info.get('training')
+            else [NOT_MEASURED + '.']
+        )
+        + ['']
+    )
+    L += (
+        _eval_section(info.get('evaluation') or [])
+        + _safety_section(info.get('safety') or {})
+        + _gate_section(info.get('gate') or {})
+    )
+    L += (
+        ['## Limitations', '']
+        + [f'- {x}' for x in (info.get('limitations') or ['Limitations: not stated.'])]
+        + ['']
+    )
+    L += ['## Lineage and reproduction', ''] + _kv_table(
+        {
+            'run id': lin.get('run_id'),
+            'config sha256': lin.get('config_hash'),
+            'dataset sha256': lin.get('dataset_sha256') or (info.get('data') or {}).get('dataset_sha256'),
+            'parent': lin.get('parent') or info.get('base_model') or 'none',
+            'git commit': lin.get('git_commit'),
+        },
+        ('fact', 'value'),
+    )
+    if lin.get('reproduce'):
+        L += ['', f"Reproduce: `{lin['reproduce']}`"]
+    L += [
+        '',
+        'Weights are `safetensors`; `SHA256SUMS` lists every file of this bundle and `requirements.lock` the exact environment.',
+        '',
+    ]
     return '\n'.join(L)
 
 # %% ../../nbs/52_release.bundle.ipynb #8a6fc8d0
-MODEL_FILES = ('*.safetensors', '*.safetensors.index.json', 'config.json', 'generation_config.json', 'adapter_config.json')
+MODEL_FILES = (
+    '*.safetensors',
+    '*.safetensors.index.json',
+    'config.json',
+    'generation_config.json',
+    'adapter_config.json',
+)
 PICKLE_FILES = ('*.bin', '*.pt', '*.pth', '*.ckpt', '*.pkl', '*.pickle')
 NOT_BUNDLED = ('training_args.bin',)
 RESERVED = ('model', 'tokenizer', 'README.md', 'requirements.lock', 'SHA256SUMS')
 
-def _match(name:str, pats) -> bool: return any(fnmatch.fnmatch(name, p) for p in pats)
 
-def _sums(root:Path) -> dict:
+def _match(name: str, pats) -> bool:
+    return any(fnmatch.fnmatch(name, p) for p in pats)
+
+
+def _sums(root: Path) -> dict:
     "{relative posix path: sha256} of every file under `root` but SHA256SUMS."
-    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob('*')) if p.is_file() and p.relative_to(root).as_posix() != 'SHA256SUMS'}
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob('*'))
+        if p.is_file() and p.relative_to(root).as_posix() != 'SHA256SUMS'
+    }
 
-def _copy_model(model_dir:Path, dst:Path):
+
+def _copy_model(model_dir: Path, dst: Path):
     files = [p for p in sorted(model_dir.iterdir()) if p.is_file()]
     if bad := [p.name for p in files if _match(p.name, PICKLE_FILES) and p.name not in NOT_BUNDLED]:
-        raise ValueError(f"{model_dir}: pickled weights {bad} are refused; save with save_pretrained (safetensors)")
-    if not any(p.name.endswith('.safetensors') for p in files): raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")
+        raise ValueError(
+            f"{model_dir}: pickled weights {bad} are refused; save with save_pretrained (safetensors)"
+        )
+    if not any(p.name.endswith('.safetensors') for p in files):
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights")
     dst.mkdir(parents=True)
     for p in files:
-        if _match(p.name, MODEL_FILES): shutil.copy2(p, dst/p.name)
+        if _match(p.name, MODEL_FILES):
+            shutil.copy2(p, dst / p.name)
 
-def _copy_tokenizer(tok_dir:Path, dst:Path):
-    files = [p for p in sorted(tok_dir.iterdir()) if p.is_file() and not _match(p.name, MODEL_FILES + PICKLE_FILES) and p.name != 'README.md']
-    if not files: raise FileNotFoundError(f"{tok_dir}: no tokenizer files")
+
+def _copy_tokenizer(tok_dir: Path, dst: Path):
+    files = [
+        p
+        for p in sorted(tok_dir.iterdir())
+        if p.is_file() and not _match(p.name, MODEL_FILES + PICKLE_FILES) and p.name != 'README.md'
+    ]
+    if not files:
+        raise FileNotFoundError(f"{tok_dir}: no tokenizer files")
     dst.mkdir(parents=True)
-    for p in files: shutil.copy2(p, dst/p.name)
+    for p in files:
+        shutil.copy2(p, dst / p.name)
 
 # %% ../../nbs/52_release.bundle.ipynb #884f9ea1
-def build_bundle(out_dir:Path|str, *, model_dir:Path|str, tokenizer_dir:Path|str, info:dict, files:dict|None=None) -> dict:
+def build_bundle(
+    out_dir: Path | str,
+    *,
+    model_dir: Path | str,
+    tokenizer_dir: Path | str,
+    info: dict,
+    files: dict | None = None,
+) -> dict:
     "Write a release bundle to `out_dir` (model, tokenizer, model card, extra `files` {relative name: path}, lock, SHA256SUMS); return its path, file hashes and hash."
     out = Path(out_dir)
-    for rel in (files or {}):
+    for rel in files or {}:
         parts = Path(rel).parts
         if Path(rel).is_absolute() or '..' in parts or not parts or parts[0] in RESERVED:
-            raise ValueError(f"bundle file name {rel!r}: must be relative, without '..', and not one of {RESERVED}")
+            raise ValueError(
+                f"bundle file name {rel!r}: must be relative, without '..', and not one of {RESERVED}"
+            )
     tmp = out.with_name(f'.{out.name}.tmp{os.getpid()}')
-    if tmp.exists(): shutil.rmtree(tmp)
+    if tmp.exists():
+        shutil.rmtree(tmp)
     try:
-        _copy_model(Path(model_dir), tmp/'model')
-        _copy_tokenizer(Path(tokenizer_dir), tmp/'tokenizer')
-        (tmp/'README.md').write_text(model_card(info), encoding='utf-8')
+        _copy_model(Path(model_dir), tmp / 'model')
+        _copy_tokenizer(Path(tokenizer_dir), tmp / 'tokenizer')
+        (tmp / 'README.md').write_text(model_card(info), encoding='utf-8')
         for rel, src in (files or {}).items():
-            if src is None: continue
-            src, dst = Path(src), tmp/rel
-            if not src.exists(): raise FileNotFoundError(f"bundle file {rel!r}: {src} not found")
+            if src is None:
+                continue
+            src, dst = Path(src), tmp / rel
+            if not src.exists():
+                raise FileNotFoundError(f"bundle file {rel!r}: {src} not found")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
-        (tmp/'requirements.lock').write_text(environment_lock(), encoding='utf-8')
+        (tmp / 'requirements.lock').write_text(environment_lock(), encoding='utf-8')
         sums = _sums(tmp)
         text = ''.join(f'{h}  {rel}\n' for rel, h in sums.items())
-        (tmp/'SHA256SUMS').write_text(text, encoding='utf-8')
-        if out.exists(): shutil.rmtree(out)
+        (tmp / 'SHA256SUMS').write_text(text, encoding='utf-8')
+        if out.exists():
+            shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return dict(path=str(out), files=sums, sha256=sha256_bytes(text.encode()))
 
 # %% ../../nbs/52_release.bundle.ipynb #6f974bdc
 _SUM_LINE = re.compile(r'^([0-9a-f]{64}) [ *](.+)$')
 
-def verify_bundle(path:Path|str) -> list[str]:
+
+def verify_bundle(path: Path | str) -> list[str]:
     "Problems with the bundle at `path` against its SHA256SUMS (missing, changed or extra files); [] when intact."
     path = Path(path)
-    if not (path/'SHA256SUMS').is_file(): return [f'missing: SHA256SUMS (not a release bundle: {path})']
+    if not (path / 'SHA256SUMS').is_file():
+        return [f'missing: SHA256SUMS (not a release bundle: {path})']
     listed, problems = {}, []
-    for i, line in enumerate((path/'SHA256SUMS').read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        if m := _SUM_LINE.match(line): listed[m.group(2)] = m.group(1)
-        else: problems.append(f'malformed: SHA256SUMS line {i}')
+    for i, line in enumerate((path / 'SHA256SUMS').read_text(encoding='utf-8').splitlines(), 1):
+        if not line.strip():
+            continue
+        if m := _SUM_LINE.match(line):
+            listed[m.group(2)] = m.group(1)
+        else:
+            problems.append(f'malformed: SHA256SUMS line {i}')
     present = {p.relative_to(path).as_posix() for p in path.rglob('*') if p.is_file()} - {'SHA256SUMS'}
     for rel, h in sorted(listed.items()):
-        if rel not in present: problems.append(f'missing: {rel}')
-        elif sha256_file(path/rel) != h: problems.append(f'changed: {rel}')
+        if rel not in present:
+            problems.append(f'missing: {rel}')
+        elif sha256_file(path / rel) != h:
+            problems.append(f'changed: {rel}')
     problems += [f'extra: {rel}' for rel in sorted(present - set(listed))]
     return problems
 
 # %% ../../nbs/52_release.bundle.ipynb #7e2b0c02
 BUNDLE_REPORTS = ('curate', 'evaluate')
 
-def bundle_files(layout:RunLayout, reports_dir:Path|str) -> dict[str, Path]:
+
+def bundle_files(layout: RunLayout, reports_dir: Path | str) -> dict[str, Path]:
     "{name in the bundle: path} of a run's files that go into its release bundle (`build_bundle(files=...)`)."
-    files = {'DATA_CARD.md': layout.data_card, 'eval/results.json': layout.results, 'eval/suite.json': layout.suite/'suite.json',
-             'gate.json': layout.gate, 'regression.json': layout.regression, 'data/manifest.json': layout.manifest,
-             'recipe.yaml': layout.recipe}
+    files = {
+        'DATA_CARD.md': layout.data_card,
+        'eval/results.json': layout.results,
+        'eval/suite.json': layout.suite / 'suite.json',
+        'gate.json': layout.gate,
+        'regression.json': layout.regression,
+        'data/manifest.json': layout.manifest,
+        'recipe.yaml': layout.recipe,
+    }
     reports = sorted(Path(reports_dir).glob('*.html'))
     return files | {f'reports/{p.name}': p for p in reports if p.stem in BUNDLE_REPORTS}
 
@@ -235,26 +470,52 @@ def _env(**kv):
     "Set environment variables for a block, then restore them."
     old = {k: os.environ.get(k) for k in kv}
     os.environ.update({k: str(v) for k, v in kv.items()})
-    try: yield
+    try:
+        yield
     finally:
         for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 # %% ../../nbs/52_release.bundle.ipynb #b5220d9f
-def log_bundle_artifact(bundle_dir:Path|str, name:str, run_dir:Path|str, tracking:str='wandb-offline', metadata:dict|None=None,
-                        aliases:list|None=None, project:str='llm-workbench') -> str|None:
+def log_bundle_artifact(
+    bundle_dir: Path | str,
+    name: str,
+    run_dir: Path | str,
+    tracking: str = 'wandb-offline',
+    metadata: dict | None = None,
+    aliases: list | None = None,
+    project: str = 'llm-workbench',
+) -> str | None:
     "Log the bundle as a W&B artifact of type 'model' (run files under `run_dir/wandb`) in W&B `project`; its name, or None when `tracking` is 'none'."
-    if tracking == 'none': return None
+    if tracking == 'none':
+        return None
     import wandb
+
     art_name = re.sub(r'[^A-Za-z0-9_.-]+', '-', name).strip('-') or 'model'
-    mode = offline_env(tracking)['WANDB_MODE']      # 'offline' or 'online', as the workspace's tracking says
-    wdir = Path(run_dir)/'wandb'
+    mode = offline_env(tracking)['WANDB_MODE']  # 'offline' or 'online', as the workspace's tracking says
+    wdir = Path(run_dir) / 'wandb'
     wdir.mkdir(parents=True, exist_ok=True)
-    with _env(WANDB_MODE=mode, WANDB_DIR=wdir.parent, WANDB_DATA_DIR=wdir/'.data', WANDB_CACHE_DIR=wdir/'.cache',
-              WANDB_CONFIG_DIR=wdir/'.config', WANDB_SILENT='true', WANDB_DISABLE_GIT='true'):
-        run = wandb.init(project=project, dir=str(wdir.parent), mode=mode, job_type='release', name=f'release-{art_name}',
-                         reinit='create_new', settings=wandb.Settings(silent=True, disable_git=True, x_disable_stats=True))
+    with _env(
+        WANDB_MODE=mode,
+        WANDB_DIR=wdir.parent,
+        WANDB_DATA_DIR=wdir / '.data',
+        WANDB_CACHE_DIR=wdir / '.cache',
+        WANDB_CONFIG_DIR=wdir / '.config',
+        WANDB_SILENT='true',
+        WANDB_DISABLE_GIT='true',
+    ):
+        run = wandb.init(
+            project=project,
+            dir=str(wdir.parent),
+            mode=mode,
+            job_type='release',
+            name=f'release-{art_name}',
+            reinit='create_new',
+            settings=wandb.Settings(silent=True, disable_git=True, x_disable_stats=True),
+        )
         try:
             art = wandb.Artifact(art_name, type='model', metadata=metadata or {})
             art.add_dir(str(bundle_dir))
@@ -262,5 +523,6 @@ def log_bundle_artifact(bundle_dir:Path|str, name:str, run_dir:Path|str, trackin
         finally:
             run.finish()
             # `finish` can return before W&B's service process has flushed the offline log: stopping the service flushes it
-            if wandb.run is None: wandb.teardown()   # (not while another run of this process is still open)
+            if wandb.run is None:
+                wandb.teardown()  # (not while another run of this process is still open)
     return art.name

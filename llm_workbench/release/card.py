@@ -13,27 +13,48 @@ from ..metrics import safety_metrics
 __all__ = ['base_model_text', 'card_info']
 
 # %% ../../nbs/54_release.card.ipynb #4f542f0a
-def _eval_rows(results:dict) -> list[dict]:
+def _eval_rows(results: dict) -> list[dict]:
     s, rows = results.get('summary', {}), []
     for split in ('val', 'test'):
         if s.get(f'{split}_perplexity') is not None:
-            rows.append(dict(name=f'{split}_perplexity', dataset=split, metric='perplexity', value=s[f'{split}_perplexity']))
+            rows.append(
+                dict(
+                    name=f'{split}_perplexity',
+                    dataset=split,
+                    metric='perplexity',
+                    value=s[f'{split}_perplexity'],
+                )
+            )
     for t in results.get('tasks', []):
-        if t.get('model', s.get('final_model')) != s.get('final_model') or not t.get('n'): continue
+        if t.get('model', s.get('final_model')) != s.get('final_model') or not t.get('n'):
+            continue
         for key in ('acc', 'acc_norm') + tuple(k for k in t if k.startswith('pass@')):
             if key in t and t[key] is not None:
-                rows.append(dict(name=f"{t['task']}_{key}", dataset=t['task'], metric=key, value=t[key],
-                                 clean_value=(t.get('clean') or {}).get(key), n=t.get('n'), n_clean=(t.get('clean') or {}).get('n')))
+                rows.append(
+                    dict(
+                        name=f"{t['task']}_{key}",
+                        dataset=t['task'],
+                        metric=key,
+                        value=t[key],
+                        clean_value=(t.get('clean') or {}).get(key),
+                        n=t.get('n'),
+                        n_clean=(t.get('clean') or {}).get('n'),
+                    )
+                )
     return rows
 
 # %% ../../nbs/54_release.card.ipynb #3df452e1
-def base_model_text(provenance:dict|None, name_or_path:str|None=None) -> str|None:
+def base_model_text(provenance: dict | None, name_or_path: str | None = None) -> str | None:
     "One line naming a run's base model from its provenance (`run.json`'s `base_model`); None for a fresh model."
     p = provenance or ({'kind': 'hub', 'name': name_or_path} if name_or_path else {'kind': 'scratch'})
-    if p.get('kind') == 'scratch': return None
+    if p.get('kind') == 'scratch':
+        return None
     if p.get('kind') == 'gguf':
-        where = (f"{p['distribution']} {p['version']} (package {p['package']})" if p.get('source') == 'package'
-                 else p.get('path', p.get('file')))
+        where = (
+            f"{p['distribution']} {p['version']} (package {p['package']})"
+            if p.get('source') == 'package'
+            else p.get('path', p.get('file'))
+        )
         lic = p.get('package_license') or (p.get('gguf') or {}).get('license') or 'license not declared'
         text = f"{where}, file {p.get('file')} (sha256 {p.get('gguf_sha256', '')[:16]}), {lic}"
         return text + (f"; {p['note']}" if p.get('note') else '')
@@ -43,26 +64,71 @@ def base_model_text(provenance:dict|None, name_or_path:str|None=None) -> str|Non
     return p.get('name') or name_or_path
 
 # %% ../../nbs/54_release.card.ipynb #3df452ea
-def card_info(name:str, run:dict, manifest:dict, results:dict, gate:dict, cfg:RunConfig, version:int|None=None) -> dict:
+def card_info(
+    name: str,
+    run: dict,
+    manifest: dict,
+    results: dict,
+    gate: dict,
+    cfg: RunConfig,
+    version: int | None = None,
+) -> dict:
     "The `info` dict of `release.bundle.model_card` for a run."
     s = results.get('summary', {})
-    trained = [st for st in ('pretrain', 'sft', 'align') if run.get('stages', {}).get(st, {}).get('status') == 'completed']
+    trained = [
+        st
+        for st in ('pretrain', 'sft', 'align')
+        if run.get('stages', {}).get(st, {}).get('status') == 'completed'
+    ]
     m = cfg.model
     base = base_model_text(run.get('base_model'), m.name_or_path)
-    data = dict(sources=[dict(name=x['name'], kind=x['kind'], license=x['license'], kept=x['kept'])
-                         for x in manifest.get('sources', [])],
-                licenses=manifest.get('licenses'), dataset_sha256=manifest.get('dataset_sha256'),
-                records=manifest.get('counts', {}).get('kept'))
-    training = dict(stages=', '.join(trained), pretrain_steps=cfg.train.max_steps,
-                    sft_steps=cfg.sft.max_steps if 'sft' in trained else None,
-                    dpo_steps=cfg.align.max_steps if 'align' in trained else None, seed=cfg.seed,
-                    hardware=run.get('environment', {}).get('device'), torch=run.get('environment', {}).get('torch'))
-    lineage = dict(run_id=run.get('run_id'), config_hash=run.get('config_sha256'), dataset_sha256=manifest.get('dataset_sha256'),
-                   parent=base, git_commit=(run.get('git') or {}).get('commit'), reproduce=f"llmwb reproduce {run.get('run_id')}")
+    data = dict(
+        sources=[
+            dict(name=x['name'], kind=x['kind'], license=x['license'], kept=x['kept'])
+            for x in manifest.get('sources', [])
+        ],
+        licenses=manifest.get('licenses'),
+        dataset_sha256=manifest.get('dataset_sha256'),
+        records=manifest.get('counts', {}).get('kept'),
+    )
+    training = dict(
+        stages=', '.join(trained),
+        pretrain_steps=cfg.train.max_steps,
+        sft_steps=cfg.sft.max_steps if 'sft' in trained else None,
+        dpo_steps=cfg.align.max_steps if 'align' in trained else None,
+        seed=cfg.seed,
+        hardware=run.get('environment', {}).get('device'),
+        torch=run.get('environment', {}).get('torch'),
+    )
+    lineage = dict(
+        run_id=run.get('run_id'),
+        config_hash=run.get('config_sha256'),
+        dataset_sha256=manifest.get('dataset_sha256'),
+        parent=base,
+        git_commit=(run.get('git') or {}).get('commit'),
+        reproduce=f"llmwb reproduce {run.get('run_id')}",
+    )
     return dict(
-        name=name, version=version, license=cfg.release.license, description=cfg.description,
-        base_model=m.name_or_path if not m.gguf else None, base_model_text=base,
-        model=dict(architecture='LlamaForCausalLM' if not m.pretrained else None, parameters=s.get('params'),
-                   layers=m.num_layers, hidden_size=m.hidden_size, heads=m.num_heads, context_length=cfg.train.seq_len),
-        intended_use=cfg.release.intended_use, limitations=list(cfg.release.limitations), data=data, training=training,
-        evaluation=_eval_rows(results), safety={k: s.get(k) for k in safety_metrics()}, gate=gate, lineage=lineage)
+        name=name,
+        version=version,
+        license=cfg.release.license,
+        description=cfg.description,
+        base_model=m.name_or_path if not m.gguf else None,
+        base_model_text=base,
+        model=dict(
+            architecture='LlamaForCausalLM' if not m.pretrained else None,
+            parameters=s.get('params'),
+            layers=m.num_layers,
+            hidden_size=m.hidden_size,
+            heads=m.num_heads,
+            context_length=cfg.train.seq_len,
+        ),
+        intended_use=cfg.release.intended_use,
+        limitations=list(cfg.release.limitations),
+        data=data,
+        training=training,
+        evaluation=_eval_rows(results),
+        safety={k: s.get(k) for k in safety_metrics()},
+        gate=gate,
+        lineage=lineage,
+    )

@@ -15,63 +15,98 @@ __all__ = ['SEVERITIES', 'GateRule', 'evaluate_gates']
 # %% ../../nbs/50_release.gates.ipynb #f0533c45
 SEVERITIES = ('block', 'warn')
 
+
 @dataclass
 class GateRule:
     "One gate check: `metric` must lie within [`min`, `max`]; `severity` 'block' stops a release, 'warn' only reports."
+
     metric: str
-    min: float|None = None
-    max: float|None = None
+    min: float | None = None
+    max: float | None = None
     severity: str = 'block'
     why: str = ''
 
     def __post_init__(self):
-        if self.severity not in SEVERITIES: raise ValueError(f"gate {self.metric!r}: severity must be one of {SEVERITIES}, got {self.severity!r}")
-        if self.min is None and self.max is None: raise ValueError(f"gate {self.metric!r} needs min or max")
+        if self.severity not in SEVERITIES:
+            raise ValueError(
+                f"gate {self.metric!r}: severity must be one of {SEVERITIES}, got {self.severity!r}"
+            )
+        if self.min is None and self.max is None:
+            raise ValueError(f"gate {self.metric!r} needs min or max")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"gate {self.metric!r}: min {self.min} > max {self.max}")
 
 # %% ../../nbs/50_release.gates.ipynb #f542d269
 def _rule(r) -> GateRule:
     "A `GateRule` from a rule, a dict, or a recipe's rule (`config.GateRuleConfig`, anything with `model_dump`)."
-    if isinstance(r, GateRule): return r
-    if hasattr(r, 'model_dump'): r = r.model_dump()
-    if not isinstance(r, dict): raise ValueError(f"a gate rule must be a GateRule or a dict, got {type(r).__name__}")
+    if isinstance(r, GateRule):
+        return r
+    if hasattr(r, 'model_dump'):
+        r = r.model_dump()
+    if not isinstance(r, dict):
+        raise ValueError(f"a gate rule must be a GateRule or a dict, got {type(r).__name__}")
     unknown = set(r) - {f.name for f in fields(GateRule)}
-    if unknown: raise ValueError(f"gate {r.get('metric')!r}: unknown key(s) {sorted(unknown)}")
-    if 'metric' not in r: raise ValueError(f"gate rule without a metric: {r}")
+    if unknown:
+        raise ValueError(f"gate {r.get('metric')!r}: unknown key(s) {sorted(unknown)}")
+    if 'metric' not in r:
+        raise ValueError(f"gate rule without a metric: {r}")
     return GateRule(**r)
 
 # %% ../../nbs/50_release.gates.ipynb #3e420a77
 _MISSING = object()
 
-def _lookup(metrics:dict, key:str):
+
+def _lookup(metrics: dict, key: str):
     "`metrics[key]`, or a dotted path into nested dicts, or `_MISSING`."
-    if key in metrics: return metrics[key]
+    if key in metrics:
+        return metrics[key]
     cur = metrics
     for part in key.split('.'):
-        if not isinstance(cur, dict) or part not in cur: return _MISSING
+        if not isinstance(cur, dict) or part not in cur:
+            return _MISSING
         cur = cur[part]
     return cur
 
-def _number(v) -> float|None:
+
+def _number(v) -> float | None:
     "`v` as a float, or None when it is not a number."
-    if isinstance(v, bool): return float(v)
-    try: return float(v)
-    except (TypeError, ValueError): return None
+    if isinstance(v, bool):
+        return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 # %% ../../nbs/50_release.gates.ipynb #662b941d
-def evaluate_gates(rules:list, metrics:dict) -> dict:
+def evaluate_gates(rules: list, metrics: dict) -> dict:
     "Check `metrics` against gate `rules`: passed (no failed block check), each check with value, thresholds and status, failed metrics, warnings."
     checks, failed, warnings = [], [], []
     for r in map(_rule, rules):
         v = _lookup(metrics, r.metric)
         x = None if v is _MISSING else _number(v)
-        if v is _MISSING or v is None: status, note = 'missing', 'metric not measured'
-        elif x is None: status, note = 'fail', f'not a number: {v!r}'
-        elif math.isnan(x): status, note = 'fail', 'NaN'
-        elif (r.min is not None and x < r.min) or (r.max is not None and x > r.max): status, note = 'fail', ''
-        else: status, note = 'pass', ''
+        if v is _MISSING or v is None:
+            status, note = 'missing', 'metric not measured'
+        elif x is None:
+            status, note = 'fail', f'not a number: {v!r}'
+        elif math.isnan(x):
+            status, note = 'fail', 'NaN'
+        elif (r.min is not None and x < r.min) or (r.max is not None and x > r.max):
+            status, note = 'fail', ''
+        else:
+            status, note = 'pass', ''
         value = None if v is _MISSING else (x if x is not None and not isinstance(v, bool) else v)
-        checks.append(dict(metric=r.metric, value=value, min=r.min, max=r.max, severity=r.severity, why=r.why, status=status, note=note))
-        if status != 'pass': (failed if r.severity == 'block' else warnings).append(r.metric)
+        checks.append(
+            dict(
+                metric=r.metric,
+                value=value,
+                min=r.min,
+                max=r.max,
+                severity=r.severity,
+                why=r.why,
+                status=status,
+                note=note,
+            )
+        )
+        if status != 'pass':
+            (failed if r.severity == 'block' else warnings).append(r.metric)
     return dict(passed=not failed, checks=checks, failed=failed, warnings=warnings)

@@ -21,7 +21,9 @@ LIFECYCLE = ('candidate', 'staging', 'production', 'archived')
 GATED_STAGES = ('staging', 'production')
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
-_REF_RE = re.compile(r'^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?::(?P<ver>v?\d+|latest))?(?:@(?P<stage>[a-z]+))?$')
+_REF_RE = re.compile(
+    r'^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)(?::(?P<ver>v?\d+|latest))?(?:@(?P<stage>[a-z]+))?$'
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions(
@@ -39,33 +41,46 @@ _JSON_COLS = ('eval_summary', 'gate', 'checksums', 'metadata')
 class PromotionRefused(ValueError):
     "A stage change the promotion rules refuse (failed gate without an override, override without a reason)."
 
-def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds')
 
-def _read_sums(bundle:Path) -> dict:
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec='seconds')
+
+
+def _read_sums(bundle: Path) -> dict:
     "{file: sha256} from a bundle's SHA256SUMS."
-    return {l[66:]: l[:64] for l in (bundle/'SHA256SUMS').read_text(encoding='utf-8').splitlines() if l.strip()}
+    return {
+        l[66:]: l[:64] for l in (bundle / 'SHA256SUMS').read_text(encoding='utf-8').splitlines() if l.strip()
+    }
 
 # %% ../../nbs/51_release.registry.ipynb #dc901723
 class Registry:
     "A local model registry: SQLite `registry.db` and `bundles/` under the folder `path`."
-    def __init__(self, path:Path|str, create:bool=True):
-        self.path = Path(path).expanduser().resolve()
-        self.db = self.path/'registry.db'
-        if not self.db.exists() and not create: raise LookupError(f"no model registry at {self.path}")
-        (self.path/'bundles').mkdir(parents=True, exist_ok=True)
-        with self._tx() as c:
-            for stmt in filter(str.strip, _SCHEMA.split(';')): c.execute(stmt)
-            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None: c.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.db}: registry schema v{row[0]} is newer than this llm-workbench supports (v{SCHEMA_VERSION}); upgrade it")
 
-    def __repr__(self): return f"Registry({str(self.path)!r})"
+    def __init__(self, path: Path | str, create: bool = True):
+        self.path = Path(path).expanduser().resolve()
+        self.db = self.path / 'registry.db'
+        if not self.db.exists() and not create:
+            raise LookupError(f"no model registry at {self.path}")
+        (self.path / 'bundles').mkdir(parents=True, exist_ok=True)
+        with self._tx() as c:
+            for stmt in filter(str.strip, _SCHEMA.split(';')):
+                c.execute(stmt)
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO meta VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.db}: registry schema v{row[0]} is newer than this llm-workbench supports (v{SCHEMA_VERSION}); upgrade it"
+                )
+
+    def __repr__(self):
+        return f"Registry({str(self.path)!r})"
 
     def _connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.db, timeout=60, isolation_level=None)
         c.row_factory = sqlite3.Row
-        c.execute('PRAGMA journal_mode=WAL'); c.execute('PRAGMA busy_timeout=60000')
+        c.execute('PRAGMA journal_mode=WAL')
+        c.execute('PRAGMA busy_timeout=60000')
         return c
 
     @contextlib.contextmanager
@@ -74,188 +89,351 @@ class Registry:
         c = self._connect()
         try:
             c.execute('BEGIN IMMEDIATE')
-            try: yield c
-            except BaseException: c.execute('ROLLBACK'); raise
-            else: c.execute('COMMIT')
-        finally: c.close()
+            try:
+                yield c
+            except BaseException:
+                c.execute('ROLLBACK')
+                raise
+            else:
+                c.execute('COMMIT')
+        finally:
+            c.close()
 
-    def _row(self, r:sqlite3.Row) -> dict:
+    def _row(self, r: sqlite3.Row) -> dict:
         d = dict(r)
-        for k in _JSON_COLS: d[k] = json.loads(d[k])
+        for k in _JSON_COLS:
+            d[k] = json.loads(d[k])
         d['gate_passed'] = bool(d['gate_passed'])
-        d['path'] = str(self.path/d['path'])
+        d['path'] = str(self.path / d['path'])
         return {'ref': f"{d['name']}:{d['version']}", **d}
 
-    def _query(self, sql:str, args:tuple=()) -> list[dict]:
+    def _query(self, sql: str, args: tuple = ()) -> list[dict]:
         c = self._connect()
-        try: return [self._row(r) for r in c.execute(sql, args).fetchall()]
-        finally: c.close()
+        try:
+            return [self._row(r) for r in c.execute(sql, args).fetchall()]
+        finally:
+            c.close()
 
 # %% ../../nbs/51_release.registry.ipynb #cd5022f0
-def _register(self, name:str, bundle_dir:Path|str, *, run_id:str, config_hash:str, dataset_sha256:str, parent:str|None=None,
-              eval_summary:dict, gate:dict, metadata:dict|None=None, actor:str|None=None) -> dict:
+def _register(
+    self,
+    name: str,
+    bundle_dir: Path | str,
+    *,
+    run_id: str,
+    config_hash: str,
+    dataset_sha256: str,
+    parent: str | None = None,
+    eval_summary: dict,
+    gate: dict,
+    metadata: dict | None = None,
+    actor: str | None = None,
+) -> dict:
     "Copy a verified release bundle into the registry as the next version of `name` (stage 'candidate'); the version row."
     eval_summary, gate = eval_summary or {}, gate or {}
-    if not NAME_RE.match(name or ''): raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter or digit)")
+    if not NAME_RE.match(name or ''):
+        raise ValueError(
+            f"model name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter or digit)"
+        )
     src = Path(bundle_dir)
-    if problems := verify_bundle(src): raise ValueError(f"bundle {src} fails verification: {'; '.join(problems)}")
-    sums, bundle_sha = _read_sums(src), sha256_file(src/'SHA256SUMS')
+    if problems := verify_bundle(src):
+        raise ValueError(f"bundle {src} fails verification: {'; '.join(problems)}")
+    sums, bundle_sha = _read_sums(src), sha256_file(src / 'SHA256SUMS')
     weights = lambda sums: {k: v for k, v in sums.items() if k.startswith('model/')}
-    for o in self._query('SELECT * FROM versions WHERE name=? AND run_id=? ORDER BY version DESC', (name, run_id)):
-        if o['bundle_sha256'] == bundle_sha: return o
+    for o in self._query(
+        'SELECT * FROM versions WHERE name=? AND run_id=? ORDER BY version DESC', (name, run_id)
+    ):
+        if o['bundle_sha256'] == bundle_sha:
+            return o
         if weights(o['checksums']) != weights(sums):
-            raise ValueError(f"run {run_id!r} is already registered as {o['ref']} with different weights "
-                             f"(bundle sha256 {o['bundle_sha256'][:12]}… vs {bundle_sha[:12]}…)")
+            raise ValueError(
+                f"run {run_id!r} is already registered as {o['ref']} with different weights "
+                f"(bundle sha256 {o['bundle_sha256'][:12]}… vs {bundle_sha[:12]}…)"
+            )
     if parent:
-        try: parent = self.get(parent)['ref']
-        except LookupError: pass
-    folder = self.path/'bundles'/name
+        try:
+            parent = self.get(parent)['ref']
+        except LookupError:
+            pass
+    folder = self.path / 'bundles' / name
     folder.mkdir(parents=True, exist_ok=True)
-    incoming = folder/f'.incoming-{uuid.uuid4().hex}'
+    incoming = folder / f'.incoming-{uuid.uuid4().hex}'
     shutil.copytree(src, incoming)
     try:
-        if problems := verify_bundle(incoming): raise ValueError(f"copy of bundle {src} fails verification: {'; '.join(problems)}")
+        if problems := verify_bundle(incoming):
+            raise ValueError(f"copy of bundle {src} fails verification: {'; '.join(problems)}")
         with self._tx() as c:
-            if r := c.execute('SELECT version FROM versions WHERE name=? AND run_id=? AND bundle_sha256=?', (name, run_id, bundle_sha)).fetchone():
-                existing = (name, r['version'])             # registered by a concurrent process meanwhile
+            if r := c.execute(
+                'SELECT version FROM versions WHERE name=? AND run_id=? AND bundle_sha256=?',
+                (name, run_id, bundle_sha),
+            ).fetchone():
+                existing = (name, r['version'])  # registered by a concurrent process meanwhile
             else:
                 existing = None
-                version = c.execute('SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name=?', (name,)).fetchone()[0]
-                dst = folder/f'v{version}'
-                if dst.exists(): shutil.rmtree(dst)          # left by a crash before a commit: no row refers to it
+                version = c.execute(
+                    'SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name=?', (name,)
+                ).fetchone()[0]
+                dst = folder / f'v{version}'
+                if dst.exists():
+                    shutil.rmtree(dst)  # left by a crash before a commit: no row refers to it
                 os.replace(incoming, dst)
                 try:
                     now = _now()
-                    c.execute('INSERT INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
-                              (name, version, 'candidate', run_id, config_hash, dataset_sha256, parent, json.dumps(eval_summary, default=str),
-                               json.dumps(gate, default=str), int(gate.get('passed') is True), json.dumps(sums), bundle_sha,
-                               dst.relative_to(self.path).as_posix(), json.dumps(metadata or {}, default=str), now, now))
-                    c.execute('INSERT INTO events(name, version, time, actor, from_stage, to_stage, reason, forced) VALUES(?,?,?,?,?,?,?,0)',
-                              (name, version, now, actor or getpass.getuser(), None, 'candidate', f'registered from run {run_id}'))
-                except BaseException: shutil.rmtree(dst, ignore_errors=True); raise
+                    c.execute(
+                        'INSERT INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+                        (
+                            name,
+                            version,
+                            'candidate',
+                            run_id,
+                            config_hash,
+                            dataset_sha256,
+                            parent,
+                            json.dumps(eval_summary, default=str),
+                            json.dumps(gate, default=str),
+                            int(gate.get('passed') is True),
+                            json.dumps(sums),
+                            bundle_sha,
+                            dst.relative_to(self.path).as_posix(),
+                            json.dumps(metadata or {}, default=str),
+                            now,
+                            now,
+                        ),
+                    )
+                    c.execute(
+                        'INSERT INTO events(name, version, time, actor, from_stage, to_stage, reason, forced) VALUES(?,?,?,?,?,?,?,0)',
+                        (
+                            name,
+                            version,
+                            now,
+                            actor or getpass.getuser(),
+                            None,
+                            'candidate',
+                            f'registered from run {run_id}',
+                        ),
+                    )
+                except BaseException:
+                    shutil.rmtree(dst, ignore_errors=True)
+                    raise
     finally:
-        if incoming.exists(): shutil.rmtree(incoming)
+        if incoming.exists():
+            shutil.rmtree(incoming)
     return self.get(f'{existing[0]}:{existing[1]}') if existing else self.get(f'{name}:{version}')
+
 
 Registry.register = _register
 
 # %% ../../nbs/51_release.registry.ipynb #15f35923
-def _parse_ref(ref:str) -> tuple:
+def _parse_ref(ref: str) -> tuple:
     "(name, version or None, stage or None) of a reference."
     m = _REF_RE.match(ref or '')
-    if not m: raise LookupError(f"bad model reference {ref!r}: use name, name:VERSION or name@STAGE")
+    if not m:
+        raise LookupError(f"bad model reference {ref!r}: use name, name:VERSION or name@STAGE")
     ver, stage = m.group('ver'), m.group('stage')
-    if stage and stage not in LIFECYCLE: raise LookupError(f"bad model reference {ref!r}: stage must be one of {LIFECYCLE}")
+    if stage and stage not in LIFECYCLE:
+        raise LookupError(f"bad model reference {ref!r}: stage must be one of {LIFECYCLE}")
     return m.group('name'), (int(ver.lstrip('v')) if ver and ver != 'latest' else None), stage
 
-def _versions(self, name:str|None=None) -> list[dict]:
+
+def _versions(self, name: str | None = None) -> list[dict]:
     "Every version (of `name`, or of all models), by name and version."
-    if name is None: return self._query('SELECT * FROM versions ORDER BY name, version')
+    if name is None:
+        return self._query('SELECT * FROM versions ORDER BY name, version')
     return self._query('SELECT * FROM versions WHERE name=? ORDER BY version', (name,))
 
-def _get(self, ref:str) -> dict:
+
+def _get(self, ref: str) -> dict:
     "The version row that `ref` ('name:3', 'name@production', 'name') points to."
     name, version, stage = _parse_ref(ref)
     q, a = 'SELECT * FROM versions WHERE name=?', [name]
-    if version is not None: q += ' AND version=?'; a.append(version)
-    if stage: q += ' AND stage=?'; a.append(stage)
+    if version is not None:
+        q += ' AND version=?'
+        a.append(version)
+    if stage:
+        q += ' AND stage=?'
+        a.append(stage)
     rows = self._query(q + ' ORDER BY version DESC LIMIT 1', tuple(a))
-    if rows: return rows[0]
-    if not self._query('SELECT * FROM versions WHERE name=? LIMIT 1', (name,)): raise LookupError(f"no model named {name!r} in the registry at {self.path} (ref {ref!r})")
+    if rows:
+        return rows[0]
+    if not self._query('SELECT * FROM versions WHERE name=? LIMIT 1', (name,)):
+        raise LookupError(f"no model named {name!r} in the registry at {self.path} (ref {ref!r})")
     raise LookupError(f"no model version {ref!r} in the registry at {self.path}")
 
-def _production(self, name:str) -> dict|None:
+
+def _production(self, name: str) -> dict | None:
     "The production version of `name`, or None."
-    r = self._query("SELECT * FROM versions WHERE name=? AND stage='production' ORDER BY version DESC LIMIT 1", (name,))
+    r = self._query(
+        "SELECT * FROM versions WHERE name=? AND stage='production' ORDER BY version DESC LIMIT 1", (name,)
+    )
     return r[0] if r else None
+
 
 Registry.versions, Registry.get, Registry.production = _versions, _get, _production
 
 # %% ../../nbs/51_release.registry.ipynb #49403a03
-def _promote(self, ref:str, stage:str, *, force:bool=False, reason:str|None=None, actor:str|None=None) -> dict:
+def _promote(
+    self, ref: str, stage: str, *, force: bool = False, reason: str | None = None, actor: str | None = None
+) -> dict:
     "Move version `ref` to `stage`, enforcing the gate rules; the updated row."
-    if stage not in LIFECYCLE: raise ValueError(f"unknown stage {stage!r}: use one of {LIFECYCLE}")
-    if force and not (reason or '').strip(): raise PromotionRefused(f"refused: promoting {ref!r} with force needs a reason (--reason)")
+    if stage not in LIFECYCLE:
+        raise ValueError(f"unknown stage {stage!r}: use one of {LIFECYCLE}")
+    if force and not (reason or '').strip():
+        raise PromotionRefused(f"refused: promoting {ref!r} with force needs a reason (--reason)")
     row = self.get(ref)
-    if row['stage'] == stage: return row
-    if problems := self.verify(row['ref']):      # checked on every promotion; force cannot override a tampered bundle
-        raise PromotionRefused(f"refused: the registered bundle of {row['ref']} fails verification: {'; '.join(problems)}")
+    if row['stage'] == stage:
+        return row
+    if problems := self.verify(
+        row['ref']
+    ):  # checked on every promotion; force cannot override a tampered bundle
+        raise PromotionRefused(
+            f"refused: the registered bundle of {row['ref']} fails verification: {'; '.join(problems)}"
+        )
     forced = False
     if stage in GATED_STAGES and not row['gate_passed']:
         why = ', '.join(row['gate'].get('failed') or []) or 'no gate result recorded'
-        if not force: raise PromotionRefused(f"refused: {row['ref']} failed its release gate (blocking: {why}); "
-                                             f"promotion to {stage} needs force with a reason")
+        if not force:
+            raise PromotionRefused(
+                f"refused: {row['ref']} failed its release gate (blocking: {why}); "
+                f"promotion to {stage} needs force with a reason"
+            )
         forced = True
     actor, now = actor or getpass.getuser(), _now()
     ev = 'INSERT INTO events(name, version, time, actor, from_stage, to_stage, reason, forced) VALUES(?,?,?,?,?,?,?,?)'
     with self._tx() as c:
-        cur = c.execute('SELECT stage FROM versions WHERE name=? AND version=?', (row['name'], row['version'])).fetchone()['stage']
+        cur = c.execute(
+            'SELECT stage FROM versions WHERE name=? AND version=?', (row['name'], row['version'])
+        ).fetchone()['stage']
         if stage == 'production':
-            for (v,) in c.execute("SELECT version FROM versions WHERE name=? AND stage='production' AND version!=?", (row['name'], row['version'])).fetchall():
-                c.execute("UPDATE versions SET stage='archived', updated=? WHERE name=? AND version=?", (now, row['name'], v))
-                c.execute(ev, (row['name'], v, now, actor, 'production', 'archived', f"replaced by {row['ref']}", 0))
-        c.execute('UPDATE versions SET stage=?, updated=? WHERE name=? AND version=?', (stage, now, row['name'], row['version']))
-        c.execute(ev, (row['name'], row['version'], now, actor, cur, stage, (reason or '').strip() or None, int(forced)))
+            for (v,) in c.execute(
+                "SELECT version FROM versions WHERE name=? AND stage='production' AND version!=?",
+                (row['name'], row['version']),
+            ).fetchall():
+                c.execute(
+                    "UPDATE versions SET stage='archived', updated=? WHERE name=? AND version=?",
+                    (now, row['name'], v),
+                )
+                c.execute(
+                    ev, (row['name'], v, now, actor, 'production', 'archived', f"replaced by {row['ref']}", 0)
+                )
+        c.execute(
+            'UPDATE versions SET stage=?, updated=? WHERE name=? AND version=?',
+            (stage, now, row['name'], row['version']),
+        )
+        c.execute(
+            ev,
+            (
+                row['name'],
+                row['version'],
+                now,
+                actor,
+                cur,
+                stage,
+                (reason or '').strip() or None,
+                int(forced),
+            ),
+        )
     return self.get(row['ref'])
+
 
 Registry.promote = _promote
 
 # %% ../../nbs/51_release.registry.ipynb #fac25a1e
-def _history(self, ref:str) -> list[dict]:
+def _history(self, ref: str) -> list[dict]:
     "Stage-change events of version `ref`, oldest first."
     row, c = self.get(ref), self._connect()
-    try: rows = c.execute('SELECT * FROM events WHERE name=? AND version=? ORDER BY id', (row['name'], row['version'])).fetchall()
-    finally: c.close()
+    try:
+        rows = c.execute(
+            'SELECT * FROM events WHERE name=? AND version=? ORDER BY id', (row['name'], row['version'])
+        ).fetchall()
+    finally:
+        c.close()
     return [{**dict(r), 'forced': bool(r['forced'])} for r in rows]
 
-def _lineage(self, ref:str) -> list[dict]:
+
+def _lineage(self, ref: str) -> list[dict]:
     "The version `ref`, then its parent, grandparent... (an external parent as {'ref', 'external': True})."
     out, seen, row = [], set(), self.get(ref)
     while row is not None and row['ref'] not in seen:
-        seen.add(row['ref']); out.append(row)
-        if not row['parent']: break
-        try: row = self.get(row['parent'])
-        except LookupError: out.append(dict(ref=row['parent'], external=True)); break
+        seen.add(row['ref'])
+        out.append(row)
+        if not row['parent']:
+            break
+        try:
+            row = self.get(row['parent'])
+        except LookupError:
+            out.append(dict(ref=row['parent'], external=True))
+            break
     return out
 
-def _verify(self, ref:str) -> list[str]:
+
+def _verify(self, ref: str) -> list[str]:
     "Problems with the registered copy of `ref` (files vs SHA256SUMS vs the recorded checksums); [] when intact."
     row = self.get(ref)
     problems = verify_bundle(row['path'])
-    sums = Path(row['path'])/'SHA256SUMS'
-    if sums.is_file() and sha256_file(sums) != row['bundle_sha256']: problems.append('changed: SHA256SUMS (differs from the registered one)')
+    sums = Path(row['path']) / 'SHA256SUMS'
+    if sums.is_file() and sha256_file(sums) != row['bundle_sha256']:
+        problems.append('changed: SHA256SUMS (differs from the registered one)')
     return problems
 
-def _show(self, ref:str) -> dict:
+
+def _show(self, ref: str) -> dict:
     "Version `ref` with its lineage, history and integrity check."
     row = self.get(ref)
-    return {**row, 'lineage': [l['ref'] for l in self.lineage(row['ref'])], 'history': self.history(row['ref']), 'problems': self.verify(row['ref'])}
+    return {
+        **row,
+        'lineage': [l['ref'] for l in self.lineage(row['ref'])],
+        'history': self.history(row['ref']),
+        'problems': self.verify(row['ref']),
+    }
+
 
 Registry.history, Registry.lineage, Registry.verify, Registry.show = _history, _lineage, _verify, _show
 
 # %% ../../nbs/51_release.registry.ipynb #9b1a5e02
-def baseline_results(ref:str|None, registry:Registry, name:str, find_run=None) -> dict|None:
+def baseline_results(ref: str | None, registry: Registry, name: str, find_run=None) -> dict | None:
     "{label, ref, results} of the baseline: `production` (the registry's, for model `name`), a run id or dir, or None."
-    if not ref: return None
+    if not ref:
+        return None
     if ref == 'production':
         row = registry.production(name)
-        if not row: return None
+        if not row:
+            return None
         if problems := registry.verify(row['ref']):
-            raise ValueError(f"baseline {row['ref']}: the registered bundle fails verification: {'; '.join(problems)}")
-        p = Path(row['path'])/'eval'/'results.json'
-        return dict(label=f"{name}:{row['version']} (production, run {row['run_id']})", ref=f"{name}:{row['version']}",
-                    results=json.loads(p.read_text()))
+            raise ValueError(
+                f"baseline {row['ref']}: the registered bundle fails verification: {'; '.join(problems)}"
+            )
+        p = Path(row['path']) / 'eval' / 'results.json'
+        return dict(
+            label=f"{name}:{row['version']} (production, run {row['run_id']})",
+            ref=f"{name}:{row['version']}",
+            results=json.loads(p.read_text()),
+        )
     rd = Path(find_run(ref) if find_run else ref)
-    p = rd/'eval'/'results.json'
-    if not p.exists(): raise FileNotFoundError(f"baseline run {rd} has no evaluation results ({p})")
+    p = rd / 'eval' / 'results.json'
+    if not p.exists():
+        raise FileNotFoundError(f"baseline run {rd} has no evaluation results ({p})")
     return dict(label=f"run {rd.name}", ref=rd.name, results=json.loads(p.read_text()))
 
 # %% ../../nbs/51_release.registry.ipynb #9b1a5e04
-def regression_report(base:dict|None, results:dict, tolerance:float=0.0, n_resamples:int=1000, confidence:float=0.95,
-                      seed:int=0) -> dict:
+def regression_report(
+    base: dict | None,
+    results: dict,
+    tolerance: float = 0.0,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict:
     "{baseline, rows, regressions}: each metric of `results['items']` against the baseline's, and the ones that regressed."
     from llm_workbench.eval.regression import compare_items
-    if not base: return dict(baseline=None, rows=[], regressions=[])
+
+    if not base:
+        return dict(baseline=None, rows=[], regressions=[])
     directions = results.get('directions', {}) | base['results'].get('directions', {})
-    rows = compare_items(base['results']['items'], results['items'], directions, tolerance, n_resamples, confidence, seed)
-    return dict(baseline=base['label'], rows=rows, regressions=[r['metric'] for r in rows if r['status'] == 'regression'])
+    rows = compare_items(
+        base['results']['items'], results['items'], directions, tolerance, n_resamples, confidence, seed
+    )
+    return dict(
+        baseline=base['label'],
+        rows=rows,
+        regressions=[r['metric'] for r in rows if r['status'] == 'regression'],
+    )

@@ -16,72 +16,113 @@ __all__ = ['MEASURED', 'data_fingerprint', 'model_fingerprint', 'metrics_fingerp
            'reproduce']
 
 # %% ../../nbs/55_release.reproduce.ipynb #4e961fa2
-def data_fingerprint(run_dir:Path|str) -> dict:
+def data_fingerprint(run_dir: Path | str) -> dict:
     "{item: sha256} of a run's curated data: dataset, splits, user sources."
-    m = json.loads((Path(run_dir)/'data/manifest.json').read_text())
+    m = json.loads((Path(run_dir) / 'data/manifest.json').read_text())
     fp = {'dataset': m['dataset_sha256']} | {f'split {s}': v['sha256'] for s, v in m['splits'].items()}
     fp |= {f"source {s['name']}": s['sha256'] for s in m['sources'] if s.get('sha256')}
     return fp
 
 # %% ../../nbs/55_release.reproduce.ipynb #67e480df
-def model_fingerprint(run_dir:Path|str) -> dict:
+def model_fingerprint(run_dir: Path | str) -> dict:
     "{item: sha256} of a run's tokenizer and model weights."
     run_dir = Path(run_dir)
-    fp = {'tokenizer': sha256_tree(run_dir/'tokenizer')} if (run_dir/'tokenizer').is_dir() else {}
+    fp = {'tokenizer': sha256_tree(run_dir / 'tokenizer')} if (run_dir / 'tokenizer').is_dir() else {}
     for k in ('pretrain/init', 'pretrain/model', 'sft/model', 'align/model'):
-        for f in sorted((run_dir/k).glob('*.safetensors')): fp[f'weights {k}/{f.name}'] = sha256_file(f)
+        for f in sorted((run_dir / k).glob('*.safetensors')):
+            fp[f'weights {k}/{f.name}'] = sha256_file(f)
     return fp
 
 # %% ../../nbs/55_release.reproduce.ipynb #43326de1
 MEASURED = ('latency_s', 'gen_tokens_per_s', 'peak_memory_mb')
 
 # %% ../../nbs/55_release.reproduce.ipynb #f8d70ae7
-def metrics_fingerprint(run_dir:Path|str) -> dict:
+def metrics_fingerprint(run_dir: Path | str) -> dict:
     "{metric: value} of a run's evaluation summary (numbers compared exactly; timings and memory left out)."
-    p = Path(run_dir)/'eval/results.json'
-    return {f'metric {k}': v for k, v in json.loads(p.read_text())['summary'].items() if k not in MEASURED} if p.exists() else {}
+    p = Path(run_dir) / 'eval/results.json'
+    return (
+        {f'metric {k}': v for k, v in json.loads(p.read_text())['summary'].items() if k not in MEASURED}
+        if p.exists()
+        else {}
+    )
 
 # %% ../../nbs/55_release.reproduce.ipynb #132ad0b2
-def compare_fingerprints(orig:dict, new:dict) -> list[dict]:
+def compare_fingerprints(orig: dict, new: dict) -> list[dict]:
     "Rows {item, original, reproduced, match} over the union of both fingerprints."
-    return [dict(item=k, original=orig.get(k), reproduced=new.get(k), match=k in orig and k in new and orig[k] == new[k])
-            for k in list(orig) + [k for k in new if k not in orig]]
+    return [
+        dict(
+            item=k,
+            original=orig.get(k),
+            reproduced=new.get(k),
+            match=k in orig and k in new and orig[k] == new[k],
+        )
+        for k in list(orig) + [k for k in new if k not in orig]
+    ]
 
 # %% ../../nbs/55_release.reproduce.ipynb #d7053950
 class ReproduceError(RuntimeError):
     "The reproduction could not run, or its data differs from the original's."
 
 # %% ../../nbs/55_release.reproduce.ipynb #931b3d1b
-def _versions_diff(orig:dict, now:dict) -> list[str]:
+def _versions_diff(orig: dict, now: dict) -> list[str]:
     po, pn = orig.get('packages', {}), now.get('packages', {})
     return [f"{k}: {po.get(k)} -> {pn.get(k)}" for k in sorted(set(po) | set(pn)) if po.get(k) != pn.get(k)]
 
 # %% ../../nbs/55_release.reproduce.ipynb #61f2f6e1
-def reproduce(ref:str, settings:Settings|None=None, run_dir:Path|str|None=None, progress:bool=False, log=print) -> dict:
+def reproduce(
+    ref: str,
+    settings: Settings | None = None,
+    run_dir: Path | str | None = None,
+    progress: bool = False,
+    log=print,
+) -> dict:
     "Re-run run `ref` from its recorded recipe into a new run dir; return {run_dir, rows, ok, env_diff}. Raises on changed data."
     from llm_workbench.runner import find_run, read_run, run_pipeline, STAGES, stage_enabled
     from llm_workbench.core import environment_info
+
     settings = settings or load_settings()
     orig = find_run(ref, settings)
     run = read_run(orig)
-    cfg = load_config(orig/'recipe.yaml')
+    cfg = load_config(orig / 'recipe.yaml')
     if config_hash(cfg) != run['config_sha256']:
-        raise ReproduceError(f"{orig/'recipe.yaml'} does not match the config hash recorded in {orig/'run.json'}: the run dir was edited")
-    if run['stages'].get('curate', {}).get('status') != 'completed': raise ReproduceError(f"run {run['run_id']} has no completed curate stage to reproduce")
+        raise ReproduceError(
+            f"{orig / 'recipe.yaml'} does not match the config hash recorded in {orig / 'run.json'}: the run dir was edited"
+        )
+    if run['stages'].get('curate', {}).get('status') != 'completed':
+        raise ReproduceError(f"run {run['run_id']} has no completed curate stage to reproduce")
     k = 1
-    while run_dir is None and (settings.runs_path/f"{run['run_id']}-repro-{k}").exists(): k += 1
-    new_dir = Path(run_dir or settings.runs_path/f"{run['run_id']}-repro-{k}")
+    while run_dir is None and (settings.runs_path / f"{run['run_id']}-repro-{k}").exists():
+        k += 1
+    new_dir = Path(run_dir or settings.runs_path / f"{run['run_id']}-repro-{k}")
     env_diff = _versions_diff(run.get('environment', {}), environment_info())
-    for d in env_diff: log(f"note: package version differs from the original: {d}")
+    for d in env_diff:
+        log(f"note: package version differs from the original: {d}")
     r = run_pipeline(cfg, new_dir, stages=['curate'], settings=settings, progress=progress, log=log)
-    if r['status'] == 'failed': raise ReproduceError(f"curate failed in the reproduction: {r['error']}")
+    if r['status'] == 'failed':
+        raise ReproduceError(f"curate failed in the reproduction: {r['error']}")
     data_rows = compare_fingerprints(data_fingerprint(orig), data_fingerprint(new_dir))
     if bad := [x for x in data_rows if not x['match']]:
-        raise ReproduceError("the data changed since the original run, so weights cannot match:\n" +
-                             '\n'.join(f"  {x['item']}: {x['original']} -> {x['reproduced']}" for x in bad))
-    rest = [s.name for s in STAGES if s.name not in ('curate', 'release') and run['stages'].get(s.name, {}).get('status') == 'completed']
+        raise ReproduceError(
+            "the data changed since the original run, so weights cannot match:\n"
+            + '\n'.join(f"  {x['item']}: {x['original']} -> {x['reproduced']}" for x in bad)
+        )
+    rest = [
+        s.name
+        for s in STAGES
+        if s.name not in ('curate', 'release') and run['stages'].get(s.name, {}).get('status') == 'completed'
+    ]
     r = run_pipeline(cfg, new_dir, stages=rest, settings=settings, progress=progress, log=log)
-    if r['status'] == 'failed': raise ReproduceError(f"the reproduction failed: {r['error']}")
-    rows = data_rows + compare_fingerprints(model_fingerprint(orig), model_fingerprint(new_dir)) + \
-           compare_fingerprints(metrics_fingerprint(orig), metrics_fingerprint(new_dir))
-    return dict(run_dir=str(new_dir), original=str(orig), rows=rows, ok=all(x['match'] for x in rows), env_diff=env_diff)
+    if r['status'] == 'failed':
+        raise ReproduceError(f"the reproduction failed: {r['error']}")
+    rows = (
+        data_rows
+        + compare_fingerprints(model_fingerprint(orig), model_fingerprint(new_dir))
+        + compare_fingerprints(metrics_fingerprint(orig), metrics_fingerprint(new_dir))
+    )
+    return dict(
+        run_dir=str(new_dir),
+        original=str(orig),
+        rows=rows,
+        ok=all(x['match'] for x in rows),
+        env_diff=env_diff,
+    )

@@ -16,61 +16,97 @@ from ..core import sha256_file, sha256_json, write_json
 __all__ = ['gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base']
 
 # %% ../../nbs/29_train.base.ipynb #38005b85
-def _field(reader, key:str):
+def _field(reader, key: str):
     "A GGUF metadata value as a Python str/int/float/list (None when absent)."
     f = reader.fields.get(key)
-    if f is None or not f.data: return None
-    if len(f.data) > 1: return [_part(f.parts[i]) for i in f.data]
+    if f is None or not f.data:
+        return None
+    if len(f.data) > 1:
+        return [_part(f.parts[i]) for i in f.data]
     return _part(f.parts[f.data[0]])
+
 
 def _part(part):
     "One GGUF field part: bytes become text, one-element arrays a scalar."
-    if part.dtype == np.uint8: return bytes(part).decode('utf-8', 'replace')
+    if part.dtype == np.uint8:
+        return bytes(part).decode('utf-8', 'replace')
     vals = part.tolist()
     return vals[0] if len(vals) == 1 else vals
 
 # %% ../../nbs/29_train.base.ipynb #e1987b2c
-def gguf_metadata(path:Path|str) -> dict:
+def gguf_metadata(path: Path | str) -> dict:
     "Architecture, name, license, context length, tensor counts by type, and whether any tensor is quantized."
     from gguf import GGUFReader
+
     r = GGUFReader(str(path))
     types = Counter(t.tensor_type.name for t in r.tensors)
-    return dict(architecture=_field(r, 'general.architecture'), name=_field(r, 'general.name'),
-                license=_field(r, 'general.license'), context_length=_field(r, f"{_field(r, 'general.architecture')}.context_length"),
-                tensor_types=dict(sorted(types.items())), quantized=any(t not in ('F32', 'F16', 'BF16') for t in types))
+    return dict(
+        architecture=_field(r, 'general.architecture'),
+        name=_field(r, 'general.name'),
+        license=_field(r, 'general.license'),
+        context_length=_field(r, f"{_field(r, 'general.architecture')}.context_length"),
+        tensor_types=dict(sorted(types.items())),
+        quantized=any(t not in ('F32', 'F16', 'BF16') for t in types),
+    )
 
 # %% ../../nbs/29_train.base.ipynb #f612e973
-def _dist_license(dist) -> str|None:
+def _dist_license(dist) -> str | None:
     "The license a distribution declares: License-Expression, else License, else its license classifier."
     meta = dist.metadata
     found = meta.get('License-Expression') or meta.get('License')
-    if found and len(found) < 100: return found
-    return next((c.split(' :: ')[-1] for c in meta.get_all('Classifier') or [] if c.startswith('License ::')), None)
+    if found and len(found) < 100:
+        return found
+    return next(
+        (c.split(' :: ')[-1] for c in meta.get_all('Classifier') or [] if c.startswith('License ::')), None
+    )
 
-def locate_gguf(path:str|Path|None=None, package:str|None=None, file:str|None=None) -> tuple[Path, dict]:
+
+def locate_gguf(
+    path: str | Path | None = None, package: str | None = None, file: str | None = None
+) -> tuple[Path, dict]:
     "(file, provenance) of a GGUF file given by `path`, or by `file` inside the installed import package `package`."
     from importlib import metadata
+
     if path:
         p = Path(path).expanduser().resolve()
-        if not p.is_file(): raise FileNotFoundError(f"GGUF file not found: {p}")
+        if not p.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {p}")
         return p, dict(source='path', path=str(p), file=p.name)
-    if not package: raise ValueError("a GGUF model needs `path`, or `package` and `file`")
+    if not package:
+        raise ValueError("a GGUF model needs `path`, or `package` and `file`")
     dists = metadata.packages_distributions().get(package)
-    if not dists: raise FileNotFoundError(f"no installed distribution provides the package {package!r} (pip install it)")
+    if not dists:
+        raise FileNotFoundError(
+            f"no installed distribution provides the package {package!r} (pip install it)"
+        )
     dist = metadata.distribution(dists[0])
-    hits = [f for f in dist.files or [] if f.name == file and f.parts[0] == package] if file else \
-           [f for f in dist.files or [] if f.suffix == '.gguf' and f.parts[0] == package]
-    if len(hits) != 1: raise FileNotFoundError(f"{dists[0]} {dist.version}: {'no' if not hits else len(hits)} GGUF file(s) "
-                                               f"named {file or '*.gguf'} in package {package!r}")
+    hits = (
+        [f for f in dist.files or [] if f.name == file and f.parts[0] == package]
+        if file
+        else [f for f in dist.files or [] if f.suffix == '.gguf' and f.parts[0] == package]
+    )
+    if len(hits) != 1:
+        raise FileNotFoundError(
+            f"{dists[0]} {dist.version}: {'no' if not hits else len(hits)} GGUF file(s) "
+            f"named {file or '*.gguf'} in package {package!r}"
+        )
     p = Path(dist.locate_file(hits[0])).resolve()
-    return p, dict(source='package', package=package, distribution=dists[0], version=dist.version,
-                   package_license=_dist_license(dist), file=p.name, path=str(p))
+    return p, dict(
+        source='package',
+        package=package,
+        distribution=dists[0],
+        version=dist.version,
+        package_license=_dist_license(dist),
+        file=p.name,
+        path=str(p),
+    )
 
 # %% ../../nbs/29_train.base.ipynb #04820367
-def _save_plain(gguf_path:Path, dst:Path):
+def _save_plain(gguf_path: Path, dst: Path):
     "Dequantize `gguf_path` and save it to `dst` as a plain safetensors model with its tokenizer."
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     folder, name = str(gguf_path.parent), gguf_path.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
@@ -79,41 +115,66 @@ def _save_plain(gguf_path:Path, dst:Path):
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(str(dst))
 
 # %% ../../nbs/29_train.base.ipynb #a78eddaf
-def convert_gguf(gguf_path:Path|str, cache_root:Path|str, provenance:dict|None=None) -> Path:
+def convert_gguf(gguf_path: Path | str, cache_root: Path | str, provenance: dict | None = None) -> Path:
     "The cached safetensors folder of `gguf_path` (converted on first use); `provenance.json` inside says what it is."
     gguf_path, cache_root = Path(gguf_path), Path(cache_root)
     digest = sha256_file(gguf_path)
-    dst = cache_root/f'gguf-{digest[:16]}'
+    dst = cache_root / f'gguf-{digest[:16]}'
     cache_root.mkdir(parents=True, exist_ok=True)
-    with open(cache_root/f'.gguf-{digest[:16]}.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)                     # a second converter waits, then finds the folder
-        if (dst/'provenance.json').is_file(): return dst
-        tmp = cache_root/f'.tmp-gguf-{digest[:16]}-{os.getpid()}'
+    with open(cache_root / f'.gguf-{digest[:16]}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second converter waits, then finds the folder
+        if (dst / 'provenance.json').is_file():
+            return dst
+        tmp = cache_root / f'.tmp-gguf-{digest[:16]}-{os.getpid()}'
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             _save_plain(gguf_path, tmp)
             meta = gguf_metadata(gguf_path)
-            note = (f"dequantized to float32 from {', '.join(t for t in meta['tensor_types'] if t not in ('F32', 'F16'))} "
-                    f"tensors: close to, but not the same as, the original weights") if meta['quantized'] else None
+            note = (
+                (
+                    f"dequantized to float32 from {', '.join(t for t in meta['tensor_types'] if t not in ('F32', 'F16'))} "
+                    f"tensors: close to, but not the same as, the original weights"
+                )
+                if meta['quantized']
+                else None
+            )
             weights = {p.name: sha256_file(p) for p in sorted(tmp.glob('*.safetensors'))}
-            write_json(tmp/'provenance.json', dict((provenance or {}), kind='gguf', gguf_sha256=digest, gguf=meta,
-                                                   dequantized=meta['quantized'], note=note, weights_sha256=weights))
+            write_json(
+                tmp / 'provenance.json',
+                dict(
+                    (provenance or {}),
+                    kind='gguf',
+                    gguf_sha256=digest,
+                    gguf=meta,
+                    dequantized=meta['quantized'],
+                    note=note,
+                    weights_sha256=weights,
+                ),
+            )
             os.replace(tmp, dst)
-        finally: shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 # %% ../../nbs/29_train.base.ipynb #d85c9326
-def resolve_base(name_or_path:str|None=None, gguf:dict|None=None, cache_root:Path|str|None=None) -> tuple[str|None, dict]:
+def resolve_base(
+    name_or_path: str | None = None, gguf: dict | None = None, cache_root: Path | str | None = None
+) -> tuple[str | None, dict]:
     "(what to load, provenance) of a recipe's base model: a GGUF spec {path | package, file}, a folder or a hub id."
     if gguf:
-        if cache_root is None: raise ValueError("a GGUF base model needs a cache folder (settings.ini model_cache_path)")
+        if cache_root is None:
+            raise ValueError("a GGUF base model needs a cache folder (settings.ini model_cache_path)")
         path, prov = locate_gguf(**{k: v for k, v in gguf.items() if k in ('path', 'package', 'file')})
         folder = convert_gguf(path, cache_root, prov)
-        return str(folder), json.loads((Path(folder)/'provenance.json').read_text()) | dict(folder=str(folder))
-    if not name_or_path: return None, dict(kind='scratch')
+        return str(folder), json.loads((Path(folder) / 'provenance.json').read_text()) | dict(
+            folder=str(folder)
+        )
+    if not name_or_path:
+        return None, dict(kind='scratch')
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        if (p/'provenance.json').is_file(): return str(p), json.loads((p/'provenance.json').read_text()) | dict(folder=str(p))
+        if (p / 'provenance.json').is_file():
+            return str(p), json.loads((p / 'provenance.json').read_text()) | dict(folder=str(p))
         weights = {w.name: sha256_file(w) for w in sorted(p.glob('*.safetensors'))}
         return str(p), dict(kind='folder', path=str(p.resolve()), weights_sha256=weights)
     return name_or_path, dict(kind='hub', name=name_or_path)

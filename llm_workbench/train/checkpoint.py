@@ -19,67 +19,86 @@ SEAL = 'checkpoint.json'
 _STEP = re.compile(r'^checkpoint-(\d+)$')
 
 # %% ../../nbs/22_train.checkpoint.ipynb #f3944978
-def seal_checkpoint(folder:Path|str, step:int|None=None) -> dict:
+def seal_checkpoint(folder: Path | str, step: int | None = None) -> dict:
     "Write the seal of a finished checkpoint folder: every file's size and sha256."
     folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): dict(bytes=p.stat().st_size, sha256=sha256_file(p))
-             for p in sorted(folder.rglob('*')) if p.is_file() and p.name != SEAL}
+    files = {
+        p.relative_to(folder).as_posix(): dict(bytes=p.stat().st_size, sha256=sha256_file(p))
+        for p in sorted(folder.rglob('*'))
+        if p.is_file() and p.name != SEAL
+    }
     seal = dict(step=step, files=files)
-    write_json(folder/SEAL, seal)
+    write_json(folder / SEAL, seal)
     return seal
 
 # %% ../../nbs/22_train.checkpoint.ipynb #bc78e04d
-def verify_checkpoint(folder:Path|str, deep:bool=True) -> str|None:
+def verify_checkpoint(folder: Path | str, deep: bool = True) -> str | None:
     "None if the checkpoint is complete and intact, else why not (`deep` also checks every file's sha256)."
-    folder, seal = Path(folder), Path(folder)/SEAL
-    if not seal.is_file(): return 'no seal (incomplete: the process stopped while saving?)'
-    try: files = json.loads(seal.read_text())['files']
-    except (ValueError, KeyError) as e: return f'unreadable seal: {e}'
-    if not files: return 'empty checkpoint'
+    folder, seal = Path(folder), Path(folder) / SEAL
+    if not seal.is_file():
+        return 'no seal (incomplete: the process stopped while saving?)'
+    try:
+        files = json.loads(seal.read_text())['files']
+    except (ValueError, KeyError) as e:
+        return f'unreadable seal: {e}'
+    if not files:
+        return 'empty checkpoint'
     for name, info in files.items():
-        p = folder/name
-        if not p.is_file(): return f'missing file {name}'
-        if p.stat().st_size != info['bytes']: return f'{name} has {p.stat().st_size} bytes, the seal says {info["bytes"]}'
-        if deep and sha256_file(p) != info['sha256']: return f'{name} does not match its sha256'
+        p = folder / name
+        if not p.is_file():
+            return f'missing file {name}'
+        if p.stat().st_size != info['bytes']:
+            return f'{name} has {p.stat().st_size} bytes, the seal says {info["bytes"]}'
+        if deep and sha256_file(p) != info['sha256']:
+            return f'{name} does not match its sha256'
     return None
 
 # %% ../../nbs/22_train.checkpoint.ipynb #8084b210
-def checkpoints(folder:Path|str) -> list[Path]:
+def checkpoints(folder: Path | str) -> list[Path]:
     "The `checkpoint-N` folders under `folder`, newest (highest N) first."
     folder = Path(folder)
-    if not folder.is_dir(): return []
+    if not folder.is_dir():
+        return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _STEP.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 
 # %% ../../nbs/22_train.checkpoint.ipynb #dc96eb41
-def last_good_checkpoint(folder:Path|str) -> str|None:
+def last_good_checkpoint(folder: Path | str) -> str | None:
     "The newest complete, intact checkpoint under `folder` (warning about each one skipped), or None."
     for ck in checkpoints(folder):
-        if (why := verify_checkpoint(ck)) is None: return str(ck)
+        if (why := verify_checkpoint(ck)) is None:
+            return str(ck)
         warnings.warn(f"skipping checkpoint {ck}: {why}", stacklevel=2)
     return None
 
 # %% ../../nbs/22_train.checkpoint.ipynb #9a3c20c4
 class AtomicCheckpoints:
     "Mixin for a `transformers.Trainer` subclass: checkpoints are staged, sealed and renamed into place."
+
     def _save_checkpoint(self, model, trial):
         final_root = Path(super()._get_output_dir(trial))
-        staging_root = final_root/'.staging'
+        staging_root = final_root / '.staging'
         name = f'checkpoint-{self.state.global_step}'
-        if self.args.should_save: shutil.rmtree(staging_root/name, ignore_errors=True)
-        self._llmwb_staging = str(staging_root)
-        try: super()._save_checkpoint(model, trial)
-        finally: self._llmwb_staging = None
         if self.args.should_save:
-            seal_checkpoint(staging_root/name, self.state.global_step)
-            shutil.rmtree(final_root/name, ignore_errors=True)
-            os.replace(staging_root/name, final_root/name)
+            shutil.rmtree(staging_root / name, ignore_errors=True)
+        self._llmwb_staging = str(staging_root)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._llmwb_staging = None
+        if self.args.should_save:
+            seal_checkpoint(staging_root / name, self.state.global_step)
+            shutil.rmtree(final_root / name, ignore_errors=True)
+            os.replace(staging_root / name, final_root / name)
             fd = os.open(final_root, os.O_RDONLY)
-            try: os.fsync(fd)
-            finally: os.close(fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             limit = self.args.save_total_limit
             if limit:
-                for old in checkpoints(final_root)[limit:]: shutil.rmtree(old, ignore_errors=True)
+                for old in checkpoints(final_root)[limit:]:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def _get_output_dir(self, trial):
         return getattr(self, '_llmwb_staging', None) or super()._get_output_dir(trial)

@@ -16,12 +16,19 @@ __all__ = ['PEAK_FLOPS', 'BUDGET_KEYS', 'training_flops', 'param_counts', 'peak_
            'ledger_entry', 'write_ledger', 'read_ledger', 'ledger_totals', 'budget_reached', 'budget_callback']
 
 # %% ../../nbs/24_train.cost.ipynb #5b5a3d2f
-def training_flops(n_params:int, tokens:int, n_layers:int, seq_len:int, d_model:int, head_params:int=0) -> dict:
+def training_flops(
+    n_params: int, tokens: int, n_layers: int, seq_len: int, d_model: int, head_params: int = 0
+) -> dict:
     "Estimated training FLOPs on `tokens`: 6·N·D with N = `n_params` (non-embedding) + `head_params`, plus the attention term 12·L·T·d·D."
     n = n_params + head_params
     f6, fa = 6 * n * tokens, 12 * n_layers * seq_len * d_model * tokens
-    return dict(flops_6nd=float(f6), flops_attention=float(fa), flops_total=float(f6 + fa),
-                flops_per_token=float(6 * n + 12 * n_layers * seq_len * d_model), n_flop_params=int(n))
+    return dict(
+        flops_6nd=float(f6),
+        flops_attention=float(fa),
+        flops_total=float(f6 + fa),
+        flops_per_token=float(6 * n + 12 * n_layers * seq_len * d_model),
+        n_flop_params=int(n),
+    )
 
 # %% ../../nbs/24_train.cost.ipynb #6c93faac
 def param_counts(model) -> dict:
@@ -34,26 +41,48 @@ def param_counts(model) -> dict:
     tied = head is not None and head.data_ptr() == emb.data_ptr()
     n_head = head.numel() if head is not None else 0
     non_emb = total - emb.numel() - (0 if tied else n_head)
-    return dict(total=int(total), embedding=int(emb.numel()), head=int(n_head), tied=bool(tied),
-                non_embedding=int(non_emb), matmul=int(non_emb + n_head))
+    return dict(
+        total=int(total),
+        embedding=int(emb.numel()),
+        head=int(n_head),
+        tied=bool(tied),
+        non_embedding=int(non_emb),
+        matmul=int(non_emb + n_head),
+    )
 
 # %% ../../nbs/24_train.cost.ipynb #940c6513
 PEAK_FLOPS = [  # (pattern on the lower-cased device name, dense bf16/fp16 FLOP/s); first match wins, so specific names come first
-    (r'\bb200\b', 2.25e15), (r'\bgh200\b', 989e12), (r'\bh200\b', 989e12), (r'\bh100\b.*\bpcie\b', 756e12), (r'\bh100\b.*\bnvl\b', 835e12),
-    (r'\bh100\b', 989e12), (r'\ba100\b', 312e12), (r'\bl40s\b', 362e12), (r'\bl40\b', 181e12), (r'\bl4\b', 121e12),
-    (r'\ba10g\b', 70e12), (r'\ba10\b', 125e12), (r'\bt4\b', 65e12), (r'\bv100\b', 125e12), (r'\brtx 4090\b', 165e12),
-    (r'\brtx 3090\b', 71e12), (r'\bmi300x\b', 1307e12), (r'\bmi250x?\b', 383e12)]
+    (r'\bb200\b', 2.25e15),
+    (r'\bgh200\b', 989e12),
+    (r'\bh200\b', 989e12),
+    (r'\bh100\b.*\bpcie\b', 756e12),
+    (r'\bh100\b.*\bnvl\b', 835e12),
+    (r'\bh100\b', 989e12),
+    (r'\ba100\b', 312e12),
+    (r'\bl40s\b', 362e12),
+    (r'\bl40\b', 181e12),
+    (r'\bl4\b', 121e12),
+    (r'\ba10g\b', 70e12),
+    (r'\ba10\b', 125e12),
+    (r'\bt4\b', 65e12),
+    (r'\bv100\b', 125e12),
+    (r'\brtx 4090\b', 165e12),
+    (r'\brtx 3090\b', 71e12),
+    (r'\bmi300x\b', 1307e12),
+    (r'\bmi250x?\b', 383e12),
+]
 
 # %% ../../nbs/24_train.cost.ipynb #93a2ba38
-def peak_flops(device_name:str|None) -> float|None:
+def peak_flops(device_name: str | None) -> float | None:
     "Peak dense bf16 (fp16 on T4/V100) FLOP/s of one device named like `torch.cuda.get_device_name()`; None when unknown or a CPU."
     name = (device_name or '').lower()
     return next((v for pat, v in PEAK_FLOPS if re.search(pat, name)), None)
 
 # %% ../../nbs/24_train.cost.ipynb #abd40eab
-def cost_usd(seconds:float, settings:Settings, device:str='cpu', n_devices:int=1) -> float:
+def cost_usd(seconds: float, settings: Settings, device: str = 'cpu', n_devices: int = 1) -> float:
     "Estimated cost of `seconds` on `n_devices` devices of kind `device` ('cpu' or 'gpu'), at the rates in `settings`."
-    if device not in ('cpu', 'gpu'): raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
+    if device not in ('cpu', 'gpu'):
+        raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     rate = settings.cost_per_hour_gpu if device == 'gpu' else settings.cost_per_hour_cpu
     return seconds / 3600 * rate * n_devices
 
@@ -61,63 +90,120 @@ def cost_usd(seconds:float, settings:Settings, device:str='cpu', n_devices:int=1
 def current_device() -> dict:
     "The kind ('gpu'/'cpu'), name and number of devices this process trains on."
     import torch
+
     if torch.cuda.is_available():
-        return dict(device='gpu', device_name=torch.cuda.get_device_name(0), n_devices=max(int(os.environ.get('WORLD_SIZE', '1')), 1))
+        return dict(
+            device='gpu',
+            device_name=torch.cuda.get_device_name(0),
+            n_devices=max(int(os.environ.get('WORLD_SIZE', '1')), 1),
+        )
     return dict(device='cpu', device_name=platform.processor() or platform.machine(), n_devices=1)
 
 # %% ../../nbs/24_train.cost.ipynb #97bd84f4
-def ledger_entry(stage:str, model, tokens:int, wall_s:float, seq_len:int, settings:Settings, device:str|None=None,
-                 device_name:str|None=None, n_devices:int|None=None, **extra) -> dict:
+def ledger_entry(
+    stage: str,
+    model,
+    tokens: int,
+    wall_s: float,
+    seq_len: int,
+    settings: Settings,
+    device: str | None = None,
+    device_name: str | None = None,
+    n_devices: int | None = None,
+    **extra,
+) -> dict:
     "One ledger row for `stage`: tokens, parameters, FLOPs (6ND + attention), wall time, tokens/s, MFU (when the peak is known) and cost."
-    here = current_device() if device is None else dict(device=device, device_name=device_name, n_devices=n_devices or 1)
-    device, device_name, n_devices = here['device'], device_name or here['device_name'], n_devices or here['n_devices']
+    here = (
+        current_device()
+        if device is None
+        else dict(device=device, device_name=device_name, n_devices=n_devices or 1)
+    )
+    device, device_name, n_devices = (
+        here['device'],
+        device_name or here['device_name'],
+        n_devices or here['n_devices'],
+    )
     pc, cfg = param_counts(model), model.config
-    fl = training_flops(pc['non_embedding'], tokens, cfg.num_hidden_layers, seq_len, cfg.hidden_size, head_params=pc['head'])
+    fl = training_flops(
+        pc['non_embedding'], tokens, cfg.num_hidden_layers, seq_len, cfg.hidden_size, head_params=pc['head']
+    )
     peak = peak_flops(device_name) if device == 'gpu' else None
     rate = settings.cost_per_hour_gpu if device == 'gpu' else settings.cost_per_hour_cpu
     achieved = fl['flops_total'] / wall_s if wall_s > 0 else None
-    return dict(stage=stage, tokens=int(tokens), params=pc['total'], params_non_embedding=pc['non_embedding'], params_flops=pc['matmul'],
-                n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size, seq_len=seq_len, **{k: fl[k] for k in ('flops_6nd', 'flops_attention', 'flops_total')},
-                wall_s=round(wall_s, 3), tokens_per_s=round(tokens / wall_s, 1) if wall_s > 0 else None, flops_per_s=achieved,
-                device=device, device_name=device_name, n_devices=n_devices, peak_flops_per_device=peak,
-                mfu=achieved / (peak * n_devices) if peak and achieved else None,
-                cost_per_hour=rate, cost=round(cost_usd(wall_s, settings, device, n_devices), 6), currency='USD', **extra)
+    return dict(
+        stage=stage,
+        tokens=int(tokens),
+        params=pc['total'],
+        params_non_embedding=pc['non_embedding'],
+        params_flops=pc['matmul'],
+        n_layers=cfg.num_hidden_layers,
+        d_model=cfg.hidden_size,
+        seq_len=seq_len,
+        **{k: fl[k] for k in ('flops_6nd', 'flops_attention', 'flops_total')},
+        wall_s=round(wall_s, 3),
+        tokens_per_s=round(tokens / wall_s, 1) if wall_s > 0 else None,
+        flops_per_s=achieved,
+        device=device,
+        device_name=device_name,
+        n_devices=n_devices,
+        peak_flops_per_device=peak,
+        mfu=achieved / (peak * n_devices) if peak and achieved else None,
+        cost_per_hour=rate,
+        cost=round(cost_usd(wall_s, settings, device, n_devices), 6),
+        currency='USD',
+        **extra,
+    )
 
 # %% ../../nbs/24_train.cost.ipynb #c563e188
-def write_ledger(path:Path|str, entries:list[dict]) -> Path:
+def write_ledger(path: Path | str, entries: list[dict]) -> Path:
     "Write `entries` as a JSONL ledger at `path`, atomically (a temp file, then rename); return the path."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    tmp.write_text(''.join(json.dumps(e, ensure_ascii=False, default=str) + '\n' for e in entries), encoding='utf-8')
+    tmp.write_text(
+        ''.join(json.dumps(e, ensure_ascii=False, default=str) + '\n' for e in entries), encoding='utf-8'
+    )
     os.replace(tmp, path)
     return path
 
 # %% ../../nbs/24_train.cost.ipynb #4a265960
-def read_ledger(path:Path|str) -> list[dict]:
+def read_ledger(path: Path | str) -> list[dict]:
     "The entries of a JSONL ledger (empty if it does not exist)."
     p = Path(path)
-    return [json.loads(l) for l in p.read_text(encoding='utf-8').splitlines() if l.strip()] if p.exists() else []
+    return (
+        [json.loads(l) for l in p.read_text(encoding='utf-8').splitlines() if l.strip()] if p.exists() else []
+    )
 
 # %% ../../nbs/24_train.cost.ipynb #05bd70a2
-def ledger_totals(entries:list[dict]) -> dict:
+def ledger_totals(entries: list[dict]) -> dict:
     "Sums over the stages of a ledger: tokens, FLOPs, wall time and cost."
-    return dict(stages=len(entries), **{k: sum(e.get(k) or 0 for e in entries) for k in ('tokens', 'flops_total', 'wall_s', 'cost')})
+    return dict(
+        stages=len(entries),
+        **{k: sum(e.get(k) or 0 for e in entries) for k in ('tokens', 'flops_total', 'wall_s', 'cost')},
+    )
 
 # %% ../../nbs/24_train.cost.ipynb #b086c662
 BUDGET_KEYS = ('max_tokens', 'max_seconds', 'max_cost')
 
-def budget_reached(budget:BudgetConfig, tokens:int, seconds:float, cost:float, step_tokens:int=0) -> str|None:
+
+def budget_reached(
+    budget: BudgetConfig, tokens: int, seconds: float, cost: float, step_tokens: int = 0
+) -> str | None:
     "The first cap of `budget` that is reached ('max_tokens', 'max_seconds', 'max_cost'), or None; a token cap counts the next `step_tokens`."
-    if budget.max_tokens is not None and tokens + step_tokens > budget.max_tokens: return 'max_tokens'
-    if budget.max_seconds is not None and seconds >= budget.max_seconds: return 'max_seconds'
-    if budget.max_cost is not None and cost >= budget.max_cost: return 'max_cost'
+    if budget.max_tokens is not None and tokens + step_tokens > budget.max_tokens:
+        return 'max_tokens'
+    if budget.max_seconds is not None and seconds >= budget.max_seconds:
+        return 'max_seconds'
+    if budget.max_cost is not None and cost >= budget.max_cost:
+        return 'max_cost'
     return None
 
 # %% ../../nbs/24_train.cost.ipynb #e39c90cc
-def budget_callback(budget:BudgetConfig|dict, tokens_per_step:int, cost_per_second:float=0.0):
+def budget_callback(budget: BudgetConfig | dict, tokens_per_step: int, cost_per_second: float = 0.0):
     "A `TrainerCallback` that stops training cleanly (final checkpoint, `stopped_by`, `summary()`) when `budget` is reached; `tokens_per_step` is per process."
     from transformers import TrainerCallback
     from transformers.trainer_callback import ExportableState
+
     budget = budget if isinstance(budget, BudgetConfig) else BudgetConfig(**budget)
     if budget.max_tokens is not None and budget.max_tokens < tokens_per_step:
         raise ValueError(f"max_tokens {budget.max_tokens} is less than one step ({tokens_per_step} tokens)")
@@ -130,27 +216,48 @@ def budget_callback(budget:BudgetConfig|dict, tokens_per_step:int, cost_per_seco
             self.step = self.stopped_at_step = self.stopped_by = None
             self.reached_at_start = False
 
-        def seconds(self): return self.prior_seconds + (time.time() - self.t0 if self.t0 else 0.0)
-        def cost(self): return self.prior_cost + self.cost_per_second * (time.time() - self.t0 if self.t0 else 0.0)
+        def seconds(self):
+            return self.prior_seconds + (time.time() - self.t0 if self.t0 else 0.0)
+
+        def cost(self):
+            return self.prior_cost + self.cost_per_second * (time.time() - self.t0 if self.t0 else 0.0)
 
         def state(self) -> dict:
-            return dict(args=dict(budget=self.budget.model_dump(), tokens_per_step=self.tokens_per_step, cost_per_second=self.cost_per_second),
-                        attributes=dict(prior_seconds=self.seconds(), prior_cost=self.cost()))
+            return dict(
+                args=dict(
+                    budget=self.budget.model_dump(),
+                    tokens_per_step=self.tokens_per_step,
+                    cost_per_second=self.cost_per_second,
+                ),
+                attributes=dict(prior_seconds=self.seconds(), prior_cost=self.cost()),
+            )
 
         def on_train_begin(self, args, state, control, **kw):
             prev = state.stateful_callbacks.setdefault('BudgetCallback', self.state())
-            prev = (prev[0] if isinstance(prev, list) else prev).get('attributes', {}) if state.global_step else {}
-            self.prior_seconds, self.prior_cost = float(prev.get('prior_seconds', 0.0)), float(prev.get('prior_cost', 0.0))
+            prev = (
+                (prev[0] if isinstance(prev, list) else prev).get('attributes', {})
+                if state.global_step
+                else {}
+            )
+            self.prior_seconds, self.prior_cost = (
+                float(prev.get('prior_seconds', 0.0)),
+                float(prev.get('prior_cost', 0.0)),
+            )
             self.start_step = self.step = state.global_step
             self.t0, self.world = time.time(), max(int(args.world_size), 1)
             self.reached_at_start = state.global_step > 0 and self._check(args, state) is not None
 
         def _check(self, args, state):
             per_step = self.tokens_per_step * self.world
-            hit = budget_reached(self.budget, state.global_step * per_step, self.seconds(), self.cost(), per_step)
+            hit = budget_reached(
+                self.budget, state.global_step * per_step, self.seconds(), self.cost(), per_step
+            )
             if args.world_size > 1 and (self.budget.max_seconds or self.budget.max_cost):
                 import torch, torch.distributed as dist
-                if dist.is_available() and dist.is_initialized():   # all ranks stop together, on the first cap any rank reached
+
+                if (
+                    dist.is_available() and dist.is_initialized()
+                ):  # all ranks stop together, on the first cap any rank reached
                     flags = torch.tensor([float(k == hit) for k in BUDGET_KEYS], device=args.device)
                     dist.all_reduce(flags, op=dist.ReduceOp.MAX)
                     hit = next((k for k, f in zip(BUDGET_KEYS, flags.tolist()) if f), None)
@@ -165,15 +272,31 @@ def budget_callback(budget:BudgetConfig|dict, tokens_per_step:int, cost_per_seco
 
         def summary(self) -> dict:
             tokens = (self.step or 0) * self.tokens_per_step * self.world
-            s = dict(budget=self.budget.model_dump(), stopped_by=self.stopped_by, stopped_at_step=self.stopped_at_step,
-                     start_step=self.start_step, steps=(self.step or 0) - self.start_step, tokens=tokens, processes=self.world,
-                     seconds=round(self.seconds(), 3), cost=round(self.cost(), 6), reached_at_start=self.reached_at_start)
+            s = dict(
+                budget=self.budget.model_dump(),
+                stopped_by=self.stopped_by,
+                stopped_at_step=self.stopped_at_step,
+                start_step=self.start_step,
+                steps=(self.step or 0) - self.start_step,
+                tokens=tokens,
+                processes=self.world,
+                seconds=round(self.seconds(), 3),
+                cost=round(self.cost(), 6),
+                reached_at_start=self.reached_at_start,
+            )
             if self.stopped_by:
                 limit = getattr(self.budget, self.stopped_by)
-                seen = {'max_tokens': f'{tokens:,} tokens', 'max_seconds': f'{s["seconds"]:,.1f} s', 'max_cost': f'{s["cost"]:.4f} USD'}[self.stopped_by]
-                s['message'] = (f"training stopped by the budget ({self.stopped_by} = {limit:,}) at step {self.stopped_at_step}: "
-                                f"{seen}; final checkpoint checkpoint-{self.stopped_at_step}")
-            else: s['message'] = 'the budget was not reached'
+                seen = {
+                    'max_tokens': f'{tokens:,} tokens',
+                    'max_seconds': f'{s["seconds"]:,.1f} s',
+                    'max_cost': f'{s["cost"]:.4f} USD',
+                }[self.stopped_by]
+                s['message'] = (
+                    f"training stopped by the budget ({self.stopped_by} = {limit:,}) at step {self.stopped_at_step}: "
+                    f"{seen}; final checkpoint checkpoint-{self.stopped_at_step}"
+                )
+            else:
+                s['message'] = 'the budget was not reached'
             return s
 
     return BudgetCallback()

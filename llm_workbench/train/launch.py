@@ -15,55 +15,87 @@ from ..config import load_config
 __all__ = ['pretrain_from_run', 'launch_command', 'launch_pretrain', 'main']
 
 # %% ../../nbs/28_train.launch.ipynb #7d124843
-def pretrain_from_run(run_dir:Path|str, callbacks:list=()) -> dict:
+def pretrain_from_run(run_dir: Path | str, callbacks: list = ()) -> dict:
     "Pretrain the run dir's model (its init weights, tokenizer, splits); rank 0 writes `pretrain/summary.json`."
     from llm_workbench.data.manifest import load_split
     from llm_workbench.train.tokenizer import load_tokenizer
     from llm_workbench.train.model import load_model
     from llm_workbench.train.pretrain import pack_texts, pretrain
     from llm_workbench.train.loop import stage_budget
+
     layout = RunLayout(run_dir)
     cfg = load_config(layout.recipe)
     seed_everything(cfg.seed)
     tok = load_tokenizer(layout.tokenizer)
-    blocks = {split: pack_texts(list(load_split(layout.data, split)['text']), tok, cfg.train.seq_len)[0]
-              for split in ('train', 'val')}
+    blocks = {
+        split: pack_texts(list(load_split(layout.data, split)['text']), tok, cfg.train.seq_len)[0]
+        for split in ('train', 'val')
+    }
     model = load_model(layout.init_model)
     budget = stage_budget(cfg.train, load_settings())
-    summary = pretrain(model, tok, blocks['train'], blocks['val'], cfg.train, layout.stage_dir('pretrain'),
-                       seed=cfg.seed, callbacks=[*callbacks, budget])
+    summary = pretrain(
+        model,
+        tok,
+        blocks['train'],
+        blocks['val'],
+        cfg.train,
+        layout.stage_dir('pretrain'),
+        seed=cfg.seed,
+        callbacks=[*callbacks, budget],
+    )
     summary['budget'] = budget.summary()
-    if int(os.environ.get('RANK', '0')) == 0: write_json(layout.summary('pretrain'), summary)
+    if int(os.environ.get('RANK', '0')) == 0:
+        write_json(layout.summary('pretrain'), summary)
     return summary
 
 # %% ../../nbs/28_train.launch.ipynb #a93141c3
-def launch_command(run_dir:Path|str, processes:int) -> list[str]:
+def launch_command(run_dir: Path | str, processes: int) -> list[str]:
     "The `torchrun` command line that pretrains the run dir with `processes` processes."
-    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={processes}',
-            '-m', 'llm_workbench.train.launch', '--run-dir', str(run_dir)]
+    return [
+        sys.executable,
+        '-m',
+        'torch.distributed.run',
+        '--standalone',
+        f'--nproc_per_node={processes}',
+        '-m',
+        'llm_workbench.train.launch',
+        '--run-dir',
+        str(run_dir),
+    ]
 
 # %% ../../nbs/28_train.launch.ipynb #e6cbd8dc
-def launch_pretrain(run_dir:Path|str, processes:int) -> dict:
+def launch_pretrain(run_dir: Path | str, processes: int) -> dict:
     "Run `pretrain_from_run` in `processes` data-parallel processes; return rank 0's summary."
     import torch
+
     env = dict(os.environ)
-    if not torch.cuda.is_available(): env['OMP_NUM_THREADS'] = '1'
+    if not torch.cuda.is_available():
+        env['OMP_NUM_THREADS'] = '1'
     out = RunLayout(run_dir).summary('pretrain')
     out.unlink(missing_ok=True)
     r = subprocess.run(launch_command(run_dir, processes), env=env, capture_output=True, text=True)
-    done = out.is_file() and (RunLayout(run_dir).model('pretrain')/'model.safetensors').is_file()
-    if r.returncode and not done: raise RuntimeError(f"distributed pretraining failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
-    if r.returncode:   # gloo on CPU sometimes aborts at process exit after training finished and rank 0 saved everything
+    done = out.is_file() and (RunLayout(run_dir).model('pretrain') / 'model.safetensors').is_file()
+    if r.returncode and not done:
+        raise RuntimeError(f"distributed pretraining failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
+    if (
+        r.returncode
+    ):  # gloo on CPU sometimes aborts at process exit after training finished and rank 0 saved everything
         import warnings
-        warnings.warn(f"torchrun exited {r.returncode} after training finished; the saved model and summary count")
+
+        warnings.warn(
+            f"torchrun exited {r.returncode} after training finished; the saved model and summary count"
+        )
     return json.loads(out.read_text())
 
 # %% ../../nbs/28_train.launch.ipynb #c1547ffa
-def main(argv:list|None=None):
+def main(argv: list | None = None):
     "Entry point: `python -m llm_workbench.train.launch --run-dir DIR` (under torchrun for several processes)."
-    p = argparse.ArgumentParser(prog='python -m llm_workbench.train.launch', description=pretrain_from_run.__doc__)
+    p = argparse.ArgumentParser(
+        prog='python -m llm_workbench.train.launch', description=pretrain_from_run.__doc__
+    )
     p.add_argument('--run-dir', required=True)
     pretrain_from_run(p.parse_args(argv).run_dir)
 
 # %% ../../nbs/28_train.launch.ipynb #fdbc5f4a
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    main()

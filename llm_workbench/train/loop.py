@@ -21,174 +21,268 @@ __all__ = ['ARG_FIELDS', 'EVAL_SKIP', 'common_args', 'context_length', 'metrics_
 
 # %% ../../nbs/25_train.loop.ipynb #4450926c
 ARG_FIELDS = dict(
-    max_steps=('max_steps',), batch_size=('per_device_train_batch_size', 'per_device_eval_batch_size'),
-    grad_accum=('gradient_accumulation_steps',), lr=('learning_rate',), warmup_steps=('warmup_steps',),
-    weight_decay=('weight_decay',), lr_scheduler=('lr_scheduler_type',), max_grad_norm=('max_grad_norm',),
-    log_every=('logging_steps',), eval_every=('eval_steps',), save_every=('save_steps',))
+    max_steps=('max_steps',),
+    batch_size=('per_device_train_batch_size', 'per_device_eval_batch_size'),
+    grad_accum=('gradient_accumulation_steps',),
+    lr=('learning_rate',),
+    warmup_steps=('warmup_steps',),
+    weight_decay=('weight_decay',),
+    lr_scheduler=('lr_scheduler_type',),
+    max_grad_norm=('max_grad_norm',),
+    log_every=('logging_steps',),
+    eval_every=('eval_steps',),
+    save_every=('save_steps',),
+)
 
 # %% ../../nbs/25_train.loop.ipynb #c3defdb9
-def common_args(section, out_dir:Path|str, seed:int, report_to=(), run_name:str|None=None) -> dict:
+def common_args(section, out_dir: Path | str, seed: int, report_to=(), run_name: str | None = None) -> dict:
     "The keyword arguments every trainer's config (`TrainingArguments`, TRL's) takes from recipe `section`."
     import torch
+
     gpu = torch.cuda.is_available()
-    fields = {arg: getattr(section, name) for name, args in ARG_FIELDS.items() if hasattr(section, name)
-              for arg in args}
-    device = dict(use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(), fp16=False,
-                  optim='adamw_torch_fused' if gpu else 'adamw_torch', gradient_checkpointing=False,
-                  activation_checkpointing=False, dataloader_num_workers=0)
-    return dict(fields, **device, output_dir=str(Path(out_dir)/'checkpoints'), logging_first_step=True,
-                eval_strategy='steps', save_strategy='steps', save_total_limit=2, save_only_model=False,
-                seed=seed, data_seed=seed, report_to=list(report_to), run_name=run_name, disable_tqdm=False,
-                include_num_input_tokens_seen='non_padding')
+    fields = {
+        arg: getattr(section, name)
+        for name, args in ARG_FIELDS.items()
+        if hasattr(section, name)
+        for arg in args
+    }
+    device = dict(
+        use_cpu=not gpu,
+        bf16=gpu and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        optim='adamw_torch_fused' if gpu else 'adamw_torch',
+        gradient_checkpointing=False,
+        activation_checkpointing=False,
+        dataloader_num_workers=0,
+    )
+    return dict(
+        fields,
+        **device,
+        output_dir=str(Path(out_dir) / 'checkpoints'),
+        logging_first_step=True,
+        eval_strategy='steps',
+        save_strategy='steps',
+        save_total_limit=2,
+        save_only_model=False,
+        seed=seed,
+        data_seed=seed,
+        report_to=list(report_to),
+        run_name=run_name,
+        disable_tqdm=False,
+        include_num_input_tokens_seen='non_padding',
+    )
 
 # %% ../../nbs/25_train.loop.ipynb #31f3d093
-def context_length(model, max_length:int) -> int:
+def context_length(model, max_length: int) -> int:
     "`max_length`, capped at the model's `max_position_embeddings` (when it has one)."
     return min(max_length, getattr(model.config, 'max_position_embeddings', None) or max_length)
 
 # %% ../../nbs/25_train.loop.ipynb #163811a9
-def metrics_callback(path:Path|str):
+def metrics_callback(path: Path | str):
     "A `TrainerCallback` that appends each log dict, with step and wall time, to the JSONL file `path`."
     from transformers import TrainerCallback
+
     class _Metrics(TrainerCallback):
         def __init__(self):
             self.path, self.t0 = Path(path), time.time()
+
         def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero or not logs: return
+            if not state.is_world_process_zero or not logs:
+                return
             with open(self.path, 'a', encoding='utf-8') as f:
                 row = dict(step=state.global_step, time=round(time.time() - self.t0, 3), **logs)
                 f.write(json.dumps(row) + '\n')
+
     return _Metrics()
 
 # %% ../../nbs/25_train.loop.ipynb #aab90427
-def read_metrics(path:Path|str) -> list[dict]:
+def read_metrics(path: Path | str) -> list[dict]:
     "The rows of a `metrics.jsonl` file (empty if it does not exist)."
     path = Path(path)
-    if not path.exists(): return []
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 # %% ../../nbs/25_train.loop.ipynb #b1822cc3
 def token_counter():
     "A `TrainerCallback` counting the non-padding tokens trained on (all processes) since `train()` began."
     from transformers import TrainerCallback
+
     class TokenCounter(TrainerCallback):
         def __init__(self):
             self.start = self.seen = 0
+
         def on_train_begin(self, args, state, control, **kw):
             if args.include_num_input_tokens_seen in ('no', False):
                 raise ValueError("counting tokens needs include_num_input_tokens_seen='non_padding'")
             self.start = self.seen = state.num_input_tokens_seen
+
         def on_step_end(self, args, state, control, **kw):
             self.seen = state.num_input_tokens_seen
+
         def on_train_end(self, args, state, control, **kw):
             self.seen = state.num_input_tokens_seen
+
         @property
-        def tokens(self) -> int: return int(self.seen - self.start)
+        def tokens(self) -> int:
+            return int(self.seen - self.start)
+
     return TokenCounter()
 
 # %% ../../nbs/25_train.loop.ipynb #77596a0b
 def progress_callback():
     "A `TrainerCallback` reporting step, loss, tokens/s and ETA through `core.report_progress` on each log."
     from transformers import TrainerCallback
+
     class Progress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             self.t0, self.step0, self.tokens0 = time.time(), state.global_step, state.num_input_tokens_seen
+
         def on_log(self, args, state, control, logs=None, **kw):
-            if not state.is_world_process_zero: return
+            if not state.is_world_process_zero:
+                return
             elapsed, done = time.time() - self.t0, state.global_step - self.step0
             info = dict(loss=round(logs['loss'], 4)) if logs and 'loss' in logs else {}
             tokens = state.num_input_tokens_seen - self.tokens0
-            if elapsed > 0 and tokens > 0: info['tokens_per_s'] = round(tokens / elapsed, 1)
+            if elapsed > 0 and tokens > 0:
+                info['tokens_per_s'] = round(tokens / elapsed, 1)
             left = max(state.max_steps - state.global_step, 0)
-            if done > 0: info['eta_s'] = round(elapsed / done * left, 1)
+            if done > 0:
+                info['eta_s'] = round(elapsed / done * left, 1)
             report_progress(state.global_step, state.max_steps, 'step', **info)
+
     return Progress()
 
 # %% ../../nbs/25_train.loop.ipynb #346de9b0
-def last_checkpoint(out_dir:Path|str) -> str|None:
+def last_checkpoint(out_dir: Path | str) -> str | None:
     "The newest intact checkpoint under `out_dir/checkpoints`, if any (broken ones skipped with a warning)."
-    return last_good_checkpoint(Path(out_dir)/'checkpoints')
+    return last_good_checkpoint(Path(out_dir) / 'checkpoints')
 
 # %% ../../nbs/25_train.loop.ipynb #60ce3a6c
-def lora_model(model, lora:LoRAConfig):
+def lora_model(model, lora: LoRAConfig):
     "`model` wrapped with LoRA adapters (PEFT, causal LM) as `lora` says; only the adapters are trainable."
     from peft import LoraConfig, get_peft_model
-    config = LoraConfig(task_type='CAUSAL_LM', r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                        target_modules=list(lora.target_modules), bias='none')
+
+    config = LoraConfig(
+        task_type='CAUSAL_LM',
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        bias='none',
+    )
     return get_peft_model(model, config)
 
 # %% ../../nbs/25_train.loop.ipynb #cc42e8d0
 def merge_lora(model):
     "The plain model with the LoRA adapters of `model` merged into its weights (a non-PEFT model as is)."
     from peft import PeftModel
+
     return model.merge_and_unload() if isinstance(model, PeftModel) else model
 
 # %% ../../nbs/25_train.loop.ipynb #66a7f95e
-def probe_logits(model, tokenizer, text:str):
+def probe_logits(model, tokenizer, text: str):
     "The logits (float, on the CPU) of `model` on `text`, in eval mode; the model's mode is restored."
     import torch
+
     ids = torch.tensor([tokenizer(text)['input_ids']], device=next(model.parameters()).device)
     was = model.training
     model.eval()
     try:
-        with torch.no_grad(): return model(input_ids=ids).logits.float().cpu()
-    finally: model.train(was)
+        with torch.no_grad():
+            return model(input_ids=ids).logits.float().cpu()
+    finally:
+        model.train(was)
 
 # %% ../../nbs/25_train.loop.ipynb #3bfee6ea
 @contextlib.contextmanager
 def _quiet_datasets():
     "Silence `datasets` progress bars while a trainer prepares its data (TRL maps it several times)."
     from datasets.utils import logging as dl
+
     was = dl.is_progress_bar_enabled()
     dl.disable_progress_bar()
-    try: yield
+    try:
+        yield
     finally:
-        if was: dl.enable_progress_bar()
+        if was:
+            dl.enable_progress_bar()
 
 # %% ../../nbs/25_train.loop.ipynb #6f68525b
 EVAL_SKIP = ('runtime', 'per_second', 'num_tokens', 'epoch', 'step')
 
-def final_eval(trainer, step:int) -> dict:
+
+def final_eval(trainer, step: int) -> dict:
     "Eval metrics of the final weights (no `eval_` prefix): the eval logged at `step`, else a new evaluation."
     last = next((r for r in reversed(trainer.state.log_history) if 'eval_loss' in r), None)
     ev = last if last and last.get('step') == step else trainer.evaluate()
     return {k.removeprefix('eval_'): round(v, 6) for k, v in ev.items() if not any(s in k for s in EVAL_SKIP)}
 
 # %% ../../nbs/25_train.loop.ipynb #6d40ec7e
-def save_trained(trainer, tokenizer, out_dir:Path|str, lora:LoRAConfig|None=None, probe:str|None=None):
+def save_trained(
+    trainer, tokenizer, out_dir: Path | str, lora: LoRAConfig | None = None, probe: str | None = None
+):
     "Save model and tokenizer to `out_dir/model`; with LoRA the adapter to `out_dir/adapter` (and merge)."
     out_dir, final, diff = Path(out_dir), trainer.model, None
     use_lora, write = bool(lora and lora.enabled), trainer.args.should_save
-    if use_lora and write: final.save_pretrained(str(out_dir/'adapter'))
+    if use_lora and write:
+        final.save_pretrained(str(out_dir / 'adapter'))
     if use_lora and lora.merge:
         before = probe_logits(final, tokenizer, probe) if probe else None
         final = merge_lora(final)
-        if probe: diff = (before - probe_logits(final, tokenizer, probe)).abs().max().item()
+        if probe:
+            diff = (before - probe_logits(final, tokenizer, probe)).abs().max().item()
     if write and (not use_lora or lora.merge):
-        final.save_pretrained(str(out_dir/'model'))
-        tokenizer.save_pretrained(str(out_dir/'model'))
-    return dict(lora=use_lora, merged=use_lora and lora.merge, merge_max_abs_diff=diff,
-                model_dir=str(out_dir/'model') if (out_dir/'model').exists() else None,
-                adapter_dir=str(out_dir/'adapter') if use_lora else None)
+        final.save_pretrained(str(out_dir / 'model'))
+        tokenizer.save_pretrained(str(out_dir / 'model'))
+    return dict(
+        lora=use_lora,
+        merged=use_lora and lora.merge,
+        merge_max_abs_diff=diff,
+        model_dir=str(out_dir / 'model') if (out_dir / 'model').exists() else None,
+        adapter_dir=str(out_dir / 'adapter') if use_lora else None,
+    )
 
 # %% ../../nbs/25_train.loop.ipynb #260fff65
-def run_training(trainer_cls, model, tokenizer, args, train_ds, eval_ds, out_dir:Path|str, callbacks=(),
-                 lora:LoRAConfig|None=None, probe:str|None=None, **trainer_kwargs) -> dict:
+def run_training(
+    trainer_cls,
+    model,
+    tokenizer,
+    args,
+    train_ds,
+    eval_ds,
+    out_dir: Path | str,
+    callbacks=(),
+    lora: LoRAConfig | None = None,
+    probe: str | None = None,
+    **trainer_kwargs,
+) -> dict:
     "Train `model` with `trainer_cls` (any `Trainer` subclass): resume, train, evaluate, save; a summary."
     from transformers import set_seed
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if eval_ds is not None and len(eval_ds) == 0: eval_ds = None
-    if eval_ds is None: args.eval_strategy = 'no'
-    if args.include_num_input_tokens_seen in ('no', False): args.include_num_input_tokens_seen = 'non_padding'
-    set_seed(args.seed)                                 # LoRA's initial adapters, before the trainer seeds
-    if lora is not None and lora.enabled: model = lora_model(model, lora)
+    if eval_ds is not None and len(eval_ds) == 0:
+        eval_ds = None
+    if eval_ds is None:
+        args.eval_strategy = 'no'
+    if args.include_num_input_tokens_seen in ('no', False):
+        args.include_num_input_tokens_seen = 'non_padding'
+    set_seed(args.seed)  # LoRA's initial adapters, before the trainer seeds
+    if lora is not None and lora.enabled:
+        model = lora_model(model, lora)
     counter = token_counter()
-    own = [metrics_callback(out_dir/'metrics.jsonl'), counter, progress_callback()]
+    own = [metrics_callback(out_dir / 'metrics.jsonl'), counter, progress_callback()]
     with _quiet_datasets():
         trainer_class = atomic_trainer(trainer_cls)
-        trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                                callbacks=[*own, *callbacks], **trainer_kwargs)
+        trainer = trainer_class(
+            model=model,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            callbacks=[*own, *callbacks],
+            **trainer_kwargs,
+        )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = count_params(trainer.model)
     resume = last_checkpoint(out_dir)
@@ -197,16 +291,24 @@ def run_training(trainer_cls, model, tokenizer, args, train_ds, eval_ds, out_dir
     wall = time.time() - t0
     ev = final_eval(trainer, result.global_step) if eval_ds is not None else {}
     saved = save_trained(trainer, tokenizer, out_dir, lora, probe)
-    return dict(steps=result.global_step, resumed_from=resume, train_loss=round(result.training_loss, 6),
-                final_eval_loss=ev.get('loss', math.nan), eval=ev, tokens=counter.tokens,
-                wall_s=round(wall, 2),
-                tokens_per_s=round(counter.tokens / wall, 1) if wall > 0 else None,
-                train_examples=len(trainer.train_dataset),
-                eval_examples=len(trainer.eval_dataset) if eval_ds is not None else 0,
-                trainable_params=trainable, total_params=total, **saved)
+    return dict(
+        steps=result.global_step,
+        resumed_from=resume,
+        train_loss=round(result.training_loss, 6),
+        final_eval_loss=ev.get('loss', math.nan),
+        eval=ev,
+        tokens=counter.tokens,
+        wall_s=round(wall, 2),
+        tokens_per_s=round(counter.tokens / wall, 1) if wall > 0 else None,
+        train_examples=len(trainer.train_dataset),
+        eval_examples=len(trainer.eval_dataset) if eval_ds is not None else 0,
+        trainable_params=trainable,
+        total_params=total,
+        **saved,
+    )
 
 # %% ../../nbs/25_train.loop.ipynb #e9eabf6b
-def stage_budget(section, settings, sequences_per_example:int=1):
+def stage_budget(section, settings, sequences_per_example: int = 1):
     "The budget callback of recipe `section` (`section.budget`), priced at the rates of `settings` here."
     dev = current_device()
     length = getattr(section, 'seq_len', None) or section.max_length
@@ -214,33 +316,52 @@ def stage_budget(section, settings, sequences_per_example:int=1):
     return budget_callback(section.budget, per_step, cost_usd(1.0, settings, dev['device'], dev['n_devices']))
 
 # %% ../../nbs/25_train.loop.ipynb #1874073a
-def tracking_report_to(tracking:str) -> list[str]:
+def tracking_report_to(tracking: str) -> list[str]:
     "The trainer's `report_to` for the workspace's `tracking` setting: W&B (offline or online) or nothing."
     return [] if tracking == 'none' else ['wandb']
 
 # %% ../../nbs/25_train.loop.ipynb #4bbf2cd5
 def _finish_wandb(report_to):
     "Close the W&B run a trainer opened, so the next stage starts its own."
-    if 'wandb' not in report_to: return
+    if 'wandb' not in report_to:
+        return
     import wandb
-    if wandb.run is not None: wandb.finish()
+
+    if wandb.run is not None:
+        wandb.finish()
 
 # %% ../../nbs/25_train.loop.ipynb #7140c36a
-def train_stage(ctx, stage:str, section, model, fit, sequences_per_example:int=1) -> dict:
+def train_stage(ctx, stage: str, section, model, fit, sequences_per_example: int = 1) -> dict:
     "Run `fit(report_to=, run_name=, callbacks=)` as the training stage `stage` of `ctx`: budget, ledger."
     budget = stage_budget(section, ctx.settings, sequences_per_example)
     report_to = tracking_report_to(ctx.settings.tracking)
     run_name = f"{os.environ.get('LLMWB_RUN_ID', ctx.run_dir.name)}-{stage}"
-    try: summary = fit(report_to=report_to, run_name=run_name, callbacks=[budget])
-    finally: _finish_wandb(report_to)
-    spent = summary.get('budget') or budget.summary()     # under torchrun the processes' own callback reports
+    try:
+        summary = fit(report_to=report_to, run_name=run_name, callbacks=[budget])
+    finally:
+        _finish_wandb(report_to)
+    spent = summary.get('budget') or budget.summary()  # under torchrun the processes' own callback reports
     length = getattr(section, 'seq_len', None) or section.max_length
-    ledger = ledger_entry(stage, model, summary['tokens'], summary['wall_s'], length, ctx.settings,
-                          stopped_by=spent['stopped_by'])
+    ledger = ledger_entry(
+        stage,
+        model,
+        summary['tokens'],
+        summary['wall_s'],
+        length,
+        ctx.settings,
+        stopped_by=spent['stopped_by'],
+    )
     write_ledger(ctx.layout.ledger(stage), [ledger])
     resumed = summary.get('resumed_from')
-    metrics = dict(steps=summary['steps'], train_loss=summary['train_loss'], tokens=summary['tokens'],
-                   tokens_per_s=summary['tokens_per_s'], wall_s=summary['wall_s'], cost_usd=ledger['cost'],
-                   flops=ledger['flops_total'], stopped_by=spent['stopped_by'],
-                   resumed_from=Path(resumed).name if resumed else None)
+    metrics = dict(
+        steps=summary['steps'],
+        train_loss=summary['train_loss'],
+        tokens=summary['tokens'],
+        tokens_per_s=summary['tokens_per_s'],
+        wall_s=summary['wall_s'],
+        cost_usd=ledger['cost'],
+        flops=ledger['flops_total'],
+        stopped_by=spent['stopped_by'],
+        resumed_from=Path(resumed).name if resumed else None,
+    )
     return dict(summary=summary, budget=spent, ledger=ledger, metrics=metrics)

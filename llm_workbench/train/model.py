@@ -13,14 +13,24 @@ from ..config import ModelConfig
 __all__ = ['build_model', 'count_params', 'load_model']
 
 # %% ../../nbs/21_train.model.ipynb #6a9c2deb
-def build_model(cfg:ModelConfig, vocab_size:int, eos_token_id:int, seed:int):
+def build_model(cfg: ModelConfig, vocab_size: int, eos_token_id: int, seed: int):
     "A freshly initialised `LlamaForCausalLM` of the recipe's shape, under `seed`."
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-    mc = LlamaConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                     num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                     num_key_value_heads=cfg.num_kv_heads or cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
-                     bos_token_id=eos_token_id, eos_token_id=eos_token_id, pad_token_id=eos_token_id, tie_word_embeddings=True)
+
+    mc = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        bos_token_id=eos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(mc)
 
@@ -30,11 +40,13 @@ def count_params(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 # %% ../../nbs/21_train.model.ipynb #5f620c76
-def load_model(name_or_path:str|Path, trust_remote_code:bool=False):
+def load_model(name_or_path: str | Path, trust_remote_code: bool = False):
     "A causal LM from a local folder or hub id, from safetensors weights only."
     from transformers import AutoModelForCausalLM
+
     p = Path(name_or_path).expanduser()
     if p.exists() and not any(p.glob('*.safetensors')):
         raise FileNotFoundError(f"{p}: no *.safetensors weights (pickled .bin weights are never loaded)")
-    return AutoModelForCausalLM.from_pretrained(str(p) if p.exists() else str(name_or_path), use_safetensors=True,
-                                                trust_remote_code=trust_remote_code)
+    return AutoModelForCausalLM.from_pretrained(
+        str(p) if p.exists() else str(name_or_path), use_safetensors=True, trust_remote_code=trust_remote_code
+    )

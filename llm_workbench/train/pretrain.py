@@ -10,50 +10,81 @@ from pathlib import Path
 import numpy as np
 from ..config import TrainConfig
 from .loop import common_args, run_training
-from .loop import last_checkpoint, metrics_callback, read_metrics   # their old home: imports still work
+from llm_workbench.train.loop import (
+    last_checkpoint,
+    metrics_callback,
+    read_metrics,
+)  # their old home: imports still work
 
 # %% auto #0
 __all__ = ['pack_texts', 'BlockDataset', 'training_args', 'pretrain']
 
 # %% ../../nbs/26_train.pretrain.ipynb #a7848163
-def pack_texts(texts, tokenizer, seq_len:int, batch:int=256) -> tuple[np.ndarray, dict]:
+def pack_texts(texts, tokenizer, seq_len: int, batch: int = 256) -> tuple[np.ndarray, dict]:
     "Blocks of `seq_len` token ids (int32, shape [n, seq_len]) from `texts`, and packing statistics."
     eos, ids, n_docs = tokenizer.eos_token_id, [], 0
     texts = list(texts)
     for i in range(0, len(texts), batch):
-        for doc in tokenizer(texts[i:i+batch], add_special_tokens=False, verbose=False)['input_ids']:
-            ids.extend(doc); ids.append(eos); n_docs += 1
+        for doc in tokenizer(texts[i : i + batch], add_special_tokens=False, verbose=False)['input_ids']:
+            ids.extend(doc)
+            ids.append(eos)
+            n_docs += 1
     n_blocks = len(ids) // seq_len
-    blocks = np.asarray(ids[:n_blocks * seq_len], dtype=np.int32).reshape(n_blocks, seq_len)
-    return blocks, dict(documents=n_docs, tokens=len(ids), blocks=n_blocks, seq_len=seq_len,
-                        packed_tokens=int(blocks.size), packing_efficiency=round(blocks.size / max(len(ids), 1), 6))
+    blocks = np.asarray(ids[: n_blocks * seq_len], dtype=np.int32).reshape(n_blocks, seq_len)
+    return blocks, dict(
+        documents=n_docs,
+        tokens=len(ids),
+        blocks=n_blocks,
+        seq_len=seq_len,
+        packed_tokens=int(blocks.size),
+        packing_efficiency=round(blocks.size / max(len(ids), 1), 6),
+    )
 
 # %% ../../nbs/26_train.pretrain.ipynb #dc9933ae
 class BlockDataset:
     "A torch-style dataset over packed blocks: labels are the inputs (the model shifts them); no padding."
-    def __init__(self, blocks:np.ndarray):
+
+    def __init__(self, blocks: np.ndarray):
         self.blocks = blocks
-    def __len__(self): return len(self.blocks)
+
+    def __len__(self):
+        return len(self.blocks)
+
     def __getitem__(self, i):
         import torch
+
         ids = torch.from_numpy(self.blocks[i].astype(np.int64))
         return dict(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids.clone())
 
 # %% ../../nbs/26_train.pretrain.ipynb #b3a5f024
-def training_args(cfg:TrainConfig, out_dir:Path|str, seed:int, report_to=(), run_name:str|None=None):
+def training_args(
+    cfg: TrainConfig, out_dir: Path | str, seed: int, report_to=(), run_name: str | None = None
+):
     "`TrainingArguments` for `cfg`: the loop's shared fields (`common_args`); pretraining adds none."
     from transformers import TrainingArguments
+
     return TrainingArguments(**common_args(cfg, out_dir, seed, report_to, run_name))
 
 # %% ../../nbs/26_train.pretrain.ipynb #cda36942
-def pretrain(model, tokenizer, train_blocks:np.ndarray, val_blocks:np.ndarray, cfg:TrainConfig,
-             out_dir:Path|str, seed:int, report_to=(), run_name:str|None=None, callbacks=()) -> dict:
+def pretrain(
+    model,
+    tokenizer,
+    train_blocks: np.ndarray,
+    val_blocks: np.ndarray,
+    cfg: TrainConfig,
+    out_dir: Path | str,
+    seed: int,
+    report_to=(),
+    run_name: str | None = None,
+    callbacks=(),
+) -> dict:
     "Train `model` on packed blocks in the shared loop; save it with its tokenizer to `out_dir/model`; a summary."
     from transformers import Trainer
+
     if len(train_blocks) == 0:
         raise ValueError("no training blocks: the train split is empty or shorter than one sequence")
     args = training_args(cfg, out_dir, seed, report_to, run_name)
-    val = BlockDataset(val_blocks[:cfg.max_eval_blocks]) if len(val_blocks) else None
+    val = BlockDataset(val_blocks[: cfg.max_eval_blocks]) if len(val_blocks) else None
     train = BlockDataset(train_blocks)
     summary = run_training(Trainer, model, tokenizer, args, train, val, out_dir, callbacks)
     examples = summary['steps'] * cfg.batch_size * cfg.grad_accum * max(args.world_size, 1)

@@ -24,35 +24,40 @@ CHAT_TEMPLATE = (
     "{{ '<|' + m['role'] + '|>\n' + m['content'] + '\n' }}"
     "{%- endif -%}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}")
+    "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}"
+)
 
 # %% ../../nbs/27_train.sft.ipynb #8c202505
-def set_chat_template(tokenizer, template:str=CHAT_TEMPLATE):
+def set_chat_template(tokenizer, template: str = CHAT_TEMPLATE):
     "Give `tokenizer` our chat template (in place); return it."
     tokenizer.chat_template = template
     return tokenizer
 
 # %% ../../nbs/27_train.sft.ipynb #b1587d73
-def split_prompt_boundary(prompt:str, completion:str) -> tuple[str, str]:
+def split_prompt_boundary(prompt: str, completion: str) -> tuple[str, str]:
     "Move the trailing whitespace of `prompt` to the start of `completion`, so the prompt ends on a token boundary."
     p = prompt.rstrip()
-    return p, prompt[len(p):] + completion
+    return p, prompt[len(p) :] + completion
 
 # %% ../../nbs/27_train.sft.ipynb #9069a525
 FORMATS = ('prompt_completion', 'chat')
 
 # %% ../../nbs/27_train.sft.ipynb #e9622d4c
-def sft_dataset(rows, fmt:str='prompt_completion'):
+def sft_dataset(rows, fmt: str = 'prompt_completion'):
     "A `datasets.Dataset` in TRL's columns from `rows` (dicts: a list or a `datasets.Dataset`): `prompt`/`completion` (split on a token boundary) or `messages`."
     import datasets
-    if fmt not in FORMATS: raise ValueError(f"unknown SFT format {fmt!r}; expected one of {FORMATS}")
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown SFT format {fmt!r}; expected one of {FORMATS}")
     out = []
     for i, r in enumerate(rows):
-        if r.get('format', fmt) != fmt: continue
+        if r.get('format', fmt) != fmt:
+            continue
         if fmt == 'chat':
             m = r.get('messages')
             m = json.loads(m) if isinstance(m, str) else m
-            if not m or not any(x['role'] == 'assistant' for x in m): raise ValueError(f"row {i}: chat rows need 'messages' with an assistant turn")
+            if not m or not any(x['role'] == 'assistant' for x in m):
+                raise ValueError(f"row {i}: chat rows need 'messages' with an assistant turn")
             out.append(dict(messages=[dict(role=x['role'], content=x['content']) for x in m]))
         else:
             if not isinstance(r.get('prompt'), str) or not isinstance(r.get('completion'), str):
@@ -63,44 +68,90 @@ def sft_dataset(rows, fmt:str='prompt_completion'):
     return datasets.Dataset.from_list(out) if out else datasets.Dataset.from_dict({k: [] for k in cols})
 
 # %% ../../nbs/27_train.sft.ipynb #8b6acb1f
-def sft_args(cfg:SFTConfig, out_dir:Path|str, seed:int, fmt:str='prompt_completion', report_to=(),
-             run_name:str|None=None):
+def sft_args(
+    cfg: SFTConfig,
+    out_dir: Path | str,
+    seed: int,
+    fmt: str = 'prompt_completion',
+    report_to=(),
+    run_name: str | None = None,
+):
     "A `trl.SFTConfig`: the loop's shared fields, plus SFT's own: length, no packing, what the loss sees."
     from trl import SFTConfig as TRLSFTConfig
-    if fmt not in FORMATS: raise ValueError(f"unknown SFT format {fmt!r}; expected one of {FORMATS}")
-    return TRLSFTConfig(**common_args(cfg, out_dir, seed, report_to, run_name), max_length=cfg.max_length,
-                        packing=False, completion_only_loss=cfg.completion_only and fmt == 'prompt_completion',
-                        assistant_only_loss=cfg.completion_only and fmt == 'chat')
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown SFT format {fmt!r}; expected one of {FORMATS}")
+    return TRLSFTConfig(
+        **common_args(cfg, out_dir, seed, report_to, run_name),
+        max_length=cfg.max_length,
+        packing=False,
+        completion_only_loss=cfg.completion_only and fmt == 'prompt_completion',
+        assistant_only_loss=cfg.completion_only and fmt == 'chat',
+    )
 
 # %% ../../nbs/27_train.sft.ipynb #31b48dde
-def inspect_batch(trainer, n:int=4) -> list[dict]:
+def inspect_batch(trainer, n: int = 4) -> list[dict]:
     "The first `n` prepared train examples as the trainer's collator batches them: per row the masked text, the trained text, and the masked share."
     ds = trainer.train_dataset
-    batch = trainer.data_collator([{k: ds[i][k] for k in ('input_ids', 'labels')} for i in range(min(n, len(ds)))])
+    batch = trainer.data_collator(
+        [{k: ds[i][k] for k in ('input_ids', 'labels')} for i in range(min(n, len(ds)))]
+    )
     tok, out = trainer.processing_class, []
     for ids, labels, att in zip(batch['input_ids'], batch['labels'], batch['attention_mask']):
         real, trained = att.bool(), labels != -100
-        out.append(dict(masked=tok.decode(ids[real & ~trained]), trained=tok.decode(ids[trained]),
-                        masked_fraction=round(float((real & ~trained).sum() / real.sum()), 4)))
+        out.append(
+            dict(
+                masked=tok.decode(ids[real & ~trained]),
+                trained=tok.decode(ids[trained]),
+                masked_fraction=round(float((real & ~trained).sum() / real.sum()), 4),
+            )
+        )
     return out
 
 # %% ../../nbs/27_train.sft.ipynb #c2e25a69
-def _probe_text(example:dict, tokenizer) -> str:
+def _probe_text(example: dict, tokenizer) -> str:
     "One training example as text: what the LoRA merge check runs through the model before and after merging."
-    if 'messages' in example: return tokenizer.apply_chat_template(example['messages'], tokenize=False)
+    if 'messages' in example:
+        return tokenizer.apply_chat_template(example['messages'], tokenize=False)
     return example['prompt'] + example['completion']
 
-def train_sft(model, tokenizer, train_rows, eval_rows, cfg:SFTConfig, out_dir:Path|str, seed:int,
-              fmt:str='prompt_completion', report_to=(), run_name:str|None=None, callbacks=(),
-              max_eval_rows:int=256) -> dict:
+
+def train_sft(
+    model,
+    tokenizer,
+    train_rows,
+    eval_rows,
+    cfg: SFTConfig,
+    out_dir: Path | str,
+    seed: int,
+    fmt: str = 'prompt_completion',
+    report_to=(),
+    run_name: str | None = None,
+    callbacks=(),
+    max_eval_rows: int = 256,
+) -> dict:
     "Fine-tune `model` on `train_rows` with TRL's `SFTTrainer` in the shared loop; save the (merged) model."
     from trl import SFTTrainer
+
     train_ds = sft_dataset(train_rows, fmt)
     eval_ds = sft_dataset(itertools.islice(eval_rows, max_eval_rows), fmt)
-    if len(train_ds) == 0: raise ValueError(f"no {fmt} training rows")
-    if tokenizer.chat_template is None: set_chat_template(tokenizer)
+    if len(train_ds) == 0:
+        raise ValueError(f"no {fmt} training rows")
+    if tokenizer.chat_template is None:
+        set_chat_template(tokenizer)
     args = sft_args(cfg, out_dir, seed, fmt, report_to, run_name)
     args.max_length = context_length(model, cfg.max_length)
-    summary = run_training(SFTTrainer, model, tokenizer, args, train_ds, eval_ds, out_dir, callbacks, lora=cfg.lora,
-                           probe=_probe_text(train_ds[0], tokenizer), processing_class=tokenizer)
+    summary = run_training(
+        SFTTrainer,
+        model,
+        tokenizer,
+        args,
+        train_ds,
+        eval_ds,
+        out_dir,
+        callbacks,
+        lora=cfg.lora,
+        probe=_probe_text(train_ds[0], tokenizer),
+        processing_class=tokenizer,
+    )
     return summary | dict(examples=len(train_ds))

@@ -16,26 +16,43 @@ __all__ = ['EOS', 'train_tokenizer', 'save_tokenizer', 'load_tokenizer']
 EOS = '<|endoftext|>'
 
 # %% ../../nbs/20_train.tokenizer.ipynb #fc2a5ec2
-def train_tokenizer(texts:Iterable[str], vocab_size:int=4096, min_frequency:int=2, model_max_length:int=2048):
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2, model_max_length: int = 2048
+):
     "Train a byte-level BPE on `texts`; return it as a `PreTrainedTokenizerFast`."
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=EOS,
-                                   model_max_length=model_max_length, clean_up_tokenization_spaces=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS,
+        bos_token=EOS,
+        pad_token=EOS,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
 
 # %% ../../nbs/20_train.tokenizer.ipynb #cb6d2431
-def save_tokenizer(tok, out_dir:Path|str) -> Path:
+def save_tokenizer(tok, out_dir: Path | str) -> Path:
     "Save `tok` with `save_pretrained` (tokenizer.json and its config); return the folder."
-    out_dir = Path(out_dir); tok.save_pretrained(str(out_dir)); return out_dir
+    out_dir = Path(out_dir)
+    tok.save_pretrained(str(out_dir))
+    return out_dir
 
 # %% ../../nbs/20_train.tokenizer.ipynb #58817406
-def load_tokenizer(path:Path|str, trust_remote_code:bool=False):
+def load_tokenizer(path: Path | str, trust_remote_code: bool = False):
     "A tokenizer from a local folder (or a hub id when online)."
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)

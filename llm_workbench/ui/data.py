@@ -18,50 +18,85 @@ __all__ = ['KEPT_COLUMNS', 'REMOVED_COLUMNS', 'redaction_counts', 'highlight_red
 _KIND_OF = {v: k for k, v in PLACEHOLDERS.items()}
 _PLACEHOLDER_RE = re.compile('|'.join(re.escape(p) for p in PLACEHOLDERS.values()))
 
-def redaction_counts(text:str|None) -> dict[str, int]:
+
+def redaction_counts(text: str | None) -> dict[str, int]:
     "How many placeholders of each PII kind `text` holds."
     out = {}
-    for m in _PLACEHOLDER_RE.finditer(text or ''): out[_KIND_OF[m.group()]] = out.get(_KIND_OF[m.group()], 0) + 1
+    for m in _PLACEHOLDER_RE.finditer(text or ''):
+        out[_KIND_OF[m.group()]] = out.get(_KIND_OF[m.group()], 0) + 1
     return out
 
 # %% ../../nbs/70_ui.data.ipynb #69c0d56d
-def highlight_redactions(text:str|None) -> str:
+def highlight_redactions(text: str | None) -> str:
     "`text` as escaped HTML with every redaction placeholder highlighted (its kind in the tooltip)."
     parts, last = [], 0
     for m in _PLACEHOLDER_RE.finditer(text or ''):
-        parts += [html.escape(text[last:m.start()]),
-                  f'<mark class="llmwb-redaction" title="{_KIND_OF[m.group()]} redacted" style="background:#ffd966;border-radius:3px">{html.escape(m.group())}</mark>']
+        parts += [
+            html.escape(text[last : m.start()]),
+            f'<mark class="llmwb-redaction" title="{_KIND_OF[m.group()]} redacted" style="background:#ffd966;border-radius:3px">{html.escape(m.group())}</mark>',
+        ]
         last = m.end()
     return ''.join(parts) + html.escape((text or '')[last:])
 
 # %% ../../nbs/70_ui.data.ipynb #25e2f0d6
-def license_figure(manifest:dict):
+def license_figure(manifest: dict):
     "Plotly bar chart of the kept data's licenses: share of characters, with record counts."
     import plotly.graph_objects as go
+
     lic = manifest.get('licenses', {})
-    fig = go.Figure(go.Bar(x=[v['share'] for v in lic.values()], y=list(lic), orientation='h',
-                           text=[f"{v['share']:.1%} ({v['records']} records)" for v in lic.values()], textposition='auto'))
-    fig.update_layout(title='Licenses of the kept data (share of characters)', height=max(220, 36 * len(lic) + 110),
-                      margin=dict(l=220, r=20, t=50, b=30), xaxis=dict(tickformat='.0%'), yaxis=dict(autorange='reversed'))
+    fig = go.Figure(
+        go.Bar(
+            x=[v['share'] for v in lic.values()],
+            y=list(lic),
+            orientation='h',
+            text=[f"{v['share']:.1%} ({v['records']} records)" for v in lic.values()],
+            textposition='auto',
+        )
+    )
+    fig.update_layout(
+        title='Licenses of the kept data (share of characters)',
+        height=max(220, 36 * len(lic) + 110),
+        margin=dict(l=220, r=20, t=50, b=30),
+        xaxis=dict(tickformat='.0%'),
+        yaxis=dict(autorange='reversed'),
+    )
     return fig
 
 # %% ../../nbs/70_ui.data.ipynb #c6bc87ba
 _PLOTLYJS = {'sent': False}
 
-def figure_html(fig, include_plotlyjs:bool|None=None) -> str:
+
+def figure_html(fig, include_plotlyjs: bool | None = None) -> str:
     "A plotly figure as an HTML fragment that renders offline (`include_plotlyjs` None: embed plotly.js the first time only)."
-    if include_plotlyjs is None: include_plotlyjs = not _PLOTLYJS['sent']
+    if include_plotlyjs is None:
+        include_plotlyjs = not _PLOTLYJS['sent']
     _PLOTLYJS['sent'] |= bool(include_plotlyjs)
-    return fig.to_html(full_html=False, include_plotlyjs=bool(include_plotlyjs), config=dict(displaylogo=False))
+    return fig.to_html(
+        full_html=False, include_plotlyjs=bool(include_plotlyjs), config=dict(displaylogo=False)
+    )
 
 # %% ../../nbs/70_ui.data.ipynb #bf414f5b
 def output_data(obj) -> dict:
     "A display_data output for a plotly figure, a DataFrame or an HTML string, as an Output widget stores it."
     if hasattr(obj, 'to_plotly_json'):
-        return dict(output_type='display_data', metadata={},
-                    data={'application/vnd.plotly.v1+json': json.loads(obj.to_json()) | dict(config={}), 'text/plain': f'<Figure: {obj.layout.title.text}>'})
-    if hasattr(obj, 'to_html'): return dict(output_type='display_data', metadata={}, data={'text/html': obj.to_html(), 'text/plain': str(obj)})
-    return dict(output_type='display_data', metadata={}, data={'text/html': str(obj), 'text/plain': re.sub(r'<[^>]+>', '', str(obj))})
+        return dict(
+            output_type='display_data',
+            metadata={},
+            data={
+                'application/vnd.plotly.v1+json': json.loads(obj.to_json()) | dict(config={}),
+                'text/plain': f'<Figure: {obj.layout.title.text}>',
+            },
+        )
+    if hasattr(obj, 'to_html'):
+        return dict(
+            output_type='display_data', metadata={}, data={'text/html': obj.to_html(), 'text/plain': str(obj)}
+        )
+    return dict(
+        output_type='display_data',
+        metadata={},
+        data={'text/html': str(obj), 'text/plain': re.sub(r'<[^>]+>', '', str(obj))},
+    )
+
 
 def show_in(out, *objs):
     "Replace the contents of Output widget `out` with `objs` (figures, DataFrames, HTML strings); works without a kernel too."
@@ -70,9 +105,15 @@ def show_in(out, *objs):
 # %% ../../nbs/70_ui.data.ipynb #5ca3379b
 class Explorer:
     "Base of the explorers: `.widget` (ipywidgets) for live use, `.snapshot()` (static HTML) for exported notebooks."
+
     widget = None
-    def snapshot(self) -> str: raise NotImplementedError
-    def _repr_html_(self) -> str: return self.snapshot()
+
+    def snapshot(self) -> str:
+        raise NotImplementedError
+
+    def _repr_html_(self) -> str:
+        return self.snapshot()
+
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
         b = self.widget._repr_mimebundle_(**kwargs)
         b['text/html'] = self.snapshot()
@@ -80,101 +121,172 @@ class Explorer:
 
 # %% ../../nbs/70_ui.data.ipynb #a3f861c3
 KEPT_COLUMNS = ('id', 'source', 'license', 'split', 'format', 'location', 'chars', 'redactions', 'text')
-REMOVED_COLUMNS = ('id', 'source', 'license', 'stage', 'reason', 'detail', 'location', 'redactions', 'snippet')
+REMOVED_COLUMNS = (
+    'id',
+    'source',
+    'license',
+    'stage',
+    'reason',
+    'detail',
+    'location',
+    'redactions',
+    'snippet',
+)
 
-def data_dir_of(ref:str|Path, settings=None) -> Path:
+
+def data_dir_of(ref: str | Path, settings=None) -> Path:
     "The data folder of `ref`: a data dir (with `manifest.json`), a run dir, or a run id (prefix) under the runs path."
     p = Path(ref)
-    if (p/'manifest.json').is_file(): return p
-    if (p/'data'/'manifest.json').is_file(): return p/'data'
+    if (p / 'manifest.json').is_file():
+        return p
+    if (p / 'data' / 'manifest.json').is_file():
+        return p / 'data'
     from llm_workbench.runner import find_run
-    d = find_run(str(ref), settings)/'data'
-    if not (d/'manifest.json').is_file(): raise FileNotFoundError(f"{d}: no curated dataset (the curate stage has not completed)")
+
+    d = find_run(str(ref), settings) / 'data'
+    if not (d / 'manifest.json').is_file():
+        raise FileNotFoundError(f"{d}: no curated dataset (the curate stage has not completed)")
     return d
 
-def load_records(data_dir:Path|str):
+
+def load_records(data_dir: Path | str):
     "(kept, removed) DataFrames of a curated dataset, with the columns `KEPT_COLUMNS` and `REMOVED_COLUMNS`."
     import pandas as pd
     from llm_workbench.data.manifest import load_split
+
     d = Path(data_dir)
-    m = json.loads((d/'manifest.json').read_text())
+    m = json.loads((d / 'manifest.json').read_text())
     kept = pd.concat([load_split(d, s).to_pandas() for s in m['splits']], ignore_index=True)
-    kept['license'] = kept['license'].fillna('unknown'); kept['chars'] = kept['text'].str.len()
+    kept['license'] = kept['license'].fillna('unknown')
+    kept['chars'] = kept['text'].str.len()
     kept['redactions'] = [sum(redaction_counts(t).values()) for t in kept['text']]
-    q = [json.loads(l) for l in (d/'quarantine.jsonl').read_text(encoding='utf-8').splitlines() if l.strip()]
+    q = [
+        json.loads(l) for l in (d / 'quarantine.jsonl').read_text(encoding='utf-8').splitlines() if l.strip()
+    ]
     removed = pd.DataFrame(q, columns=[c for c in REMOVED_COLUMNS if c not in ('license', 'redactions')])
     declared = {s['name']: s['license'] for s in m['sources'] if s.get('license') not in (None, 'auto')}
-    lic = lambda r: r['detail'].removeprefix('license: ') if r['stage'] == 'license' else declared.get(r['source'], 'unknown')
+    lic = lambda r: (
+        r['detail'].removeprefix('license: ')
+        if r['stage'] == 'license'
+        else declared.get(r['source'], 'unknown')
+    )
     removed['license'] = [lic(r) for r in q]
-    removed['redactions'] = [sum(redaction_counts(s).values()) if isinstance(s, str) else 0 for s in removed['snippet']]
+    removed['redactions'] = [
+        sum(redaction_counts(s).values()) if isinstance(s, str) else 0 for s in removed['snippet']
+    ]
     return kept[list(KEPT_COLUMNS)], removed[list(REMOVED_COLUMNS)]
 
 # %% ../../nbs/70_ui.data.ipynb #242a913d
 _ALL = ''
-_CSS = ('<style>.llmwb-lab table{border-collapse:collapse;font-size:12px}.llmwb-lab td,.llmwb-lab th{border:1px solid #ddd;padding:2px 6px;'
-        'text-align:left;vertical-align:top}.llmwb-lab pre{white-space:pre-wrap;max-height:28em;overflow:auto;background:#f7f7f7;padding:6px}</style>')
+_CSS = (
+    '<style>.llmwb-lab table{border-collapse:collapse;font-size:12px}.llmwb-lab td,.llmwb-lab th{border:1px solid #ddd;padding:2px 6px;'
+    'text-align:left;vertical-align:top}.llmwb-lab pre{white-space:pre-wrap;max-height:28em;overflow:auto;background:#f7f7f7;padding:6px}</style>'
+)
 
-def _options(values, counts:bool=True) -> list:
+
+def _options(values, counts: bool = True) -> list:
     "Dropdown options: 'all' then each distinct value with its count."
     import collections
-    c = collections.Counter(values)
-    return [('all', _ALL)] + [(f'{v} ({n})' if counts else v, v) for v, n in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))]
 
-def _table(df, max_rows:int=20) -> str:
+    c = collections.Counter(values)
+    return [('all', _ALL)] + [
+        (f'{v} ({n})' if counts else v, v) for v, n in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    ]
+
+
+def _table(df, max_rows: int = 20) -> str:
     "A small HTML table of `df` (cells escaped, long text cut)."
     cut = lambda v: html.escape(str(v)[:120] + ('…' if len(str(v)) > 120 else ''))
     head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in df.columns)
-    body = ''.join('<tr>' + ''.join(f'<td>{cut(v)}</td>' for v in r) + '</tr>' for r in df.head(max_rows).itertuples(index=False))
+    body = ''.join(
+        '<tr>' + ''.join(f'<td>{cut(v)}</td>' for v in r) + '</tr>'
+        for r in df.head(max_rows).itertuples(index=False)
+    )
     more = f'<p>… {len(df) - max_rows} more</p>' if len(df) > max_rows else ''
     return f'<table><tr>{head}</tr>{body}</table>{more}'
 
 # %% ../../nbs/70_ui.data.ipynb #798b92b7
 class DataExplorer(Explorer):
     "Browse a run's curated dataset: kept and removed records, filters, a record with its redactions, the funnel and license charts."
-    def __init__(self, ref:str|Path, settings=None, limit:int=500):
+
+    def __init__(self, ref: str | Path, settings=None, limit: int = 500):
         import ipywidgets as W
+
         self.data_dir = data_dir_of(ref, settings)
-        self.manifest = json.loads((self.data_dir/'manifest.json').read_text())
+        self.manifest = json.loads((self.data_dir / 'manifest.json').read_text())
         self.kept, self.removed = load_records(self.data_dir)
         self.limit, self._quiet, self.record_id = limit, False, None
         both = lambda c: list(self.kept[c]) + list(self.removed[c])
-        dd = lambda desc, opts: W.Dropdown(description=desc, options=opts, value=_ALL, layout=W.Layout(width='260px'))
-        self.controls = dict(source=dd('source', _options(both('source'))), license=dd('license', _options(both('license'))),
-                             split=dd('split', _options(self.kept['split'])), reason=dd('reason', _options(self.removed['reason'])),
-                             search=W.Text(description='search', placeholder='id or text', continuous_update=False, layout=W.Layout(width='260px')),
-                             redacted=W.Checkbox(description='only redacted', value=False, indent=False))
+        dd = lambda desc, opts: W.Dropdown(
+            description=desc, options=opts, value=_ALL, layout=W.Layout(width='260px')
+        )
+        self.controls = dict(
+            source=dd('source', _options(both('source'))),
+            license=dd('license', _options(both('license'))),
+            split=dd('split', _options(self.kept['split'])),
+            reason=dd('reason', _options(self.removed['reason'])),
+            search=W.Text(
+                description='search',
+                placeholder='id or text',
+                continuous_update=False,
+                layout=W.Layout(width='260px'),
+            ),
+            redacted=W.Checkbox(description='only redacted', value=False, indent=False),
+        )
         self.kept_title, self.removed_title = W.HTML(), W.HTML()
         self.kept_list = W.Select(rows=12, layout=W.Layout(width='100%'))
         self.removed_list = W.Select(rows=12, layout=W.Layout(width='100%'))
         self.record = W.HTML(layout=W.Layout(width='100%'))
         self.charts = W.Output()
-        for w in self.controls.values(): w.observe(lambda _: self._refresh(), 'value')
-        self.kept_list.observe(self._picked, 'value'); self.removed_list.observe(self._picked, 'value')
+        for w in self.controls.values():
+            w.observe(lambda _: self._refresh(), 'value')
+        self.kept_list.observe(self._picked, 'value')
+        self.removed_list.observe(self._picked, 'value')
         c, canaries = self.manifest['counts'], (self.manifest.get('canaries') or {}).get('records', 0)
-        head = W.HTML(f"<b>{html.escape(str(self.data_dir))}</b>: {c['records_in']} records in, {c['kept']} kept, {c['removed']} removed "
-                      + (f"(+ {canaries} canary records planted in train) " if canaries else '') + f"· dataset sha256 <code>{self.manifest.get('dataset_sha256', '')[:16]}</code>")
-        lists = W.HBox([W.VBox([self.kept_title, self.kept_list], layout=W.Layout(width='50%')),
-                        W.VBox([self.removed_title, self.removed_list], layout=W.Layout(width='50%'))])
-        browse = W.VBox([W.HBox([self.controls[k] for k in ('source', 'license', 'split')]),
-                         W.HBox([self.controls[k] for k in ('reason', 'search', 'redacted')]), lists, self.record])
+        head = W.HTML(
+            f"<b>{html.escape(str(self.data_dir))}</b>: {c['records_in']} records in, {c['kept']} kept, {c['removed']} removed "
+            + (f"(+ {canaries} canary records planted in train) " if canaries else '')
+            + f"· dataset sha256 <code>{self.manifest.get('dataset_sha256', '')[:16]}</code>"
+        )
+        lists = W.HBox(
+            [
+                W.VBox([self.kept_title, self.kept_list], layout=W.Layout(width='50%')),
+                W.VBox([self.removed_title, self.removed_list], layout=W.Layout(width='50%')),
+            ]
+        )
+        browse = W.VBox(
+            [
+                W.HBox([self.controls[k] for k in ('source', 'license', 'split')]),
+                W.HBox([self.controls[k] for k in ('reason', 'search', 'redacted')]),
+                lists,
+                self.record,
+            ]
+        )
         self.tabs = W.Tab([browse, self.charts], titles=('Records', 'Charts'))
         self.tabs.observe(lambda ch: self._draw_charts() if ch['new'] == 1 else None, 'selected_index')
         self.widget = W.VBox([head, self.tabs])
         self._refresh()
 
-    def _mask(self, df, side:str):
+    def _mask(self, df, side: str):
         "Rows of `df` (the `side` frame) that pass the current filters."
         v = {k: w.value for k, w in self.controls.items()}
         m = df['id'].notna()
         for k in ('source', 'license'):
-            if v[k]: m &= df[k] == v[k]
-        if v['split'] and side == 'kept': m &= df['split'] == v['split']
-        if v['reason'] and side == 'removed': m &= df['reason'] == v['reason']
-        if v['reason'] and side == 'kept':      # side by side: the kept records the removed ones were duplicates/leaks of
+            if v[k]:
+                m &= df[k] == v[k]
+        if v['split'] and side == 'kept':
+            m &= df['split'] == v['split']
+        if v['reason'] and side == 'removed':
+            m &= df['reason'] == v['reason']
+        if (
+            v['reason'] and side == 'kept'
+        ):  # side by side: the kept records the removed ones were duplicates/leaks of
             import re
+
             rem = self.removed[self.removed['reason'] == v['reason']]['detail'].fillna('')
             m &= df['id'].isin({x for d in rem for x in re.findall(r'\bof (\S+)', d)})
-        if v['redacted']: m &= df['redactions'] > 0
+        if v['redacted']:
+            m &= df['redactions'] > 0
         if s := v['search'].strip():
             text = df['text'] if side == 'kept' else df['snippet']
             m &= df['id'].str.contains(s, regex=False) | text.fillna('').str.contains(s, regex=False)
@@ -194,76 +306,135 @@ class DataExplorer(Explorer):
     def rows(self):
         "Records passing the filters, kept then removed, with a `status` column (text columns left out)."
         import pandas as pd
+
         k, r = self.kept_rows.drop(columns='text'), self.removed_rows.drop(columns='snippet')
         return pd.concat([k.assign(status='kept'), r.assign(status='removed')], ignore_index=True)[
-            ['id', 'status', 'source', 'license', 'split', 'stage', 'reason', 'detail', 'location', 'chars', 'redactions']]
+            [
+                'id',
+                'status',
+                'source',
+                'license',
+                'split',
+                'stage',
+                'reason',
+                'detail',
+                'location',
+                'chars',
+                'redactions',
+            ]
+        ]
 
-    def filter(self, source:str='', license:str='', split:str='', reason:str='', search:str='', redacted:bool=False):
+    def filter(
+        self,
+        source: str = '',
+        license: str = '',
+        split: str = '',
+        reason: str = '',
+        search: str = '',
+        redacted: bool = False,
+    ):
         "Set all filters at once (empty: all); return the matching `rows`."
-        vals = dict(source=source, license=license, split=split, reason=reason, search=search, redacted=redacted)
+        vals = dict(
+            source=source, license=license, split=split, reason=reason, search=search, redacted=redacted
+        )
         for k in ('source', 'license', 'split', 'reason'):
             if vals[k] and vals[k] not in [o[1] for o in self.controls[k].options]:
-                raise ValueError(f"no records with {k} {vals[k]!r}; known: {', '.join(o[1] for o in self.controls[k].options[1:])}")
+                raise ValueError(
+                    f"no records with {k} {vals[k]!r}; known: {', '.join(o[1] for o in self.controls[k].options[1:])}"
+                )
         self._quiet = True
         try:
-            for k, v in vals.items(): self.controls[k].value = v
-        finally: self._quiet = False
+            for k, v in vals.items():
+                self.controls[k].value = v
+        finally:
+            self._quiet = False
         self._refresh()
         return self.rows
 
     def _refresh(self):
         "Refill both lists from the filters."
-        if self._quiet: return
-        for side, df, title, lst in (('kept', self.kept_rows, self.kept_title, self.kept_list),
-                                     ('removed', self.removed_rows, self.removed_title, self.removed_list)):
+        if self._quiet:
+            return
+        for side, df, title, lst in (
+            ('kept', self.kept_rows, self.kept_title, self.kept_list),
+            ('removed', self.removed_rows, self.removed_title, self.removed_list),
+        ):
             total = len(self.kept if side == 'kept' else self.removed)
             shown = df.head(self.limit)
-            title.value = f"<b>{side}</b>: {len(df)} of {total}" + (f" (first {self.limit} listed)" if len(df) > self.limit else '')
-            label = (lambda r: f"{r.id} · {r.split} · {r.license}") if side == 'kept' else (lambda r: f"{r.id} · {r.reason}")
+            title.value = f"<b>{side}</b>: {len(df)} of {total}" + (
+                f" (first {self.limit} listed)" if len(df) > self.limit else ''
+            )
+            label = (
+                (lambda r: f"{r.id} · {r.split} · {r.license}")
+                if side == 'kept'
+                else (lambda r: f"{r.id} · {r.reason}")
+            )
             lst.options = [(label(r), r.id) for r in shown.itertuples()]
 
     def _picked(self, change):
-        if change['new'] is not None: self.show_record(change['new'])
+        if change['new'] is not None:
+            self.show_record(change['new'])
 
-    def record_info(self, id:str) -> dict:
+    def record_info(self, id: str) -> dict:
         "Everything known about record `id`: its row (kept or removed), status and redaction counts."
         for status, df, col in (('kept', self.kept, 'text'), ('removed', self.removed, 'snippet')):
             hit = df[df['id'] == id]
             if len(hit):
-                r = {k: (None if v != v else v) for k, v in hit.iloc[0].to_dict().items()}   # NaN -> None
+                r = {k: (None if v != v else v) for k, v in hit.iloc[0].to_dict().items()}  # NaN -> None
                 text = r.pop(col)
                 return dict(r, status=status, text=text, redaction_kinds=redaction_counts(text))
         raise KeyError(f"no record {id!r} in {self.data_dir}")
 
-    def show_record(self, id:str) -> str:
+    def show_record(self, id: str) -> str:
         "Show record `id` (metadata, then its text with redactions highlighted); return that HTML."
         r = self.record_info(id)
-        keys = ['status', 'source', 'location', 'license'] + (['split', 'format', 'chars'] if r['status'] == 'kept' else ['stage', 'reason', 'detail'])
+        keys = ['status', 'source', 'location', 'license'] + (
+            ['split', 'format', 'chars'] if r['status'] == 'kept' else ['stage', 'reason', 'detail']
+        )
         meta = ''.join(f'<tr><th>{k}</th><td>{html.escape(str(r.get(k)))}</td></tr>' for k in keys)
         red = ', '.join(f'{n} {k}' for k, n in r['redaction_kinds'].items()) or 'none'
-        text = (f"<pre>{highlight_redactions(r['text'])}</pre>" if r['text'] else
-                '<p><i>no text stored for this removal (unreadable records, license, near-duplicate and leakage removals keep none)</i></p>')
-        note = ('<p><i>removed records keep a short, already redacted snippet</i></p>' if r['status'] == 'removed' else
-                '<p><i>a secret canary planted in train to measure memorisation; not from a source</i></p>' if r['source'] == 'canaries' else '')
+        text = (
+            f"<pre>{highlight_redactions(r['text'])}</pre>"
+            if r['text']
+            else '<p><i>no text stored for this removal (unreadable records, license, near-duplicate and leakage removals keep none)</i></p>'
+        )
+        note = (
+            '<p><i>removed records keep a short, already redacted snippet</i></p>'
+            if r['status'] == 'removed'
+            else '<p><i>a secret canary planted in train to measure memorisation; not from a source</i></p>'
+            if r['source'] == 'canaries'
+            else ''
+        )
         self.record_id = id
-        self.record.value = out = f"{_CSS}<div class='llmwb-lab'><h4>{html.escape(id)}</h4><table>{meta}</table><p>redactions: {red}</p>{text}{note}</div>"
+        self.record.value = out = (
+            f"{_CSS}<div class='llmwb-lab'><h4>{html.escape(id)}</h4><table>{meta}</table><p>redactions: {red}</p>{text}{note}</div>"
+        )
         return out
 
     def figures(self) -> dict:
         "The dataset's charts: funnel, removed by reason, licenses."
         from llm_workbench.report import funnel_figure, removed_figure
-        return dict(funnel=funnel_figure(self.manifest), removed=removed_figure(self.manifest), licenses=license_figure(self.manifest))
+
+        return dict(
+            funnel=funnel_figure(self.manifest),
+            removed=removed_figure(self.manifest),
+            licenses=license_figure(self.manifest),
+        )
 
     def _draw_charts(self):
-        if not self.charts.outputs: show_in(self.charts, *self.figures().values())
+        if not self.charts.outputs:
+            show_in(self.charts, *self.figures().values())
 
     def snapshot(self) -> str:
         "Static HTML: counts, the first filtered records of each side, and the charts."
         c = self.manifest['counts']
         figs = self.figures()
         k, r = self.kept_rows, self.removed_rows
-        return (f"{_CSS}<div class='llmwb-lab'><h3>Data explorer: {html.escape(str(self.data_dir))}</h3>"
-                f"<p>{c['records_in']} records in, {c['kept']} kept, {c['removed']} removed. Static snapshot: run the notebook to browse.</p>"
-                f"<h4>Kept: {len(k)} match the filters</h4>{_table(k.drop(columns='text'), 10)}"
-                f"<h4>Removed: {len(r)} match the filters</h4>{_table(r.drop(columns='snippet'), 10)}"
-                + ''.join(figure_html(f) for f in (figs['funnel'], figs['licenses'])) + '</div>')
+        return (
+            f"{_CSS}<div class='llmwb-lab'><h3>Data explorer: {html.escape(str(self.data_dir))}</h3>"
+            f"<p>{c['records_in']} records in, {c['kept']} kept, {c['removed']} removed. Static snapshot: run the notebook to browse.</p>"
+            f"<h4>Kept: {len(k)} match the filters</h4>{_table(k.drop(columns='text'), 10)}"
+            f"<h4>Removed: {len(r)} match the filters</h4>{_table(r.drop(columns='snippet'), 10)}"
+            + ''.join(figure_html(f) for f in (figs['funnel'], figs['licenses']))
+            + '</div>'
+        )

@@ -14,39 +14,56 @@ from .data import Explorer, _table, _CSS
 __all__ = ['RUN_MODELS', 'SETTINGS', 'run_models', 'model_paths', 'registry_models', 'sample', 'tokens_html', 'Playground']
 
 # %% ../../nbs/72_ui.playground.ipynb #0a309855
-RUN_MODELS = (('untrained', 'pretrain/init'), ('pretrain', 'pretrain/model'), ('sft', 'sft/model'), ('align', 'align/model'))
+RUN_MODELS = (
+    ('untrained', 'pretrain/init'),
+    ('pretrain', 'pretrain/model'),
+    ('sft', 'sft/model'),
+    ('align', 'align/model'),
+)
 
-def run_models(ref:str|Path, settings=None) -> dict[str, tuple[Path, Path]]:
+
+def run_models(ref: str | Path, settings=None) -> dict[str, tuple[Path, Path]]:
     "{name: (model folder, tokenizer folder)} of a run's models that exist (a run dir, or a run id under the runs path)."
     rd = Path(ref)
-    if not (rd/'pretrain').is_dir():
+    if not (rd / 'pretrain').is_dir():
         from llm_workbench.runner import find_run
-        rd = find_run(str(ref), settings)
-    tok = rd/'tokenizer' if (rd/'tokenizer'/'tokenizer.json').is_file() else rd/'pretrain'/'model'
-    return {name: (rd/sub, tok) for name, sub in RUN_MODELS if any((rd/sub).glob('*.safetensors'))}
 
-def model_paths(path:str|Path) -> tuple[Path, Path]:
+        rd = find_run(str(ref), settings)
+    tok = rd / 'tokenizer' if (rd / 'tokenizer' / 'tokenizer.json').is_file() else rd / 'pretrain' / 'model'
+    return {name: (rd / sub, tok) for name, sub in RUN_MODELS if any((rd / sub).glob('*.safetensors'))}
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
     "(model folder, tokenizer folder) of a model folder or a release bundle."
     p = Path(path)
-    if (p/'model').is_dir() and (p/'tokenizer').is_dir(): return p/'model', p/'tokenizer'
-    if not any(p.glob('*.safetensors')): raise FileNotFoundError(f"{p}: no safetensors weights (nor a bundle's model/ and tokenizer/)")
+    if (p / 'model').is_dir() and (p / 'tokenizer').is_dir():
+        return p / 'model', p / 'tokenizer'
+    if not any(p.glob('*.safetensors')):
+        raise FileNotFoundError(f"{p}: no safetensors weights (nor a bundle's model/ and tokenizer/)")
     return p, p
 
 # %% ../../nbs/72_ui.playground.ipynb #1e36bd81
-def registry_models(registry:str|Path|None=None, refs:list[str]|None=None) -> dict[str, tuple[Path, Path]]:
+def registry_models(
+    registry: str | Path | None = None, refs: list[str] | None = None
+) -> dict[str, tuple[Path, Path]]:
     "{ref: (model folder, tokenizer folder)} of verified registry versions (`refs`, or every version); {} without one."
     import warnings
     from llm_workbench.release.registry import Registry
+
     if registry is None:
         from llm_workbench.core import load_settings
+
         registry = load_settings().registry_path
-    try: reg = Registry(registry, create=False)
-    except LookupError: return {}
+    try:
+        reg = Registry(registry, create=False)
+    except LookupError:
+        return {}
     rows = {r: reg.get(r) for r in refs} if refs else {r['ref']: r for r in reg.versions()}
     out = {}
     for ref, row in rows.items():
         problems = reg.verify(row['ref'])
-        if problems and refs: raise ValueError(f"{ref}: the registered bundle fails verification: {'; '.join(problems)}")
+        if problems and refs:
+            raise ValueError(f"{ref}: the registered bundle fails verification: {'; '.join(problems)}")
         if problems:
             warnings.warn(f"{ref} left out: the registered bundle fails verification: {'; '.join(problems)}")
             continue
@@ -54,77 +71,136 @@ def registry_models(registry:str|Path|None=None, refs:list[str]|None=None) -> di
     return out
 
 # %% ../../nbs/72_ui.playground.ipynb #e625916a
-def sample(model, tokenizer, prompt:str, max_new_tokens:int=32, temperature:float=0.0, top_p:float=1.0, top_k:int=0,
-           seed:int=0, n:int=1) -> list[dict]:
+def sample(
+    model,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    n: int = 1,
+) -> list[dict]:
     "`n` continuations of `prompt`: {text, tokens: [{token, id, logprob, rank}], logprob, n_tokens} (generation stops at eos)."
     import torch
+
     model.eval()
     dev, eos = next(model.parameters()).device, tokenizer.eos_token_id
     L = getattr(model.config, 'max_position_embeddings', None)
     ids = tokenizer(prompt, add_special_tokens=False)['input_ids'] or [eos]
-    if L: ids = ids[-max(1, L - max_new_tokens):]; max_new_tokens = min(max_new_tokens, L - len(ids))
+    if L:
+        ids = ids[-max(1, L - max_new_tokens) :]
+        max_new_tokens = min(max_new_tokens, L - len(ids))
     x = torch.tensor([ids], device=dev)
     greedy = temperature <= 0
-    kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, num_return_sequences=n)
+    kw = (
+        dict(do_sample=False)
+        if greedy
+        else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k, num_return_sequences=n)
+    )
     with torch.random.fork_rng(devices=[dev] if dev.type == 'cuda' else []), torch.inference_mode():
         torch.manual_seed(seed)
-        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max(max_new_tokens, 0), pad_token_id=eos, eos_token_id=eos,
-                             output_logits=True, return_dict_in_generate=True, **kw)
+        out = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=max(max_new_tokens, 0),
+            pad_token_id=eos,
+            eos_token_id=eos,
+            output_logits=True,
+            return_dict_in_generate=True,
+            **kw,
+        )
     res = []
     for r in range(out.sequences.shape[0]):
         toks = []
-        for s, t in enumerate(out.sequences[r, len(ids):].tolist()):
-            if t == eos: break
+        for s, t in enumerate(out.sequences[r, len(ids) :].tolist()):
+            if t == eos:
+                break
             lg = out.logits[s][r].float()
-            toks.append(dict(token=tokenizer.decode([t]), id=t, logprob=float(torch.log_softmax(lg, -1)[t]), rank=int((lg > lg[t]).sum()) + 1))
-        res.append(dict(text=tokenizer.decode([d['id'] for d in toks], skip_special_tokens=True), tokens=toks,
-                        logprob=round(sum(d['logprob'] for d in toks), 4), n_tokens=len(toks)))
+            toks.append(
+                dict(
+                    token=tokenizer.decode([t]),
+                    id=t,
+                    logprob=float(torch.log_softmax(lg, -1)[t]),
+                    rank=int((lg > lg[t]).sum()) + 1,
+                )
+            )
+        res.append(
+            dict(
+                text=tokenizer.decode([d['id'] for d in toks], skip_special_tokens=True),
+                tokens=toks,
+                logprob=round(sum(d['logprob'] for d in toks), 4),
+                n_tokens=len(toks),
+            )
+        )
     return res * n if greedy else res
 
 # %% ../../nbs/72_ui.playground.ipynb #25069af6
-def tokens_html(tokens:list[dict]) -> str:
+def tokens_html(tokens: list[dict]) -> str:
     "Tokens as HTML spans coloured by probability, each with its id, log-probability and rank in the tooltip."
     spans = []
     for t in tokens:
-        if t.get('logprob') is None: style, tip = 'background:#eee', f"id {t['id']} (not scored)"
+        if t.get('logprob') is None:
+            style, tip = 'background:#eee', f"id {t['id']} (not scored)"
         else:
             p = math.exp(t['logprob'])
-            style, tip = f'background:hsl({120 * p:.0f},75%,82%)', f"id {t['id']} · logprob {t['logprob']:.3f} (p {p:.1%}) · rank {t['rank']}"
-        spans.append(f'<span class="llmwb-token" style="{style};border-radius:2px;border-right:1px solid #fff" title="{html.escape(tip)}">{html.escape(t["token"])}</span>')
+            style, tip = (
+                f'background:hsl({120 * p:.0f},75%,82%)',
+                f"id {t['id']} · logprob {t['logprob']:.3f} (p {p:.1%}) · rank {t['rank']}",
+            )
+        spans.append(
+            f'<span class="llmwb-token" style="{style};border-radius:2px;border-right:1px solid #fff" title="{html.escape(tip)}">{html.escape(t["token"])}</span>'
+        )
     return f'<div style="white-space:pre-wrap;font-family:monospace;line-height:1.6">{"".join(spans)}</div>'
 
 # %% ../../nbs/72_ui.playground.ipynb #678788ae
 SETTINGS = ('max_new_tokens', 'temperature', 'top_p', 'top_k', 'seed', 'n')
 
+
 def _resolve_models(models, settings=None) -> dict:
     if models is None:
         from llm_workbench.runner import list_runs
         from llm_workbench.core import load_settings
+
         s = settings or load_settings()
         runs = list_runs(s)
-        return (run_models(s.runs_path/runs[0]['run_id']) if runs else {}) | registry_models(s.registry_path)
-    if isinstance(models, (str, Path)): return run_models(models, settings)
+        return (run_models(s.runs_path / runs[0]['run_id']) if runs else {}) | registry_models(
+            s.registry_path
+        )
+    if isinstance(models, (str, Path)):
+        return run_models(models, settings)
     return {k: v if isinstance(v, tuple) else model_paths(v) for k, v in models.items()}
+
 
 class Playground(Explorer):
     "Generate from one or two models with adjustable sampling; per-token log-probabilities; side-by-side comparison."
-    def __init__(self, models:dict|str|Path|None=None, settings=None, device:str|None=None):
+
+    def __init__(self, models: dict | str | Path | None = None, settings=None, device: str | None = None):
         import ipywidgets as W, torch
+
         self.models = _resolve_models(models, settings)
-        if not self.models: raise ValueError("no models found: pass {name: model folder}, a run, or run a recipe first")
+        if not self.models:
+            raise ValueError("no models found: pass {name: model folder}, a run, or run a recipe first")
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self._loaded, self.results, self.cross = {}, {}, None
         names = list(self.models)
         self.model_a = W.Dropdown(description='model', options=names, value=names[-1])
         self.model_b = W.Dropdown(description='versus', options=names, value=names[0])
-        self.prompt = W.Textarea(value='def ', description='prompt', layout=W.Layout(width='98%', height='6em'))
+        self.prompt = W.Textarea(
+            value='def ', description='prompt', layout=W.Layout(width='98%', height='6em')
+        )
         wide = dict(style=dict(description_width='initial'))
-        self.controls = dict(max_new_tokens=W.IntSlider(value=32, min=1, max=256, description='new tokens', **wide),
-                             temperature=W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.05, description='temperature', **wide),
-                             top_p=W.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description='top p', **wide),
-                             top_k=W.IntSlider(value=0, min=0, max=200, description='top k (0: off)', **wide),
-                             seed=W.IntText(value=0, description='seed', layout=W.Layout(width='160px'), **wide),
-                             n=W.IntSlider(value=1, min=1, max=8, description='samples', **wide))
+        self.controls = dict(
+            max_new_tokens=W.IntSlider(value=32, min=1, max=256, description='new tokens', **wide),
+            temperature=W.FloatSlider(
+                value=0.0, min=0.0, max=2.0, step=0.05, description='temperature', **wide
+            ),
+            top_p=W.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description='top p', **wide),
+            top_k=W.IntSlider(value=0, min=0, max=200, description='top k (0: off)', **wide),
+            seed=W.IntText(value=0, description='seed', layout=W.Layout(width='160px'), **wide),
+            n=W.IntSlider(value=1, min=1, max=8, description='samples', **wide),
+        )
         self.generate_button = W.Button(description='Generate', button_style='primary')
         self.compare_button = W.Button(description='Compare')
         self.score_button = W.Button(description='Score prompt')
@@ -133,49 +209,71 @@ class Playground(Explorer):
         self.compare_button.on_click(lambda _: self._run(self.compare))
         self.score_button.on_click(lambda _: self._run(self.score))
         c = self.controls
-        self.widget = W.VBox([W.HBox([self.model_a, self.model_b]), self.prompt,
-                              W.HBox([c['max_new_tokens'], c['temperature'], c['top_p']]), W.HBox([c['top_k'], c['n'], c['seed']]),
-                              W.HBox([self.generate_button, self.compare_button, self.score_button]), self.output])
+        self.widget = W.VBox(
+            [
+                W.HBox([self.model_a, self.model_b]),
+                self.prompt,
+                W.HBox([c['max_new_tokens'], c['temperature'], c['top_p']]),
+                W.HBox([c['top_k'], c['n'], c['seed']]),
+                W.HBox([self.generate_button, self.compare_button, self.score_button]),
+                self.output,
+            ]
+        )
 
-    def _use(self, dd, name:str|None):
+    def _use(self, dd, name: str | None):
         "Set dropdown `dd` to model `name` (if given)."
-        if name is None: return
-        if name not in self.models: raise KeyError(f"no model {name!r}; models: {', '.join(self.models)}")
+        if name is None:
+            return
+        if name not in self.models:
+            raise KeyError(f"no model {name!r}; models: {', '.join(self.models)}")
         dd.value = name
 
     def _run(self, fn):
-        try: fn()
-        except Exception as e: self.output.value = f'<pre style="color:#c5221f">{html.escape(type(e).__name__)}: {html.escape(str(e))}</pre>'
+        try:
+            fn()
+        except Exception as e:
+            self.output.value = (
+                f'<pre style="color:#c5221f">{html.escape(type(e).__name__)}: {html.escape(str(e))}</pre>'
+            )
 
-    def load(self, name:str):
+    def load(self, name: str):
         "(model, tokenizer) of `name`, loaded on first use."
         from llm_workbench.train.model import load_model
         from llm_workbench.train.tokenizer import load_tokenizer
-        if name not in self.models: raise KeyError(f"no model {name!r}; models: {', '.join(self.models)}")
+
+        if name not in self.models:
+            raise KeyError(f"no model {name!r}; models: {', '.join(self.models)}")
         if name not in self._loaded:
             m, t = self.models[name]
             if isinstance(m, (str, Path)):
                 from transformers.utils import logging as hf_logging
-                if not Path(m).is_dir(): raise FileNotFoundError(f"{m}: model folder not found")
-                bars = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()   # no loading bars in the widget's cell
-                try: m, t = load_model(m).to(self.device), load_tokenizer(t)
+
+                if not Path(m).is_dir():
+                    raise FileNotFoundError(f"{m}: model folder not found")
+                bars = hf_logging.is_progress_bar_enabled()
+                hf_logging.disable_progress_bar()  # no loading bars in the widget's cell
+                try:
+                    m, t = load_model(m).to(self.device), load_tokenizer(t)
                 finally:
-                    if bars: hf_logging.enable_progress_bar()
+                    if bars:
+                        hf_logging.enable_progress_bar()
             self._loaded[name] = (m, t)
         return self._loaded[name]
 
     def settings(self, **kw) -> dict:
         "The sampling settings: the widgets' values, after setting those given in `kw`."
         for k, v in kw.items():
-            if k not in self.controls: raise TypeError(f"unknown setting {k!r}; settings: {', '.join(SETTINGS)}")
+            if k not in self.controls:
+                raise TypeError(f"unknown setting {k!r}; settings: {', '.join(SETTINGS)}")
             self.controls[k].value = v
         return {k: w.value for k, w in self.controls.items()}
 
-    def _prompt(self, prompt:str|None) -> str:
-        if prompt is not None: self.prompt.value = prompt
+    def _prompt(self, prompt: str | None) -> str:
+        if prompt is not None:
+            self.prompt.value = prompt
         return self.prompt.value
 
-    def generate(self, prompt:str|None=None, model:str|None=None, **settings) -> list[dict]:
+    def generate(self, prompt: str | None = None, model: str | None = None, **settings) -> list[dict]:
         "Continuations of `prompt` by `model` (default: the widgets'); shown with per-token log-probabilities."
         self._use(self.model_a, model)
         p, s = self._prompt(prompt), self.settings(**settings)
@@ -184,9 +282,13 @@ class Playground(Explorer):
         self.output.value = self._results_html()
         return self.results[self.model_a.value]
 
-    def compare(self, prompt:str|None=None, models:tuple|list|None=None, **settings) -> dict[str, list[dict]]:
+    def compare(
+        self, prompt: str | None = None, models: tuple | list | None = None, **settings
+    ) -> dict[str, list[dict]]:
         "Continuations of the same prompt, with the same settings, by two models; each first sample is scored under both."
-        if models is not None: self._use(self.model_a, models[0]); self._use(self.model_b, models[1])
+        if models is not None:
+            self._use(self.model_a, models[0])
+            self._use(self.model_b, models[1])
         p, s = self._prompt(prompt), self.settings(**settings)
         names = list(dict.fromkeys([self.model_a.value, self.model_b.value]))
         self.results = {n: sample(*self.load(n), p, **s) for n in names}
@@ -194,41 +296,57 @@ class Playground(Explorer):
         self.output.value = self._results_html()
         return self.results
 
-    def cross_scores(self, prompt:str, completions:dict[str, str]):
+    def cross_scores(self, prompt: str, completions: dict[str, str]):
         "DataFrame: log-probability per token of each model's completion (rows) under each model (columns)."
         import pandas as pd
         from llm_workbench.eval.loglik import loglikelihood
+
         rows = {}
         for by, text in completions.items():
             rows[f'completion by {by}'] = {}
             for under in completions:
-                r = loglikelihood(*self.load(under), [(prompt, text)])[0] if text else dict(logprob=0.0, n_tokens=0)
+                r = (
+                    loglikelihood(*self.load(under), [(prompt, text)])[0]
+                    if text
+                    else dict(logprob=0.0, n_tokens=0)
+                )
                 rows[f'completion by {by}'][f'under {under}'] = round(r['logprob'] / max(r['n_tokens'], 1), 4)
         return pd.DataFrame(rows).T
 
-    def score(self, text:str|None=None, model:str|None=None) -> list[dict]:
+    def score(self, text: str | None = None, model: str | None = None) -> list[dict]:
         "Per-token log-probabilities of `text` (default: the prompt) under `model` (see `eval.loglik.token_logprobs`)."
         from llm_workbench.eval.loglik import token_logprobs
+
         self._use(self.model_a, model)
         text = self._prompt(text)
         toks = token_logprobs(*self.load(self.model_a.value), text)
         scored = [t['logprob'] for t in toks if t['logprob'] is not None]
         self.results, self.cross = {}, None
-        self.output.value = (f"{_CSS}<div class='llmwb-lab'><h4>{html.escape(self.model_a.value)}: the prompt, token by token</h4>"
-                             f"<p>{len(toks)} tokens, mean logprob {sum(scored) / max(len(scored), 1):.3f}</p>{tokens_html(toks)}</div>")
+        self.output.value = (
+            f"{_CSS}<div class='llmwb-lab'><h4>{html.escape(self.model_a.value)}: the prompt, token by token</h4>"
+            f"<p>{len(toks)} tokens, mean logprob {sum(scored) / max(len(scored), 1):.3f}</p>{tokens_html(toks)}</div>"
+        )
         return toks
 
     def _results_html(self) -> str:
         s = {k: w.value for k, w in self.controls.items()}
-        out = [f"{_CSS}<div class='llmwb-lab'><p>prompt <code>{html.escape(self.prompt.value)}</code> · "
-               + ', '.join(f'{k}={v}' for k, v in s.items()) + '</p><div style="display:flex;gap:1em">']
+        out = [
+            f"{_CSS}<div class='llmwb-lab'><p>prompt <code>{html.escape(self.prompt.value)}</code> · "
+            + ', '.join(f'{k}={v}' for k, v in s.items())
+            + '</p><div style="display:flex;gap:1em">'
+        ]
         for name, res in self.results.items():
-            cells = ''.join(f"<p><b>sample {i + 1}</b>: {r['n_tokens']} tokens, logprob {r['logprob']:.2f}"
-                            f" ({r['logprob'] / max(r['n_tokens'], 1):.3f}/token)</p>{tokens_html(r['tokens'])}" for i, r in enumerate(res))
+            cells = ''.join(
+                f"<p><b>sample {i + 1}</b>: {r['n_tokens']} tokens, logprob {r['logprob']:.2f}"
+                f" ({r['logprob'] / max(r['n_tokens'], 1):.3f}/token)</p>{tokens_html(r['tokens'])}"
+                for i, r in enumerate(res)
+            )
             out.append(f'<div style="flex:1;min-width:0"><h4>{html.escape(name)}</h4>{cells}</div>')
         out.append('</div>')
         if self.cross is not None:
-            out.append(f'<h4>Each completion scored by each model (mean logprob per token)</h4>{_table(self.cross.reset_index(names=""), 10)}')
+            out.append(
+                f'<h4>Each completion scored by each model (mean logprob per token)</h4>{_table(self.cross.reset_index(names=""), 10)}'
+            )
         return ''.join(out) + '</div>'
 
     def snapshot(self) -> str:

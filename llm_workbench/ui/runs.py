@@ -17,112 +17,196 @@ __all__ = ['CURVE_STAGES', 'flatten', 'config_diff', 'metrics_table', 'run_curve
            'report_paths', 'RunBrowser']
 
 # %% ../../nbs/71_ui.runs.ipynb #8f1c8fce
-def flatten(d, prefix:str='') -> dict:
+def flatten(d, prefix: str = '') -> dict:
     "A nested dict/list as {dotted key: scalar} (`a.b`, `a.list[0].c`); empty containers stay as they are."
-    if isinstance(d, dict) and d: return {k: v for key, val in d.items() for k, v in flatten(val, f'{prefix}.{key}' if prefix else str(key)).items()}
-    if isinstance(d, list) and d: return {k: v for i, val in enumerate(d) for k, v in flatten(val, f'{prefix}[{i}]').items()}
+    if isinstance(d, dict) and d:
+        return {
+            k: v
+            for key, val in d.items()
+            for k, v in flatten(val, f'{prefix}.{key}' if prefix else str(key)).items()
+        }
+    if isinstance(d, list) and d:
+        return {k: v for i, val in enumerate(d) for k, v in flatten(val, f'{prefix}[{i}]').items()}
     return {prefix: d}
 
 # %% ../../nbs/71_ui.runs.ipynb #fe037acb
-def config_diff(runs:list[dict], all:bool=False):
+def config_diff(runs: list[dict], all: bool = False):
     "DataFrame of recipe keys (rows) by run id (columns): the keys whose values differ, or every key with `all`."
     import pandas as pd
+
     flat = {r['run_id']: flatten(r.get('config', {})) for r in runs}
     keys = sorted({k for f in flat.values() for k in f})
     _missing = object()
     rows = {k: [f.get(k, _missing) for f in flat.values()] for k in keys}
-    differs = lambda vals: any(json.dumps(v, sort_keys=True, default=str) != json.dumps(vals[0], sort_keys=True, default=str) for v in vals)
-    rows = {k: ['—' if v is _missing else v for v in vals] for k, vals in rows.items() if all or differs(vals)}
-    return pd.DataFrame.from_dict(rows, orient='index', columns=list(flat)) if rows else pd.DataFrame(columns=list(flat))
+    differs = lambda vals: any(
+        json.dumps(v, sort_keys=True, default=str) != json.dumps(vals[0], sort_keys=True, default=str)
+        for v in vals
+    )
+    rows = {
+        k: ['—' if v is _missing else v for v in vals] for k, vals in rows.items() if all or differs(vals)
+    }
+    return (
+        pd.DataFrame.from_dict(rows, orient='index', columns=list(flat))
+        if rows
+        else pd.DataFrame(columns=list(flat))
+    )
 
 # %% ../../nbs/71_ui.runs.ipynb #02af7d68
-def metrics_table(runs:list[dict], diff_only:bool=False):
+def metrics_table(runs: list[dict], diff_only: bool = False):
     "DataFrame of `stage.metric` (rows) by run id (columns), from each stage's recorded metrics."
     import pandas as pd
+
     cols = {}
     for r in runs:
-        cols[r['run_id']] = {f'{st}.{k}': v for st, s in r.get('stages', {}).items()
-                             for k, v in (s.get('metrics') or {}).items() if isinstance(v, (int, float, str, bool)) or v is None}
-        cols[r['run_id']] |= {f'{st}.duration_s': s['duration_s'] for st, s in r.get('stages', {}).items() if 'duration_s' in s}
+        cols[r['run_id']] = {
+            f'{st}.{k}': v
+            for st, s in r.get('stages', {}).items()
+            for k, v in (s.get('metrics') or {}).items()
+            if isinstance(v, (int, float, str, bool)) or v is None
+        }
+        cols[r['run_id']] |= {
+            f'{st}.duration_s': s['duration_s'] for st, s in r.get('stages', {}).items() if 'duration_s' in s
+        }
     df = pd.DataFrame(cols)
     order = {s: i for i, s in enumerate(STAGE_NAMES)}
     df = df.loc[sorted(df.index, key=lambda k: (order.get(k.split('.')[0], 99), k))] if len(df) else df
-    if diff_only and len(df): df = df[df.astype(str).nunique(axis=1) > 1]
+    if diff_only and len(df):
+        df = df[df.astype(str).nunique(axis=1) > 1]
     return df
 
 # %% ../../nbs/71_ui.runs.ipynb #893718a3
 CURVE_STAGES = ('pretrain', 'sft', 'align')
 _NOT_CURVES = {'step', 'time', 'epoch', 'total_flos'}
 
-def run_curves(run_dir:Path|str, stage:str='pretrain') -> list[dict]:
+
+def run_curves(run_dir: Path | str, stage: str = 'pretrain') -> list[dict]:
     "The logged rows of a training stage (`<stage>/metrics.jsonl`) of a run; empty if it has none."
     from llm_workbench.train.pretrain import read_metrics
-    return read_metrics(Path(run_dir)/stage/'metrics.jsonl')
 
-def curve_metrics(rows:list[dict]) -> list[str]:
+    return read_metrics(Path(run_dir) / stage / 'metrics.jsonl')
+
+
+def curve_metrics(rows: list[dict]) -> list[str]:
     "The numeric series logged in `rows` (loss first, then eval_loss, then the rest by name), one point per step or more."
-    keys = {k for r in rows for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_CURVES
-            and not k.endswith(('_runtime', '_per_second'))}
+    keys = {
+        k
+        for r in rows
+        for k, v in r.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in _NOT_CURVES
+        and not k.endswith(('_runtime', '_per_second'))
+    }
     return sorted(keys, key=lambda k: (k != 'loss', k != 'eval_loss', k))
 
 # %% ../../nbs/71_ui.runs.ipynb #29e4303f
 _COLORS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2')
 _DASH = ('solid', 'dash', 'dot', 'dashdot')
 
-def curves_figure(curves:dict[str, list[dict]], metrics:tuple|list=('loss', 'eval_loss'), title:str=''):
+
+def curves_figure(
+    curves: dict[str, list[dict]], metrics: tuple | list = ('loss', 'eval_loss'), title: str = ''
+):
     "One figure, shared axes: each run's `metrics` against step (a colour per run, a dash style per metric)."
     import plotly.graph_objects as go
+
     fig = go.Figure()
     for i, (name, rows) in enumerate(curves.items()):
         for j, m in enumerate(metrics):
             pts = [(r['step'], r[m]) for r in rows if isinstance(r.get(m), (int, float))]
-            if not pts: continue
-            fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=f'{name}: {m}', mode='lines+markers' if len(pts) < 4 else 'lines',
-                            line=dict(color=_COLORS[i % len(_COLORS)], dash=_DASH[j % len(_DASH)]), legendgroup=name)
-    fig.update_layout(title=title or ', '.join(metrics), xaxis_title='step', height=420, legend=dict(orientation='h', y=-0.2))
+            if not pts:
+                continue
+            fig.add_scatter(
+                x=[p[0] for p in pts],
+                y=[p[1] for p in pts],
+                name=f'{name}: {m}',
+                mode='lines+markers' if len(pts) < 4 else 'lines',
+                line=dict(color=_COLORS[i % len(_COLORS)], dash=_DASH[j % len(_DASH)]),
+                legendgroup=name,
+            )
+    fig.update_layout(
+        title=title or ', '.join(metrics),
+        xaxis_title='step',
+        height=420,
+        legend=dict(orientation='h', y=-0.2),
+    )
     return fig
 
 # %% ../../nbs/71_ui.runs.ipynb #c37fbb50
-def report_paths(run:dict, settings:Settings) -> dict[str, Path]:
+def report_paths(run: dict, settings: Settings) -> dict[str, Path]:
     "The run's existing report pages: {'index': ..., '<stage>': ...}."
-    base = settings.reports_path/run['run_id']
-    pages = {'index': base/'index.html'} | {st: base/s['report'] for st, s in run.get('stages', {}).items() if s.get('report')}
+    base = settings.reports_path / run['run_id']
+    pages = {'index': base / 'index.html'} | {
+        st: base / s['report'] for st, s in run.get('stages', {}).items() if s.get('report')
+    }
     return {k: p for k, p in pages.items() if p.is_file()}
 
-def _href(p:Path) -> str:
+
+def _href(p: Path) -> str:
     "A link to `p` relative to the working folder (posix separators)."
-    try: return Path(os.path.relpath(p, Path.cwd())).as_posix()
-    except ValueError: return p.as_uri()
+    try:
+        return Path(os.path.relpath(p, Path.cwd())).as_posix()
+    except ValueError:
+        return p.as_uri()
 
 # %% ../../nbs/71_ui.runs.ipynb #485c60bb
 def _settings_of(source) -> Settings:
-    if source is None: return load_settings()
-    if isinstance(source, Settings): return source
+    if source is None:
+        return load_settings()
+    if isinstance(source, Settings):
+        return source
     p = Path(source).resolve()
-    if (p/'settings.ini').is_file(): return load_settings(p)
-    return load_settings(p.parent, env={}, runs_path=str(p), reports_path=str(p.parent/'reports'))
+    if (p / 'settings.ini').is_file():
+        return load_settings(p)
+    return load_settings(p.parent, env={}, runs_path=str(p), reports_path=str(p.parent / 'reports'))
+
 
 class RunBrowser(Explorer):
     "List a workspace's runs; compare the selected ones: recipe diff, metrics, curves on shared axes, report links."
-    def __init__(self, source:Settings|str|Path|None=None):
+
+    def __init__(self, source: Settings | str | Path | None = None):
         import ipywidgets as W
+
         self.settings = _settings_of(source)
         self.runs_list = W.SelectMultiple(rows=8, layout=W.Layout(width='98%'))
         self.refresh_button = W.Button(description='refresh', icon='refresh', layout=W.Layout(width='110px'))
         self.stage = W.Dropdown(description='stage', options=CURVE_STAGES, value='pretrain')
         self.metrics = W.SelectMultiple(description='metrics', rows=4)
         self.diff_all = W.Checkbox(description='all keys', value=False, indent=False)
-        self.overview, self.diff_html, self.metrics_html, self.links_html = W.HTML(), W.HTML(), W.HTML(), W.HTML()
+        self.overview, self.diff_html, self.metrics_html, self.links_html = (
+            W.HTML(),
+            W.HTML(),
+            W.HTML(),
+            W.HTML(),
+        )
         self.curves_out = W.Output()
-        self.tabs = W.Tab([self.overview, W.VBox([self.diff_all, self.diff_html]), self.metrics_html,
-                           W.VBox([W.HBox([self.stage, self.metrics]), self.curves_out]), self.links_html],
-                          titles=('Runs', 'Recipe diff', 'Metrics', 'Curves', 'Reports'))
+        self.tabs = W.Tab(
+            [
+                self.overview,
+                W.VBox([self.diff_all, self.diff_html]),
+                self.metrics_html,
+                W.VBox([W.HBox([self.stage, self.metrics]), self.curves_out]),
+                self.links_html,
+            ],
+            titles=('Runs', 'Recipe diff', 'Metrics', 'Curves', 'Reports'),
+        )
         self.refresh_button.on_click(lambda _: self.refresh())
         self.runs_list.observe(lambda _: self._update(), 'value')
         self.diff_all.observe(lambda _: self._draw_diff(), 'value')
         self.stage.observe(lambda _: self._stage_changed(), 'value')
         self.metrics.observe(lambda _: self._draw_curves(), 'value')
-        self.widget = W.VBox([W.HBox([W.HTML('<b>Runs</b> (newest first; ctrl/shift-click to select several)'), self.refresh_button]), self.runs_list, self.tabs])
+        self.widget = W.VBox(
+            [
+                W.HBox(
+                    [
+                        W.HTML('<b>Runs</b> (newest first; ctrl/shift-click to select several)'),
+                        self.refresh_button,
+                    ]
+                ),
+                self.runs_list,
+                self.tabs,
+            ]
+        )
         self.refresh()
 
     def refresh(self) -> list[str]:
@@ -136,26 +220,44 @@ class RunBrowser(Explorer):
         return list(self.runs)
 
     @staticmethod
-    def _label(r:dict) -> str:
-        hm = ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in list((r.get('metrics') or {}).items())[:4])
+    def _label(r: dict) -> str:
+        hm = ', '.join(
+            f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+            for k, v in list((r.get('metrics') or {}).items())[:4]
+        )
         return f"{r['run_id']} · {r.get('status', '')}" + (f" · {hm}" if hm else '')
 
     def table(self):
         "DataFrame of all runs: id, recipe, status, start, headline metrics."
         import pandas as pd
-        return pd.DataFrame([dict(run_id=i, recipe=r.get('config', {}).get('name'), status=r.get('status'), started=r.get('started'),
-                                  **(r.get('metrics') or {})) for i, r in self.runs.items()])
 
-    def run_dir(self, run_id:str) -> Path:
+        return pd.DataFrame(
+            [
+                dict(
+                    run_id=i,
+                    recipe=r.get('config', {}).get('name'),
+                    status=r.get('status'),
+                    started=r.get('started'),
+                    **(r.get('metrics') or {}),
+                )
+                for i, r in self.runs.items()
+            ]
+        )
+
+    def run_dir(self, run_id: str) -> Path:
         "The folder of run `run_id`."
-        return self.settings.runs_path/run_id
+        return self.settings.runs_path / run_id
 
-    def select(self, refs:list[str]) -> list[str]:
+    def select(self, refs: list[str]) -> list[str]:
         "Select runs by id or unique id prefix; return the selected ids."
         ids = []
         for ref in refs:
             hits = [i for i in self.runs if i == ref] or [i for i in self.runs if i.startswith(ref)]
-            if len(hits) != 1: raise ValueError(f"{ref!r} matches {len(hits)} runs" + (f": {', '.join(hits)}" if hits else f" under {self.settings.runs_path}"))
+            if len(hits) != 1:
+                raise ValueError(
+                    f"{ref!r} matches {len(hits)} runs"
+                    + (f": {', '.join(hits)}" if hits else f" under {self.settings.runs_path}")
+                )
             ids.append(hits[0])
         self.runs_list.value = tuple(ids)
         return ids
@@ -165,69 +267,102 @@ class RunBrowser(Explorer):
         "The `run.json` of each selected run, in selection order."
         return [self.runs[i] for i in self.runs_list.value]
 
-    def config_diff(self, all:bool=False):
+    def config_diff(self, all: bool = False):
         "The selected runs' recipe diff (see `config_diff`)."
         return config_diff(self.selected, all)
 
-    def metrics_table(self, diff_only:bool=False):
+    def metrics_table(self, diff_only: bool = False):
         "The selected runs' metrics (see `metrics_table`)."
         return metrics_table(self.selected, diff_only)
 
-    def curves(self, stage:str='pretrain') -> dict[str, list[dict]]:
+    def curves(self, stage: str = 'pretrain') -> dict[str, list[dict]]:
         "{run id: logged rows of `stage`} for the selected runs that have them."
         return {i: rows for i in self.runs_list.value if (rows := run_curves(self.run_dir(i), stage))}
 
-    def curves_figure(self, stage:str|None=None, metrics:tuple|list|None=None):
+    def curves_figure(self, stage: str | None = None, metrics: tuple | list | None = None):
         "The selected runs' curves of `stage` (default: the widget's) on shared axes."
         stage = stage or self.stage.value
-        return curves_figure(self.curves(stage), metrics or self.metrics.value or ('loss', 'eval_loss'), title=f'{stage}: ' + ', '.join(metrics or self.metrics.value or ('loss', 'eval_loss')))
+        return curves_figure(
+            self.curves(stage),
+            metrics or self.metrics.value or ('loss', 'eval_loss'),
+            title=f'{stage}: ' + ', '.join(metrics or self.metrics.value or ('loss', 'eval_loss')),
+        )
 
     def report_links(self) -> dict[str, dict[str, Path]]:
         "{run id: {page: path}} of the selected runs' report pages that exist."
         return {r['run_id']: report_paths(r, self.settings) for r in self.selected}
 
     def _update(self):
-        self._draw_diff(); self._draw_metrics(); self._stage_changed(); self._draw_links()
+        self._draw_diff()
+        self._draw_metrics()
+        self._stage_changed()
+        self._draw_links()
 
     def _draw_diff(self):
         sel = self.selected
-        if len(sel) < 2: self.diff_html.value = '<p>Select two or more runs to compare their recipes.</p>'; return
+        if len(sel) < 2:
+            self.diff_html.value = '<p>Select two or more runs to compare their recipes.</p>'
+            return
         d = self.config_diff(self.diff_all.value)
         what = 'every key' if self.diff_all.value else f'{len(d)} keys differ'
-        self.diff_html.value = f"{_CSS}<div class='llmwb-lab'><p>{what}</p>{_table(d.reset_index(names='key'), 500)}</div>"
+        self.diff_html.value = (
+            f"{_CSS}<div class='llmwb-lab'><p>{what}</p>{_table(d.reset_index(names='key'), 500)}</div>"
+        )
 
     def _draw_metrics(self):
         m = self.metrics_table()
-        self.metrics_html.value = (f"{_CSS}<div class='llmwb-lab'>{_table(m.reset_index(names='metric'), 500)}</div>" if len(m.columns) else
-                                   '<p>Select runs to compare their metrics.</p>')
+        self.metrics_html.value = (
+            f"{_CSS}<div class='llmwb-lab'>{_table(m.reset_index(names='metric'), 500)}</div>"
+            if len(m.columns)
+            else '<p>Select runs to compare their metrics.</p>'
+        )
 
     def _stage_changed(self):
-        names = sorted({m for rows in self.curves(self.stage.value).values() for m in curve_metrics(rows)},
-                       key=lambda k: (k != 'loss', k != 'eval_loss', k))
-        keep = tuple(m for m in self.metrics.value if m in names) or tuple(m for m in ('loss', 'eval_loss') if m in names)
+        names = sorted(
+            {m for rows in self.curves(self.stage.value).values() for m in curve_metrics(rows)},
+            key=lambda k: (k != 'loss', k != 'eval_loss', k),
+        )
+        keep = tuple(m for m in self.metrics.value if m in names) or tuple(
+            m for m in ('loss', 'eval_loss') if m in names
+        )
         self._quiet = True
-        try: self.metrics.options, self.metrics.value = names, keep
-        finally: self._quiet = False
+        try:
+            self.metrics.options, self.metrics.value = names, keep
+        finally:
+            self._quiet = False
         self._draw_curves()
 
     def _draw_curves(self):
-        if getattr(self, '_quiet', False): return
-        if not self.curves(self.stage.value): show_in(self.curves_out, f'<p>No {self.stage.value} curves in the selected runs.</p>'); return
+        if getattr(self, '_quiet', False):
+            return
+        if not self.curves(self.stage.value):
+            show_in(self.curves_out, f'<p>No {self.stage.value} curves in the selected runs.</p>')
+            return
         show_in(self.curves_out, self.curves_figure())
 
     def _draw_links(self):
         items = []
         for i, pages in self.report_links().items():
-            links = ' · '.join(f'<a href="{html.escape(_href(p))}" target="_blank">{html.escape(k)}</a>' for k, p in pages.items()) or 'no report yet'
+            links = (
+                ' · '.join(
+                    f'<a href="{html.escape(_href(p))}" target="_blank">{html.escape(k)}</a>'
+                    for k, p in pages.items()
+                )
+                or 'no report yet'
+            )
             items.append(f'<li><code>{html.escape(i)}</code>: {links}</li>')
-        self.links_html.value = f"<ul>{''.join(items)}</ul>" if items else '<p>Select runs to list their reports.</p>'
+        self.links_html.value = (
+            f"<ul>{''.join(items)}</ul>" if items else '<p>Select runs to list their reports.</p>'
+        )
 
     def snapshot(self) -> str:
         "Static HTML: the runs table and, for the selected runs, the recipe diff, metrics and curves."
         out = f"{_CSS}<div class='llmwb-lab'><h3>Runs in {html.escape(str(self.settings.runs_path))}</h3>{_table(self.table(), 50)}"
         if sel := self.selected:
             out += f"<h4>Selected: {', '.join(html.escape(r['run_id']) for r in sel)}</h4>"
-            if len(sel) > 1: out += f"<h4>Recipe diff</h4>{_table(self.config_diff().reset_index(names='key'), 100)}"
+            if len(sel) > 1:
+                out += f"<h4>Recipe diff</h4>{_table(self.config_diff().reset_index(names='key'), 100)}"
             out += f"<h4>Metrics</h4>{_table(self.metrics_table().reset_index(names='metric'), 100)}"
-            if self.curves(self.stage.value): out += figure_html(self.curves_figure())
+            if self.curves(self.stage.value):
+                out += figure_html(self.curves_figure())
         return out + '</div>'
