@@ -171,6 +171,7 @@ def _bwrap_args(d: str, site: bool, disk_mb: int) -> list[str]:
     for top in ('/lib', '/lib64', '/lib32', '/bin', '/sbin'):
         if os.path.islink(top):
             args += ['--symlink', os.readlink(top), top]
+    args += ['--tmpfs', '/tmp']      # first: an interpreter or venv under /tmp is bound over it, not hidden by it
     for p in _readable(site):
         if not (p.startswith('/usr') or p.startswith('/dev') or p == '/proc'):
             args += ['--ro-bind', p, p]
@@ -179,8 +180,6 @@ def _bwrap_args(d: str, site: bool, disk_mb: int) -> list[str]:
         '/proc',
         '--dev',
         '/dev',
-        '--tmpfs',
-        '/tmp',
         '--size',
         str(disk_mb << 20),
         '--perms',
