@@ -58,6 +58,9 @@ def test_release_writes_gate_bundle_and_registry_entry(micro_run):
     assert all(c['status'] in ('pass', 'fail', 'missing') for c in gate['checks'])
     st = read_run(rd)['stages']['release']
     assert st['status'] == 'completed' and st['metrics']['registry_version'] == 'micro:1'
+    texts = [p for p in (rd / 'release/bundle').rglob('*') if p.suffix in ('.md', '.json', '.yaml', '.html')]
+    local = [str(p.relative_to(rd)) for p in texts if str(ws.resolve()) in p.read_text(encoding='utf-8')]
+    assert texts and local == [], f'the bundle carries local absolute paths: {local}'
     assert st['metrics']['license_violations'] == 0 and st['metrics']['leakage_pairs'] == 0
     bundle = rd / 'release/bundle'
     for f in (

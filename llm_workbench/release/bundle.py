@@ -376,6 +376,21 @@ def _copy_tokenizer(tok_dir: Path, dst: Path):
     for p in files:
         shutil.copy2(p, dst / p.name)
 
+# %% ../../nbs/52_release.bundle.ipynb #884f9ea0
+_TEXT = ('.md', '.json', '.jsonl', '.yaml', '.yml', '.txt', '.html')
+
+
+def _scrub_text_files(root: Path, subs: list):
+    "Replace local absolute paths (`subs`: (path, placeholder) pairs) in every text file under `root`."
+    from llm_workbench.report import scrub_paths
+
+    for p in sorted(root.rglob('*')):
+        if p.is_file() and p.suffix in _TEXT and p.parts[len(root.parts)] not in ('model', 'tokenizer'):
+            text = p.read_text(encoding='utf-8')
+            clean = scrub_paths(text, subs)
+            if clean != text:
+                p.write_text(clean, encoding='utf-8')
+
 # %% ../../nbs/52_release.bundle.ipynb #884f9ea1
 def build_bundle(
     out_dir: Path | str,
@@ -384,6 +399,7 @@ def build_bundle(
     tokenizer_dir: Path | str,
     info: dict,
     files: dict | None = None,
+    scrub: list | None = None,
 ) -> dict:
     "Write a release bundle to `out_dir` (model, tokenizer, model card, extra `files` {relative name: path}, lock, SHA256SUMS); return its path, file hashes and hash."
     out = Path(out_dir)
@@ -408,6 +424,8 @@ def build_bundle(
                 raise FileNotFoundError(f"bundle file {rel!r}: {src} not found")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src, dst) if src.is_dir() else shutil.copy2(src, dst)
+        if scrub:
+            _scrub_text_files(tmp, scrub)
         (tmp / 'requirements.lock').write_text(environment_lock(), encoding='utf-8')
         sums = _sums(tmp)
         text = ''.join(f'{h}  {rel}\n' for rel, h in sums.items())
