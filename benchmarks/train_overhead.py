@@ -30,7 +30,8 @@ from llm_workbench.config import ModelConfig, SourceConfig, TrainConfig
 from llm_workbench.data.sources import read_source
 from llm_workbench.train import loop as P  # the shared loop builds the metrics callback
 from llm_workbench.train.model import build_model, count_params
-from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, read_metrics, training_args
+from llm_workbench.train.loop import read_metrics
+from llm_workbench.train.pretrain import BlockDataset, pack_texts, pretrain, training_args
 from llm_workbench.train.tokenizer import train_tokenizer
 
 TARGET = 0.95

@@ -690,8 +690,7 @@ def apply_overrides(data: dict, overrides=()) -> dict:
     for item in overrides:
         path, value = parse_override(item)
         cur = data
-        for i, k in enumerate(path[:-1]):
-            nxt = path[i + 1]
+        for k in path[:-1]:
             if isinstance(cur, list):
                 if not isinstance(k, int) or k >= len(cur):
                     raise ConfigError(f"--set {item!r}: no item {k} in the list")

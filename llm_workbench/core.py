@@ -7,7 +7,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/core.html.md"""
 # %% ../nbs/00_core.ipynb #894d828a
 from __future__ import annotations
 import configparser, hashlib, json, os, platform, random, subprocess, sys
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 from pathlib import Path
 from importlib import metadata
 

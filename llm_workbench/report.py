@@ -7,7 +7,6 @@ Docs: https://llm-workbench.github.io/llm-workbench/report.html.md"""
 # %% ../nbs/60_report.ipynb #2bf455fd
 from __future__ import annotations
 import html, json, re
-from datetime import datetime
 from pathlib import Path
 
 # %% auto #0

@@ -1,7 +1,7 @@
 "Data-parallel pretraining on CPU: two processes under torchrun (gloo) with half the batch each follow the same loss curve as one process with the whole batch."
 
 from conftest import MICRO, llmwb, make_workspace, read_run, run_dirs
-from llm_workbench.train.pretrain import read_metrics
+from llm_workbench.train.loop import read_metrics
 
 
 def run_pretrain(ws, recipe_text):

@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from llm_workbench.config import RunConfig
 from conftest import ROOT
+from test_knob_effects import FINETUNE_ARGS  # the fields that test proves, named once
 
 T, N = 'tests/', 'nbs/'
 K = T + 'test_knob_effects.py::'
@@ -143,17 +144,7 @@ PROVEN = {
     **{
         f'{s}.{k}': K + 'test_schedule_fields_reach_trainer_arguments'
         for s in ('sft', 'align')
-        for k in (
-            'max_steps',
-            'batch_size',
-            'grad_accum',
-            'lr',
-            'warmup_steps',
-            'max_length',
-            'log_every',
-            'eval_every',
-            'save_every',
-        )
+        for k in FINETUNE_ARGS
     },
     **{
         f'{s}.lora.{k}': K + 'test_lora_fields_shape_the_trained_adapter'

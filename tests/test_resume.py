@@ -69,7 +69,7 @@ def test_sigkill_then_resume_is_bit_identical(recipe, tmp_path):
 
 def test_corrupt_checkpoint_is_skipped(recipe, tmp_path):
     "A checkpoint whose files no longer match its seal is never loaded: the run resumes from an earlier one, with a warning."
-    from llm_workbench.train.pretrain import last_checkpoint
+    from llm_workbench.train.loop import last_checkpoint
 
     ws = make_workspace(tmp_path / 'ws', tracking='none')
     assert llmwb(ws, 'run', recipe, '--stages', 'curate,pretrain', '--no-progress').returncode == 0

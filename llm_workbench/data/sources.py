@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.sources.html.md"""
 
 # %% ../../nbs/10_data.sources.ipynb #132d2bc0
 from __future__ import annotations
-import gzip, hashlib, json, os, re, sys, sysconfig
+import gzip, hashlib, json, os, re, sysconfig
 from importlib import metadata
 from pathlib import Path
 from typing import Iterator

@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/eval.cost.html.md"""
 
 # %% ../../nbs/49_eval.cost.ipynb #3b83be54
 from __future__ import annotations
-import os, resource, sys, time
+import resource, sys, time
 from pathlib import Path
 
 # %% auto #0

@@ -259,7 +259,7 @@ def insecure_rate(
     )
 
 # %% ../../nbs/44_eval.safety.ipynb #917294ef
-from ..data.canaries import SECRET_ALPHABET, SECRET_LEN, make_canaries, random_secret as _secret
+from ..data.canaries import make_canaries, random_secret as _secret
 
 # %% ../../nbs/44_eval.safety.ipynb #babaaba7
 def _n_tokens(tokenizer, texts: list[str]) -> list[int]:

@@ -10,7 +10,7 @@ import json
 from collections import Counter
 from pathlib import Path
 import numpy as np
-from ..config import DataConfig, LicensePolicy, RunConfig
+from ..config import LicensePolicy, RunConfig
 
 # %% auto #0
 __all__ = ['license_violations', 'leakage_audit', 'contaminated_train_docs', 'audit_metrics']

@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/release.bundle.html.md"""
 
 # %% ../../nbs/52_release.bundle.ipynb #0dc455d1
 from __future__ import annotations
-import contextlib, fnmatch, math, os, platform, re, shutil, sys
+import contextlib, fnmatch, math, os, platform, re, shutil
 from importlib import metadata
 from pathlib import Path
 from ..core import RunLayout, offline_env, sha256_file, sha256_bytes

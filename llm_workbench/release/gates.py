@@ -6,8 +6,8 @@ Docs: https://llm-workbench.github.io/llm-workbench/release.gates.html.md"""
 
 # %% ../../nbs/50_release.gates.ipynb #7f28e3a4
 from __future__ import annotations
-import html, math
-from dataclasses import dataclass, fields, asdict
+import math
+from dataclasses import dataclass, fields
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'GateRule', 'evaluate_gates']

@@ -77,7 +77,7 @@ def reproduce(
     log=print,
 ) -> dict:
     "Re-run run `ref` from its recorded recipe into a new run dir; return {run_dir, rows, ok, env_diff}. Raises on changed data."
-    from llm_workbench.runner import find_run, read_run, run_pipeline, STAGES, stage_enabled
+    from llm_workbench.runner import find_run, read_run, run_pipeline, STAGES
     from llm_workbench.core import environment_info
 
     settings = settings or load_settings()

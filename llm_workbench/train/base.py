@@ -10,7 +10,7 @@ import fcntl, json, os, shutil
 from collections import Counter
 from pathlib import Path
 import numpy as np
-from ..core import sha256_file, sha256_json, write_json
+from ..core import sha256_file, write_json
 
 # %% auto #0
 __all__ = ['gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base']

@@ -11,8 +11,6 @@ import numpy as np
 from ..config import TrainConfig
 from .loop import common_args, run_training
 from llm_workbench.train.loop import (
-    last_checkpoint,
-    metrics_callback,
     read_metrics,
 )  # their old home: imports still work
 

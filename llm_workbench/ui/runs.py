@@ -81,7 +81,7 @@ _NOT_CURVES = {'step', 'time', 'epoch', 'total_flos'}
 
 def run_curves(run_dir: Path | str, stage: str = 'pretrain') -> list[dict]:
     "The logged rows of a training stage (`<stage>/metrics.jsonl`) of a run; empty if it has none."
-    from llm_workbench.train.pretrain import read_metrics
+    from llm_workbench.train.loop import read_metrics
 
     return read_metrics(Path(run_dir) / stage / 'metrics.jsonl')
 
