@@ -26,9 +26,9 @@ __all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig
            'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
            'PairsConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig', 'TrainConfig',
            'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'AlignConfig', 'TaskConfig', 'SandboxConfig', 'SafetyConfig',
-           'BiasConfig', 'RobustnessConfig', 'EvalConfig', 'GateRuleConfig', 'default_gates', 'ReleaseConfig',
-           'RunConfig', 'ConfigError', 'parse_override', 'apply_overrides', 'resolve_paths', 'parse_config',
-           'load_config', 'config_hash', 'dump_config']
+           'BiasConfig', 'RobustnessConfig', 'PromptConfig', 'LMEvalConfig', 'EvalConfig', 'GateRuleConfig',
+           'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError', 'parse_override', 'apply_overrides',
+           'resolve_paths', 'parse_config', 'load_config', 'config_hash', 'dump_config']
 
 # %% ../nbs/01_config.ipynb #989ff485
 class Strict(BaseModel):
@@ -331,6 +331,7 @@ class BudgetConfig(Strict):
 class TrainConfig(Strict):
     "Pretraining on packed sequences with the Hugging Face Trainer."
 
+    enabled: bool = True  # false: a pretrained base (model.name_or_path or model.gguf) is adopted untrained
     seq_len: int = Field(128, gt=1)
     batch_size: int = Field(16, gt=0)
     grad_accum: int = Field(1, gt=0)
@@ -439,6 +440,33 @@ class RobustnessConfig(Strict):
         24, gt=0
     )  # items per task rescored under each perturbation (the same items unperturbed are the base)
 
+# %% ../nbs/01_config.ipynb #5a1c7e01
+class PromptConfig(Strict):
+    "How code prompts reach the model: raw text, or an instruction in the model's own chat template."
+
+    chat: Literal['auto', 'always', 'never'] = 'auto'  # auto: when the base tokenizer has a chat template
+    instruction: str = (
+        'Complete the following Python function. Answer with the whole function in one ```python block.'
+        '\n\n```python\n{prompt}```'
+    )  # {prompt}: the code prompt
+    system: str | None = None  # a system message before each conversation
+
+    @field_validator('instruction')
+    @classmethod
+    def _slot(cls, text: str) -> str:
+        if '{prompt}' not in text:
+            raise ValueError("prompt.instruction needs a {prompt} slot")
+        return text
+
+# %% ../nbs/01_config.ipynb #5a1c7e03
+class LMEvalConfig(Strict):
+    "Tasks of lm-evaluation-harness run on the run's models in memory (HFLM); local task YAMLs via `include_path`."
+
+    tasks: list[str] = Field(min_length=1)  # lm-eval task (or group) names
+    include_path: str | None = None  # a folder of task YAMLs (relative to the recipe)
+    num_fewshot: int | None = Field(None, ge=0)  # None: each task's own default
+    limit: int | None = Field(None, gt=0)  # at most this many documents per task
+
 # %% ../nbs/01_config.ipynb #873dd7c6
 class EvalConfig(Strict):
     "What the evaluate stage measures: perplexity, task benchmarks, safety, bias, robustness, cost."
@@ -462,6 +490,8 @@ class EvalConfig(Strict):
     safety: SafetyConfig = SafetyConfig()
     bias: BiasConfig = BiasConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    lm_eval: LMEvalConfig | None = None  # lm-evaluation-harness tasks, scored like our own
+    score_base: bool = False  # also score the starting model on generation tasks and safety (the run's own baseline)
 
     @model_validator(mode='after')
     def _sampling(self):
@@ -548,7 +578,7 @@ class ReleaseConfig(Strict):
         'Not trained to refuse harmful requests; do not deploy as an assistant.',
         'Evaluated only on Python code tasks, English prompts and the bias pairs shipped with the package.',
     ]
-    baseline: str | None = 'production'  # 'production' (the registry's), a run id/path, or null for none
+    baseline: str | None = 'production'  # 'production' (the registry's), 'base' (this run's base model), a run, or null
     bootstrap: int = Field(1000, gt=0)  # paired bootstrap resamples over items
     confidence: float = Field(0.95, gt=0, lt=1)
     tolerance: float = Field(0.0, ge=0)  # relative worsening allowed before a regression is flagged
@@ -585,6 +615,7 @@ class RunConfig(Strict):
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
+    prompt: PromptConfig = PromptConfig()
     train: TrainConfig = TrainConfig()
     sft: SFTConfig = SFTConfig()
     align: AlignConfig = AlignConfig()
@@ -593,7 +624,11 @@ class RunConfig(Strict):
 
     @model_validator(mode='after')
     def _ctx(self):
-        if self.model.name_or_path is None and self.train.seq_len > self.model.max_position_embeddings:
+        if not self.train.enabled and not self.model.pretrained:
+            raise ValueError("train.enabled: false adopts a pretrained base: set model.name_or_path or model.gguf")
+        if self.release.baseline == 'base' and not self.eval.score_base:
+            raise ValueError("release.baseline: base compares against the base's scores: set eval.score_base: true")
+        if not self.model.pretrained and self.train.seq_len > self.model.max_position_embeddings:
             raise ValueError(
                 f"train.seq_len {self.train.seq_len} exceeds model.max_position_embeddings {self.model.max_position_embeddings}"
             )
@@ -716,6 +751,7 @@ def _path_fields(cfg: RunConfig) -> list[tuple]:
         (cfg.eval.safety, 'redteam'),
         (cfg.eval.bias, 'pairs'),
     ]
+    fields += [(cfg.eval.lm_eval, 'include_path')] if cfg.eval.lm_eval else []
     return fields + ([(cfg.model.gguf, 'path')] if cfg.model.gguf else [])
 
 
