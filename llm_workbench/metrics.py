@@ -127,6 +127,35 @@ _EVAL = [
         'init_test_perplexity', 'none', 'Untrained test perplexity', 'the untrained model on test', 'evaluate'
     ),
     _m('val_tokens', 'none', 'Val tokens', 'tokens predicted in the val perplexity', 'evaluate'),
+    # lm-evaluation-harness tasks (eval.lmeval): before the generic patterns, which would also match these names.
+    _m(
+        'lm_eval_{task}_{lower_metric}',
+        'lower',
+        'lm-eval {task} {lower_metric}',
+        'lm-evaluation-harness task {task}: {lower_metric} of the final model',
+        'evaluate',
+    ),
+    _m(
+        'lm_eval_{task}_{lower_metric}_clean',
+        'lower',
+        'lm-eval {task} {lower_metric} (clean)',
+        'lm-evaluation-harness task {task}: {lower_metric} on the documents training never saw',
+        'evaluate',
+    ),
+    _m(
+        'lm_eval_{task}_{metric}_clean',
+        'higher',
+        'lm-eval {task} {metric} (clean)',
+        'lm-evaluation-harness task {task}: {metric} on the documents training never saw',
+        'evaluate',
+    ),
+    _m(
+        'lm_eval_{task}_{metric}',
+        'higher',
+        'lm-eval {task} {metric}',
+        'lm-evaluation-harness task {task}: {metric} of the final model',
+        'evaluate',
+    ),
     _m(
         '{split}_perplexity',
         'lower',
@@ -365,7 +394,21 @@ class UnknownMetric(ValueError):
 
 
 _NAME = r'[A-Za-z0-9][A-Za-z0-9_.-]*'
-_PARTS = {'task': _NAME, 'split': _NAME, 'k': r'[0-9]+', 'kind': r'[a-z]+'}
+_LOWER = (
+    'perplexity',
+    'word_perplexity',
+    'byte_perplexity',
+    'bits_per_byte',
+    'ter',
+)  # lm-eval's lower-is-better
+_PARTS = {
+    'task': _NAME,
+    'split': _NAME,
+    'k': r'[0-9]+',
+    'kind': r'[a-z]+',
+    'metric': _NAME,
+    'lower_metric': '|'.join(_LOWER),
+}
 
 
 def _regex(pattern: str) -> re.Pattern:
