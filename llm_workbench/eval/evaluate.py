@@ -15,8 +15,9 @@ from ..core import report_progress, write_json
 from ..metrics import direction
 
 # %% auto #0
-__all__ = ['Results', 'perplexity_part', 'clean_ids', 'score_tasks', 'task_metrics', 'robustness_part', 'safety_part',
-           'bias_part', 'cost_part', 'sandbox_isolation', 'evaluate']
+__all__ = ['SAFETY_FAMILIES', 'Results', 'perplexity_part', 'model_perplexity', 'clean_ids', 'score_tasks', 'task_metrics',
+           'robustness_part', 'safety_part', 'bias_part', 'cost_part', 'sandbox_isolation', 'score_start', 'evaluate',
+           'base_vs_final']
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #cec4b0b0
 @dataclass
@@ -38,6 +39,9 @@ class Results:
     samples: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     isolation: dict = field(default_factory=dict)  # the sandbox's isolation level and layers (generated code)
+    by_model: dict = field(
+        default_factory=dict
+    )  # {name: {summary, items, directions}}: the base (eval.score_base)
 
     def summary(self) -> dict:
         "The flat metric dict (what the release gates and run summaries read)."
@@ -48,6 +52,10 @@ class Results:
         self.metrics.update(part.get('summary', {}))
         self.items.update(part.get('items', {}))
         self.directions.update(part.get('directions', {}))
+
+    def part_record(self) -> dict:
+        "{summary, items, directions}: what `by_model` holds per model (the final model's own, here)."
+        return dict(summary=self.summary(), items=self.items, directions=self.directions)
 
     def to_json(self) -> dict:
         "The content of `eval/results.json`."
@@ -67,7 +75,7 @@ class Results:
             samples=self.samples,
             isolation=self.isolation,
             timings={k: round(v, 2) for k, v in self.timings.items()},
-        )
+        ) | (dict(by_model=self.by_model) if self.by_model else {})
 
     def save(self, path: Path | str) -> Path:
         "Write `to_json()` to `path` (e.g. `RunLayout(run_dir).results`)."
@@ -78,13 +86,13 @@ class Results:
 def perplexity_part(
     models: dict, tokenizer, texts: dict, seq_len: int, max_blocks: int, batch_size: int = 8, progress=None
 ) -> dict:
-    "{rows, summary, items, directions}: perplexity of every model on every text set of `texts` ({name: [text]})."
+    "{rows, summary, items, directions, model_items}: perplexity of every model on every text set of `texts` ({name: [text]})."
     from llm_workbench.train.pretrain import pack_texts
     from llm_workbench.eval.perplexity import block_losses, loss_summary
 
     final = list(models)[-1]
     blocks = {name: pack_texts(t, tokenizer, seq_len)[0][:max_blocks] for name, t in texts.items()}
-    rows, items = [], {}
+    rows, model_items = [], {m: {} for m in models}
     for m, model in models.items():
         for name, b in blocks.items():
             if progress:
@@ -93,8 +101,8 @@ def perplexity_part(
                 continue  # too little text for one block: not measured
             losses = block_losses(model, b, batch_size)
             rows.append(dict(model=m, split=name, **loss_summary(losses, seq_len)))
-            if m == final:
-                items[f'{name}_loss'] = {f'block-{i}': round(float(v), 6) for i, v in enumerate(losses)}
+            model_items[m][f'{name}_loss'] = {f'block-{i}': round(float(v), 6) for i, v in enumerate(losses)}
+    items = model_items[final]
     ppl = {(r['model'], r['split']): r['perplexity'] for r in rows}
     summary = {
         'init_val_perplexity': ppl.get(('untrained', 'val')),
@@ -105,7 +113,24 @@ def perplexity_part(
         'val_tokens': next((r['tokens'] for r in rows if r['split'] == 'val'), 0),
     }
     summary |= {f'{name}_perplexity': ppl.get((final, name)) for name in texts if name not in ('val', 'test')}
-    return dict(rows=rows, summary=summary, items=items, directions={k: direction(k) for k in items})
+    return dict(
+        rows=rows,
+        summary=summary,
+        items=items,
+        directions={k: direction(k) for k in items},
+        model_items=model_items,
+    )
+
+
+def model_perplexity(part: dict, model: str, texts) -> dict:
+    "{summary, items, directions} of one model from `perplexity_part`'s record (its val/test/eval-set perplexities)."
+    ppl = {r['split']: r['perplexity'] for r in part['rows'] if r['model'] == model}
+    items = part['model_items'].get(model, {})
+    return dict(
+        summary={f'{name}_perplexity': ppl.get(name) for name in texts},
+        items=items,
+        directions={k: direction(k) for k in items},
+    )
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #09a5d6e4
 def _generation_scorer(cfg, seed: int):
@@ -136,30 +161,35 @@ def clean_ids(seen: dict | None) -> dict:
 def score_tasks(
     models: dict, tokenizer, suite: dict, cfg, seed: int, clean: dict | None = None, progress=None
 ) -> dict:
-    "{rows, per_item, generations}: choice tasks scored for every model, generation tasks for the final one."
+    "{rows, per_item, generations, by_model, model_generations}: choice tasks scored for every model, generation tasks for the final one (and the first with `eval.score_base`)."
     from llm_workbench.eval.tasks import score_choice, summarize
 
-    final, generate_scores = list(models)[-1], _generation_scorer(cfg, seed)
+    first, final, generate_scores = list(models)[0], list(models)[-1], _generation_scorer(cfg, seed)
+    generators = list(dict.fromkeys([first, final] if cfg.eval.score_base else [final]))
     clean = clean or {}
-    rows, per_item, generations = [], {}, {}
+    rows, by_model, generations = [], {m: {} for m in models}, {m: {} for m in models}
     for name, task in suite.items():
         if not task['items']:
             rows.append(dict(model=final, task=name, kind=task['kind'], n=0))
             continue
-        scored = models if task['kind'] == 'choice' else {final: models[final]}
-        for m, model in scored.items():
+        scored = list(models) if task['kind'] == 'choice' else generators
+        for m in scored:
             if task['kind'] == 'choice':
-                r = score_choice(model, tokenizer, task['items'], cfg.eval.batch_size)
+                r = score_choice(models[m], tokenizer, task['items'], cfg.eval.batch_size)
             else:
-                r = generate_scores(model, tokenizer, task['items'])
+                r = generate_scores(models[m], tokenizer, task['items'])
+                generations[m][name] = [c for x in r for c in x['completions']]
             rows.append(dict(model=m, **summarize(name, task['kind'], r, clean.get(name))))
-            if m == final:
-                per_item[name] = r
+            by_model[m][name] = r
             if progress:
                 progress(f'task {name} ({m})')
-        if task['kind'] == 'generation':
-            generations[name] = [c for x in per_item[name] for c in x['completions']]
-    return dict(rows=rows, per_item=per_item, generations=generations)
+    return dict(
+        rows=rows,
+        per_item=by_model[final],
+        generations=generations[final],
+        by_model=by_model,
+        model_generations=generations,
+    )
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #0a47899e
 def _choice_metrics(name: str, rows: list, items: list, clean: set | None) -> dict:
@@ -268,8 +298,27 @@ def _safety_summary(safety: dict) -> dict:
     )
 
 
+SAFETY_FAMILIES = dict(
+    redteam_refusal='redteam_refusal_rate', over_refusal='over_refusal_rate', insecure='insecure_rate'
+)  # per-item score family -> the metric it is the mean of
+
+
+def _safety_items(safety: dict, code_ids: list) -> dict:
+    "{family: {item id: score}} of a safety record: refusals of harmful and of benign prompts, insecure snippets."
+    rows = safety['redteam']['rows']
+    items = dict(
+        redteam_refusal={x['id']: float(x['refused']) for x in rows if x['expected'] == 'refuse'},
+        over_refusal={x['id']: float(x['refused']) for x in rows if x['expected'] != 'refuse'},
+        insecure={
+            i: float(bool(x['parsable'] and x['test_ids']))
+            for i, x in zip(code_ids, safety['insecure']['items'])
+        },
+    )
+    return {family: scores for family, scores in items.items() if scores}
+
+
 def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: int, progress=None) -> dict:
-    "{safety, summary, items, directions}: red team, insecure code, memorization and PII leakage of the final model."
+    "{safety, summary, items, directions}: red team, insecure code, memorization and PII leakage of `model`."
     from llm_workbench.eval.safety import (
         load_redteam,
         refusal_report,
@@ -318,12 +367,13 @@ def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: 
     safety['pii'] = pii_leakage(codes + probe_out)
     if progress:
         progress('safety: PII')
-    refused = {x['id']: float(x['refused']) for x in safety['redteam']['rows'] if x['expected'] == 'refuse'}
+    code_ids = [f'{task}:{i}' for task, g in generations.items() for i in range(len(g))]
+    items = _safety_items(safety, code_ids + [f"redteam:{r['id']}" for r in red])
     return dict(
         safety=safety,
         summary=_safety_summary(safety),
-        items=dict(redteam_refusal=refused),
-        directions=dict(redteam_refusal=direction('redteam_refusal_rate')),
+        items=items,
+        directions={k: direction(v) for k, v in SAFETY_FAMILIES.items() if k in items},
     )
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #6998c52c
@@ -361,13 +411,14 @@ def cost_part(model, tokenizer, cfg, weights_dir: Path | str | None = None) -> d
 def _work_items(models: dict, texts: dict, suite: dict, cfg) -> int:
     "How many progress steps `evaluate` takes."
     ev = cfg.eval
-    tasks = sum(len(models) if t['kind'] == 'choice' else 1 for t in suite.values() if t['items'])
+    generators = 2 if ev.score_base and len(models) > 1 else 1
+    tasks = sum(len(models) if t['kind'] == 'choice' else generators for t in suite.values() if t['items'])
     rob = (
         len([t for t in suite.values() if t['items']]) * len(ev.robustness.kinds)
         if ev.robustness.enabled
         else 0
     )
-    return len(models) * len(texts) + tasks + rob + 4 * ev.safety.enabled + 2 + len(models)
+    return len(models) * len(texts) + tasks + rob + 4 * ev.safety.enabled * generators + 2 + len(models)
 
 
 class _Progress:
@@ -389,6 +440,37 @@ def sandbox_isolation(allow_weak_isolation: bool = False) -> dict:
     if iso.get('level') not in ('full', 'weak'):
         raise SandboxUnavailable(f"generated code cannot be scored here: {iso.get('reason', iso)}")
     return iso
+
+# %% ../../nbs/49b_eval.evaluate.ipynb #f27a81be
+def score_start(
+    models: dict,
+    tokenizer,
+    suite: dict,
+    cfg,
+    seed: int,
+    ppl: dict,
+    tasks: dict,
+    texts: dict,
+    canaries: list,
+    clean: dict | None = None,
+    progress=None,
+) -> dict:
+    "{first model: {summary, items, directions}}: the first model scored like the final one ({} when it is the final one)."
+    first, final = list(models)[0], list(models)[-1]
+    if first == final:
+        return {}
+    parts = [
+        model_perplexity(ppl, first, texts),
+        task_metrics(suite, tasks['by_model'][first], cfg.eval.pass_k, clean),
+        safety_part(
+            models[first], tokenizer, tasks['model_generations'][first], canaries, cfg, seed, progress
+        ),
+    ]
+    record = dict(summary={}, items={}, directions={})
+    for part in parts:
+        for key in record:
+            record[key] |= part.get(key, {})
+    return {first: record}
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #ab7bc941
 def evaluate(
@@ -448,6 +530,13 @@ def evaluate(
     res.cost = cost['cost']
     res.add(cost)
     progress('cost')
+    if cfg.eval.score_base:
+        t0 = time.time()
+        start = score_start(
+            models, tokenizer, suite, cfg, seed, ppl, tasks, texts, list(canaries), clean, progress
+        )
+        res.by_model = start or {final: res.part_record()}
+        res.timings['base'] = time.time() - t0
     for m, mod in models.items():
         res.samples += [
             dict(model=m, **s)
@@ -455,3 +544,34 @@ def evaluate(
         ]
         progress(f'samples {m}')
     return res
+
+# %% ../../nbs/49b_eval.evaluate.ipynb #36390a9b
+def base_vs_final(results: dict, metrics=None) -> list[dict]:
+    "[{metric, label, base, final, change, verdict}]: each shared numeric metric of the base and the final model."
+    from llm_workbench.metrics import metric_info
+
+    final = results.get('summary', {})
+    start = next((name for name in results.get('by_model', {}) if name != final.get('final_model')), None)
+    if start is None:
+        return []
+    base = results['by_model'][start]['summary']
+    rows = []
+    for key in metrics or [k for k in final if k in base]:
+        b, f = base.get(key), final.get(key)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (b, f)):
+            continue
+        info = metric_info(key)
+        sign = {'higher': 1, 'lower': -1}.get(info.direction if info else 'none', 0)
+        verdict = 'same' if f == b else ('better' if sign * (f - b) > 0 else 'worse') if sign else ''
+        rows.append(
+            dict(
+                metric=key,
+                label=info.label if info else key,
+                base=b,
+                final=f,
+                change=round(f - b, 6),
+                verdict=verdict,
+                base_model=start,
+            )
+        )
+    return rows

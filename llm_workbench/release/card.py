@@ -7,10 +7,10 @@ Docs: https://llm-workbench.github.io/llm-workbench/release.card.html.md"""
 # %% ../../nbs/54_release.card.ipynb #85199f32
 from __future__ import annotations
 from ..config import RunConfig
-from ..metrics import safety_metrics
+from ..metrics import safety_metrics, headline
 
 # %% auto #0
-__all__ = ['base_model_text', 'card_info']
+__all__ = ['base_model_text', 'base_comparison', 'base_comparison_markdown', 'card_info']
 
 # %% ../../nbs/54_release.card.ipynb #4f542f0a
 def _eval_rows(results: dict) -> list[dict]:
@@ -63,6 +63,38 @@ def base_model_text(provenance: dict | None, name_or_path: str | None = None) ->
         return f"{p.get('path')} ({sums})" if sums else p.get('path')
     return p.get('name') or name_or_path
 
+# %% ../../nbs/54_release.card.ipynb #6a84f509
+def base_comparison(results: dict) -> list[dict]:
+    "Base-vs-final rows of the headline, task and safety metrics (`eval.evaluate.base_vs_final`); [] without `by_model`."
+    from llm_workbench.eval.evaluate import base_vs_final
+
+    shown = set(headline('evaluate')) | set(safety_metrics())
+    keys = [
+        key
+        for key in results.get('summary', {})
+        if not key.endswith('_clean') and (key in shown or key.endswith('_acc') or '_pass@' in key)
+    ]
+    return base_vs_final(results, keys)
+
+
+def base_comparison_markdown(rows: list[dict]) -> list[str]:
+    "The card's 'Base vs tuned' section (markdown lines) from `base_comparison` rows; [] when there are none."
+    if not rows:
+        return []
+    lines = [
+        '## Base vs tuned',
+        '',
+        f"The starting model ({rows[0]['base_model']}) scored like the tuned one on the same items.",
+        '',
+        '| metric | base | tuned | change | verdict |',
+        '|---|---|---|---|---|',
+    ]
+    lines += [
+        f"| {r['label']} | {r['base']:.4g} | {r['final']:.4g} | {r['change']:+.4g} | {r['verdict']} |"
+        for r in rows
+    ]
+    return lines + ['']
+
 # %% ../../nbs/54_release.card.ipynb #3df452ea
 def card_info(
     name: str,
@@ -72,8 +104,9 @@ def card_info(
     gate: dict,
     cfg: RunConfig,
     version: int | None = None,
+    base_ref: str | None = None,
 ) -> dict:
-    "The `info` dict of `release.bundle.model_card` for a run."
+    "The `info` dict of `release.bundle.model_card` for a run (`base_ref`: the base's registry version)."
     s = results.get('summary', {})
     trained = [
         st
@@ -104,7 +137,8 @@ def card_info(
         run_id=run.get('run_id'),
         config_hash=run.get('config_sha256'),
         dataset_sha256=manifest.get('dataset_sha256'),
-        parent=base,
+        parent=f"{base_ref} (registered base: {base})" if base_ref else base,
+        base_ref=base_ref,
         git_commit=(run.get('git') or {}).get('commit'),
         reproduce=f"llmwb reproduce {run.get('run_id')}",
     )
@@ -131,4 +165,5 @@ def card_info(
         safety={k: s.get(k) for k in safety_metrics()},
         gate=gate,
         lineage=lineage,
+        base_comparison=base_comparison(results),
     )

@@ -13,11 +13,12 @@ from ..core import sha256_file
 from .bundle import verify_bundle
 
 # %% auto #0
-__all__ = ['LIFECYCLE', 'GATED_STAGES', 'SCHEMA_VERSION', 'NAME_RE', 'PromotionRefused', 'Registry', 'baseline_results',
-           'regression_report']
+__all__ = ['LIFECYCLE', 'BASE_STAGE', 'GATED_STAGES', 'SCHEMA_VERSION', 'NAME_RE', 'PromotionRefused', 'Registry',
+           'base_baseline', 'baseline_results', 'regression_report']
 
 # %% ../../nbs/51_release.registry.ipynb #85cab975
 LIFECYCLE = ('candidate', 'staging', 'production', 'archived')
+BASE_STAGE = 'base'  # a pretrained base a run started from: registered for lineage, never promoted
 GATED_STAGES = ('staging', 'production')
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
@@ -230,7 +231,7 @@ def _parse_ref(ref: str) -> tuple:
     if not m:
         raise LookupError(f"bad model reference {ref!r}: use name, name:VERSION or name@STAGE")
     ver, stage = m.group('ver'), m.group('stage')
-    if stage and stage not in LIFECYCLE:
+    if stage and stage not in LIFECYCLE + (BASE_STAGE,):
         raise LookupError(f"bad model reference {ref!r}: stage must be one of {LIFECYCLE}")
     return m.group('name'), (int(ver.lstrip('v')) if ver and ver != 'latest' else None), stage
 
@@ -280,6 +281,10 @@ def _promote(
     if force and not (reason or '').strip():
         raise PromotionRefused(f"refused: promoting {ref!r} with force needs a reason (--reason)")
     row = self.get(ref)
+    if row['stage'] == BASE_STAGE:
+        raise PromotionRefused(
+            f"refused: {row['ref']} is a base model (stage 'base'): it is registered, not released"
+        )
     if row['stage'] == stage:
         return row
     if problems := self.verify(
@@ -389,11 +394,136 @@ def _show(self, ref: str) -> dict:
 
 Registry.history, Registry.lineage, Registry.verify, Registry.show = _history, _lineage, _verify, _show
 
+# %% ../../nbs/51_release.registry.ipynb #1e5f75f7
+def _base_files(folder: Path, out: Path) -> dict:
+    "Hard-link (else copy) a base folder's model files into `out/model/`; SHA256SUMS over them; {file: sha256}."
+    from llm_workbench.train.base import MODEL_FOLDER_SKIP
+
+    (out / 'model').mkdir(parents=True)
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.name not in MODEL_FOLDER_SKIP:
+            try:
+                os.link(p, out / 'model' / p.name)
+            except OSError:
+                shutil.copy2(p, out / 'model' / p.name)
+    sums = {p.relative_to(out).as_posix(): sha256_file(p) for p in sorted(out.rglob('*')) if p.is_file()}
+    (out / 'SHA256SUMS').write_text(''.join(f'{h}  {rel}\n' for rel, h in sums.items()), encoding='utf-8')
+    return sums
+
+
+def _register_base(
+    self,
+    provenance: dict,
+    folder: Path | str | None = None,
+    *,
+    name: str | None = None,
+    actor: str | None = None,
+) -> dict:
+    "Register a run's pretrained base once (stage 'base', keyed by its content); the version row."
+    from llm_workbench.core import write_json
+    from llm_workbench.train.base import base_key, base_name
+
+    prov = dict(provenance or {})
+    where = folder or prov.get('folder') or prov.get('path')
+    if not where or not Path(where).is_dir():
+        raise FileNotFoundError(f"a base model is registered from its local folder; none at {where!r}")
+    src = Path(where)
+    key = base_key(prov) or base_key(
+        dict(weights_sha256={p.name: sha256_file(p) for p in sorted(src.glob('*.safetensors'))})
+    )
+    run_id = f'base:{key}'
+    if found := self._query('SELECT * FROM versions WHERE stage=? AND run_id=?', (BASE_STAGE, run_id)):
+        return found[0]
+    name = name or base_name(prov)
+    if not NAME_RE.match(name):
+        raise ValueError(f"base model name {name!r}: use letters, digits, '_', '.', '-'")
+    folder_dir = self.path / 'bundles' / name
+    folder_dir.mkdir(parents=True, exist_ok=True)
+    incoming = folder_dir / f'.incoming-{uuid.uuid4().hex}'
+    try:
+        incoming.mkdir()
+        write_json(incoming / 'base.json', prov | dict(base_key=key))
+        sums = _base_files(src, incoming)
+        bundle_sha = sha256_file(incoming / 'SHA256SUMS')
+        with self._tx() as c:
+            if r := c.execute(
+                'SELECT name, version FROM versions WHERE stage=? AND run_id=?', (BASE_STAGE, run_id)
+            ).fetchone():
+                return self.get(f"{r['name']}:{r['version']}")  # registered by a concurrent run meanwhile
+            version = c.execute(
+                'SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name=?', (name,)
+            ).fetchone()[0]
+            dst = folder_dir / f'v{version}'
+            if dst.exists():
+                shutil.rmtree(dst)  # left by a crash before a commit: no row refers to it
+            os.replace(incoming, dst)
+            now = _now()
+            c.execute(
+                'INSERT INTO versions VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+                (
+                    name,
+                    version,
+                    BASE_STAGE,
+                    run_id,
+                    '',
+                    '',
+                    None,
+                    '{}',
+                    '{}',
+                    0,
+                    json.dumps(sums),
+                    bundle_sha,
+                    dst.relative_to(self.path).as_posix(),
+                    json.dumps(prov, default=str),
+                    now,
+                    now,
+                ),
+            )
+            c.execute(
+                'INSERT INTO events(name, version, time, actor, from_stage, to_stage, reason, forced) '
+                'VALUES(?,?,?,?,?,?,?,0)',
+                (name, version, now, actor or getpass.getuser(), None, BASE_STAGE, f'base model {key[:16]}'),
+            )
+    finally:
+        if incoming.exists():
+            shutil.rmtree(incoming)
+    return self.get(f'{name}:{version}')
+
+
+Registry.register_base = _register_base
+
 # %% ../../nbs/51_release.registry.ipynb #9b1a5e02
-def baseline_results(ref: str | None, registry: Registry, name: str, find_run=None) -> dict | None:
-    "{label, ref, results} of the baseline: `production` (the registry's, for model `name`), a run id or dir, or None."
+def base_baseline(results: dict, ref: str | None = None) -> dict:
+    "{label, ref, results} of this run's starting model, from its evaluation (`results['by_model']`, eval.score_base)."
+    by_model = results.get('by_model') or {}
+    if not by_model:
+        raise ValueError(
+            "release.baseline: base needs the base model's scores: eval/results.json has no by_model "
+            "(set eval.score_base: true and rerun the evaluate stage)"
+        )
+    start = next(iter(by_model))
+    scores = by_model[start]
+    return dict(
+        label=f"base: the run's starting model ({start}{', ' + ref if ref else ''})",
+        ref=ref,
+        results=dict(
+            summary=scores.get('summary', {}),
+            items=scores.get('items', {}),
+            directions=scores.get('directions', {}),
+        ),
+    )
+
+
+def baseline_results(
+    ref: str | None, registry: Registry, name: str, find_run=None, results: dict | None = None
+) -> dict | None:
+    "{label, ref, results} of the baseline: `production` (the registry's, for `name`), `base` (from `results`), a run, or None."
     if not ref:
         return None
+    if ref == 'base':
+        if results is None:
+            raise ValueError("baseline 'base' is this run's base model: pass the run's results (results=)")
+        return base_baseline(results)
     if ref == 'production':
         row = registry.production(name)
         if not row:

@@ -6,14 +6,15 @@ Docs: https://llm-workbench.github.io/llm-workbench/train.base.html.md"""
 
 # %% ../../nbs/29_train.base.ipynb #6836c0a2
 from __future__ import annotations
-import fcntl, json, os, shutil
+import fcntl, json, os, re, shutil
 from collections import Counter
 from pathlib import Path
 import numpy as np
 from ..core import sha256_file, write_json
 
 # %% auto #0
-__all__ = ['gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base']
+__all__ = ['MODEL_FOLDER_SKIP', 'gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base', 'safetensors_params',
+           'adopt_base', 'base_name', 'base_key']
 
 # %% ../../nbs/29_train.base.ipynb #38005b85
 def _field(reader, key: str):
@@ -178,3 +179,79 @@ def resolve_base(
         weights = {w.name: sha256_file(w) for w in sorted(p.glob('*.safetensors'))}
         return str(p), dict(kind='folder', path=str(p.resolve()), weights_sha256=weights)
     return name_or_path, dict(kind='hub', name=name_or_path)
+
+# %% ../../nbs/29_train.base.ipynb #c22c97a5
+MODEL_FOLDER_SKIP = ('provenance.json',)  # what a base folder holds that is not part of the model
+
+
+def _place(src: Path, dst: Path) -> bool:
+    "Hard-link `src` at `dst` (True), or copy it where a link is impossible (False)."
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        shutil.copy2(src, dst)
+        return False
+
+
+def safetensors_params(folder: Path | str) -> int:
+    "Number of parameters stored in a folder's `*.safetensors` files, read from their headers (nothing is loaded)."
+    import struct
+
+    total = 0
+    for p in sorted(Path(folder).glob('*.safetensors')):
+        with open(p, 'rb') as f:
+            header = json.loads(f.read(struct.unpack('<Q', f.read(8))[0]))
+        total += sum(int(np.prod(t['shape'])) for k, t in header.items() if k != '__metadata__')
+    return total
+
+# %% ../../nbs/29_train.base.ipynb #687b35cb
+def adopt_base(folder: Path | str, dest: Path | str) -> dict:
+    "Place the base model in `folder` as the model folder `dest` (hard links, else copies); what was placed."
+    src, dest = Path(folder), Path(dest)
+    if not src.is_dir():
+        raise FileNotFoundError(f"adopting a base needs a local model folder, got {folder!r}")
+    files = [p for p in sorted(src.iterdir()) if p.is_file() and p.name not in MODEL_FOLDER_SKIP]
+    weights = [p for p in files if p.name.endswith('.safetensors')]
+    if not weights:
+        raise FileNotFoundError(f"{src}: no *.safetensors weights to adopt")
+    if dest.exists():
+        shutil.rmtree(dest)  # unlinks: a hard-linked cache file is never truncated
+    dest.mkdir(parents=True)
+    linked = [p.name for p in files if _place(p, dest / p.name)]
+    return dict(
+        files=[p.name for p in files],
+        linked=len(linked),
+        copied=len(files) - len(linked),
+        params=safetensors_params(dest),
+        weights_sha256={p.name: sha256_file(dest / p.name) for p in weights},
+    )
+
+# %% ../../nbs/29_train.base.ipynb #48a4fb8e
+_QUANT_SUFFIX = re.compile(r'[.\-_](?:q\d\w*|iq\d\w*|f16|f32|bf16)$', re.IGNORECASE)
+
+
+def _slug(text: str) -> str:
+    "A registry-friendly name: lower case, runs of other characters as '-'."
+    return re.sub(r'[^a-z0-9_.]+', '-', text.lower()).strip('-._') or 'base'
+
+
+def base_name(provenance: dict) -> str:
+    "A registry name for a base model, from its provenance."
+    p = provenance or {}
+    if p.get('kind') == 'gguf':
+        stem = Path(p.get('file') or p.get('path') or '').stem
+        return _slug(_QUANT_SUFFIX.sub('', stem) or (p.get('gguf') or {}).get('name') or 'base')
+    if p.get('kind') == 'hub':
+        return _slug(str(p.get('name', 'base')).rsplit('/', 1)[-1])
+    return _slug(Path(p.get('path') or p.get('folder') or 'base').name)
+
+
+def base_key(provenance: dict) -> str | None:
+    "The content identity of a base: its GGUF file's sha256, else a sha256 over its weights' sha256s."
+    from llm_workbench.core import sha256_json
+
+    p = provenance or {}
+    if p.get('gguf_sha256'):
+        return p['gguf_sha256']
+    return sha256_json(p['weights_sha256']) if p.get('weights_sha256') else None
