@@ -11,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from ..core import RunLayout, offline_env, sha256_file, sha256_bytes
 from ..metrics import meaning, metric_info, safety_metrics
+from .card import base_comparison_markdown
 
 # %% auto #0
 __all__ = ['NOT_MEASURED', 'HF_LICENSES', 'MODEL_FILES', 'PICKLE_FILES', 'NOT_BUNDLED', 'RESERVED', 'BUNDLE_REPORTS',
@@ -298,6 +299,7 @@ def model_card(info: dict) -> str:
     L += (
         _eval_section(info.get('evaluation') or [])
         + _safety_section(info.get('safety') or {})
+        + base_comparison_markdown(info.get('base_comparison') or [])
         + _gate_section(info.get('gate') or {})
     )
     L += (
