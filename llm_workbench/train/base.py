@@ -13,8 +13,8 @@ import numpy as np
 from ..core import sha256_file, write_json
 
 # %% auto #0
-__all__ = ['MODEL_FOLDER_SKIP', 'gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base', 'safetensors_params',
-           'adopt_base', 'base_name', 'base_key']
+__all__ = ['CACHE_FORMAT', 'MODEL_FOLDER_SKIP', 'gguf_metadata', 'locate_gguf', 'convert_gguf', 'resolve_base',
+           'safetensors_params', 'adopt_base', 'base_name', 'base_key']
 
 # %% ../../nbs/29_train.base.ipynb #38005b85
 def _field(reader, key: str):
@@ -103,6 +103,9 @@ def locate_gguf(
     )
 
 # %% ../../nbs/29_train.base.ipynb #04820367
+CACHE_FORMAT = 2  # 2: config.json without the GGUF loader's quantization_config
+
+
 def _save_plain(gguf_path: Path, dst: Path):
     "Dequantize `gguf_path` and save it to `dst` as a plain safetensors model with its tokenizer."
     import torch
@@ -110,7 +113,8 @@ def _save_plain(gguf_path: Path, dst: Path):
 
     folder, name = str(gguf_path.parent), gguf_path.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    plain = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    plain_cfg = {k: v for k, v in loaded.config.to_dict().items() if k != 'quantization_config'}
+    plain = AutoModelForCausalLM.from_config(type(loaded.config).from_dict(plain_cfg), dtype=torch.float32)
     plain.load_state_dict(loaded.state_dict())
     plain.save_pretrained(str(dst), safe_serialization=True)
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(str(dst))
@@ -125,7 +129,8 @@ def convert_gguf(gguf_path: Path | str, cache_root: Path | str, provenance: dict
     with open(cache_root / f'.gguf-{digest[:16]}.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second converter waits, then finds the folder
         if (dst / 'provenance.json').is_file():
-            return dst
+            if json.loads((dst / 'provenance.json').read_text()).get('format') == CACHE_FORMAT:
+                return dst
         tmp = cache_root / f'.tmp-gguf-{digest[:16]}-{os.getpid()}'
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -145,6 +150,7 @@ def convert_gguf(gguf_path: Path | str, cache_root: Path | str, provenance: dict
                 dict(
                     (provenance or {}),
                     kind='gguf',
+                    format=CACHE_FORMAT,
                     gguf_sha256=digest,
                     gguf=meta,
                     dequantized=meta['quantized'],
@@ -152,7 +158,11 @@ def convert_gguf(gguf_path: Path | str, cache_root: Path | str, provenance: dict
                     weights_sha256=weights,
                 ),
             )
+            old = cache_root / f'.old-gguf-{digest[:16]}-{os.getpid()}'
+            if dst.exists():  # an older format, swapped out at once: readers keep their open files, runs their links
+                os.replace(dst, old)
             os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return dst
