@@ -16,8 +16,8 @@ from ..metrics import direction
 
 # %% auto #0
 __all__ = ['SAFETY_FAMILIES', 'Results', 'perplexity_part', 'model_perplexity', 'clean_ids', 'score_tasks', 'task_metrics',
-           'robustness_part', 'safety_part', 'bias_part', 'cost_part', 'sandbox_isolation', 'score_start', 'evaluate',
-           'base_vs_final']
+           'robustness_part', 'safety_part', 'bias_part', 'cost_part', 'sandbox_isolation', 'lm_eval_part',
+           'score_start', 'evaluate', 'base_vs_final']
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #cec4b0b0
 @dataclass
@@ -39,6 +39,9 @@ class Results:
     samples: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     isolation: dict = field(default_factory=dict)  # the sandbox's isolation level and layers (generated code)
+    lm_eval: list = field(
+        default_factory=list
+    )  # lm-evaluation-harness rows: {model, task, metric, filter, value, stderr}
     by_model: dict = field(
         default_factory=dict
     )  # {name: {summary, items, directions}}: the base (eval.score_base)
@@ -75,7 +78,7 @@ class Results:
             samples=self.samples,
             isolation=self.isolation,
             timings={k: round(v, 2) for k, v in self.timings.items()},
-        ) | (dict(by_model=self.by_model) if self.by_model else {})
+        ) | {k: v for k, v in dict(lm_eval=self.lm_eval, by_model=self.by_model).items() if v}
 
     def save(self, path: Path | str) -> Path:
         "Write `to_json()` to `path` (e.g. `RunLayout(run_dir).results`)."
@@ -418,7 +421,8 @@ def _work_items(models: dict, texts: dict, suite: dict, cfg) -> int:
         if ev.robustness.enabled
         else 0
     )
-    return len(models) * len(texts) + tasks + rob + 4 * ev.safety.enabled * generators + 2 + len(models)
+    lm = ev.lm_eval is not None
+    return len(models) * len(texts) + tasks + rob + 4 * ev.safety.enabled * generators + 2 + len(models) + lm
 
 
 class _Progress:
@@ -441,6 +445,26 @@ def sandbox_isolation(allow_weak_isolation: bool = False) -> dict:
         raise SandboxUnavailable(f"generated code cannot be scored here: {iso.get('reason', iso)}")
     return iso
 
+# %% ../../nbs/49b_eval.evaluate.ipynb #6cac4a40
+def lm_eval_part(models: dict, tokenizer, cfg, seed: int, train_texts=None, progress=None) -> dict:
+    "The recipe's `eval.lm_eval` tasks for every model (`llm_workbench.eval.lmeval.lm_eval_part`); {} when none."
+    from llm_workbench.eval import lmeval
+
+    if cfg.eval.lm_eval is None:
+        return {}
+    part = lmeval.lm_eval_part(
+        models,
+        tokenizer,
+        cfg.eval.lm_eval,
+        cfg.eval.batch_size,
+        train_texts=train_texts,
+        ngram=cfg.data.contamination.ngram,
+        seed=seed,
+    )
+    if progress:
+        progress('lm-eval tasks')
+    return part
+
 # %% ../../nbs/49b_eval.evaluate.ipynb #f27a81be
 def score_start(
     models: dict,
@@ -454,6 +478,7 @@ def score_start(
     canaries: list,
     clean: dict | None = None,
     progress=None,
+    lm_eval: dict | None = None,
 ) -> dict:
     "{first model: {summary, items, directions}}: the first model scored like the final one ({} when it is the final one)."
     first, final = list(models)[0], list(models)[-1]
@@ -465,6 +490,7 @@ def score_start(
         safety_part(
             models[first], tokenizer, tasks['model_generations'][first], canaries, cfg, seed, progress
         ),
+        (lm_eval or {}).get('by_model', {}).get(first, {}),
     ]
     record = dict(summary={}, items={}, directions={})
     for part in parts:
@@ -485,8 +511,9 @@ def evaluate(
     suite_info: dict | None = None,
     canaries: list = (),
     weights_dir: Path | str | None = None,
+    train_texts: list | None = None,
 ) -> Results:
-    "Evaluate `models` ({name: model}, the final one last) on `texts` (perplexity) and `suite` (tasks) with the recipe `cfg`."
+    "Evaluate `models` ({name: model}, the final one last) on `texts` (perplexity) and `suite` (tasks) with the recipe `cfg`; `train_texts` mark the lm-eval documents training saw."
     from llm_workbench.eval.perplexity import generate_samples
 
     seed = cfg.seed if seed is None else seed
@@ -513,6 +540,12 @@ def evaluate(
     res.tasks, res.per_item = tasks['rows'], tasks['per_item']
     res.add(task_metrics(suite, tasks['per_item'], cfg.eval.pass_k, clean))
     res.timings['tasks'], t0 = time.time() - t0, time.time()
+    lm = lm_eval_part(models, tokenizer, cfg, seed, train_texts, progress)
+    res.lm_eval = lm.get('rows', [])
+    res.add(lm)
+    res.seen |= {f'lm_eval_{t}': ids for t, ids in lm.get('seen', {}).items()}
+    if lm:
+        res.timings['lm_eval'], t0 = time.time() - t0, time.time()
     rob = robustness_part(model, tokenizer, suite, tasks['per_item'], cfg, seed, progress)
     res.robustness = rob['rows']
     res.add(rob)
@@ -533,7 +566,7 @@ def evaluate(
     if cfg.eval.score_base:
         t0 = time.time()
         start = score_start(
-            models, tokenizer, suite, cfg, seed, ppl, tasks, texts, list(canaries), clean, progress
+            models, tokenizer, suite, cfg, seed, ppl, tasks, texts, list(canaries), clean, progress, lm
         )
         res.by_model = start or {final: res.part_record()}
         res.timings['base'] = time.time() - t0

@@ -203,17 +203,18 @@ def lm_eval_part(
     ngram: int = 13,
     seed: int = 0,
 ) -> dict:
-    "{rows, summary, items, directions, seen}: the recipe's lm-eval tasks (`lm_cfg`: `LMEvalConfig`) for each model."
+    "{rows, summary, items, directions, seen, by_model}: the recipe's lm-eval tasks (`LMEvalConfig`) for each model."
     knobs = dict(include_path=lm_cfg.include_path, num_fewshot=lm_cfg.num_fewshot, limit=lm_cfg.limit)
-    rows = []
+    rows, results = [], {}
     for m, model in models.items():
         res, tasks = run_tasks(
             model, tokenizer, list(lm_cfg.tasks), batch_size=batch_size, seed=seed, **knobs
         )
+        results[m] = res
         for name, scores in res['results'].items():
             for (metric, filt), (value, err) in result_metrics(scores).items():
                 rows.append(dict(model=m, task=name, metric=metric, filter=filt, value=value, stderr=err))
     seen = seen_docs(tasks, res['samples'], list(train_texts or []), n=ngram)
-    part = _final_part(res, tasks, seen)
+    by_model = {m: _final_part(r, tasks, seen) for m, r in results.items()}
     ids = lambda v: sorted((i for i, s in v.items() if s), key=int)
-    return dict(rows=rows, **part, seen={t: ids(v) for t, v in seen.items()})
+    return dict(rows=rows, **by_model[m], seen={t: ids(v) for t, v in seen.items()}, by_model=by_model)
