@@ -1,4 +1,4 @@
-"""Preference optimisation with TRL's DPOTrainer on chosen/rejected code pairs: an explicit frozen reference (or LoRA), resumable, merged into a plain model, and checked by a reward margin we compute ourselves.
+"""Preference optimisation with TRL's DPOTrainer on chosen/rejected code pairs (raw text, or conversations in a real instruct model's own chat template): an explicit frozen reference (or LoRA), resumable, merged into a plain model, and checked by a reward margin we compute ourselves.
 
 Docs: https://llm-workbench.github.io/llm-workbench/align.dpo.html.md"""
 
@@ -8,16 +8,23 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.dpo.html.md"""
 from __future__ import annotations
 import copy, logging, math
 from pathlib import Path
-from ..config import AlignConfig
+from ..config import AlignConfig, PromptConfig
+from ..prompting import code_answer, code_request
 from ..train.loop import common_args, context_length, run_training
-from ..train.sft import split_prompt_boundary
+from ..train.sft import chat_prompt, split_prompt_boundary
 
 # %% auto #0
 __all__ = ['PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args', 'train_dpo']
 
 # %% ../../nbs/30_align.dpo.ipynb #dc774146
-def preference_dataset(rows) -> 'datasets.Dataset':
-    "A `datasets.Dataset` of `prompt`/`chosen`/`rejected` from curated rows, prompts ending on a token boundary; ties are dropped."
+def _chat_preference(prompt: str, chosen: str, rejected: str, chat: PromptConfig) -> tuple:
+    "A pair as conversations: the code request, and the chosen and rejected answers as assistant turns."
+    turn = lambda answer: [dict(role='assistant', content=code_answer(prompt, answer))]
+    return code_request(prompt, chat), turn(chosen), turn(rejected)
+
+
+def preference_dataset(rows, chat: PromptConfig | None = None) -> 'datasets.Dataset':
+    "A `datasets.Dataset` of `prompt`/`chosen`/`rejected` from curated rows: raw text split on a token boundary, or conversational with `chat`; ties are dropped."
     from datasets import Dataset
 
     out, ties = {'prompt': [], 'chosen': [], 'rejected': []}, 0
@@ -30,10 +37,14 @@ def preference_dataset(rows) -> 'datasets.Dataset':
         if r['chosen'] == r['rejected']:
             ties += 1
             continue  # no preference: no gradient, only noise in the metrics
-        p, c = split_prompt_boundary(r['prompt'], r['chosen'])
+        if chat is not None:
+            p, c, rej = _chat_preference(r['prompt'], r['chosen'], r['rejected'], chat)
+        else:
+            p, c = split_prompt_boundary(r['prompt'], r['chosen'])
+            rej = split_prompt_boundary(r['prompt'], r['rejected'])[1]
         out['prompt'].append(p)
         out['chosen'].append(c)
-        out['rejected'].append(split_prompt_boundary(r['prompt'], r['rejected'])[1])
+        out['rejected'].append(rej)
     if ties:
         logging.getLogger(__name__).warning(
             "dropped %d preference pairs whose chosen and rejected answers are identical", ties
@@ -56,8 +67,20 @@ def _common_prefix(a, b) -> int:
     return n
 
 
-def _pair_ids(tokenizer, prompt: str, chosen: str, rejected: str):
+def _chat_ids(tokenizer, conversation: list, generation_prompt: bool = False) -> list:
+    "Token ids of `conversation` rendered by the tokenizer's own chat template."
+    out = tokenizer.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt
+    )
+    return list(out['input_ids'])
+
+
+def _pair_ids(tokenizer, prompt, chosen, rejected):
     "Token ids of prompt+chosen and prompt+rejected and the prompt length, as TRL's DPO preprocessing makes them."
+    if isinstance(prompt, list):  # conversational: the template ends each answer, no end-of-text is appended
+        p = _chat_ids(tokenizer, prompt, generation_prompt=True)
+        c, r = _chat_ids(tokenizer, prompt + chosen), _chat_ids(tokenizer, prompt + rejected)
+        return c, r, min(_common_prefix(p, c), _common_prefix(p, r))
     eos = tokenizer.eos_token
     p = tokenizer(prompt)['input_ids']
     c = tokenizer(prompt + (chosen if chosen.endswith(eos) else chosen + eos))['input_ids']
@@ -88,12 +111,19 @@ def _answer_logps(model, seqs, batch_size: int):
 
 
 def preference_accuracy(
-    model, ref_model, tokenizer, rows, beta: float, max_length: int | None = None, batch_size: int = 8
+    model,
+    ref_model,
+    tokenizer,
+    rows,
+    beta: float,
+    max_length: int | None = None,
+    batch_size: int = 8,
+    prompt: PromptConfig | None = None,
 ) -> dict:
-    "Implicit-reward margins of `model` vs `ref_model` on preference `rows`: share of pairs preferring chosen, mean margin and rewards."
+    "Implicit-reward margins of `model` vs `ref_model` on preference `rows` (as `train_dpo` with `prompt` sees them): share of pairs preferring chosen, mean margin and rewards."
     import torch
 
-    ds = preference_dataset(rows)
+    ds = preference_dataset(rows, chat_prompt(tokenizer, prompt))
     seqs_c, seqs_r = [], []
     for e in ds:
         c, r, n = _pair_ids(tokenizer, e['prompt'], e['chosen'], e['rejected'])
@@ -156,18 +186,23 @@ def train_dpo(
     report_to=(),
     run_name: str | None = None,
     callbacks=(),
+    prompt: PromptConfig | None = None,
 ) -> dict:
     "DPO on preference rows in the shared loop (LoRA when `cfg.lora.enabled`); saves the plain model; a summary."
     from trl import DPOTrainer
 
-    train_ds, eval_ds = preference_dataset(train_rows), preference_dataset(eval_rows)
+    chat = chat_prompt(tokenizer, prompt)
+    train_ds, eval_ds = preference_dataset(train_rows, chat), preference_dataset(eval_rows, chat)
     if len(train_ds) == 0:
         raise ValueError("no preference pairs to train on")
     args = dpo_args(cfg, out_dir, seed, report_to, run_name)
     args.max_length = context_length(model, cfg.max_length)
     if not cfg.lora.enabled and ref_model is None:
         ref_model = reference_model(model)  # never None: TRL would try to reload it by name
-    probe = train_ds[0]['prompt'] + train_ds[0]['chosen']
+    first = train_ds[0]
+    probe = first['prompt'] + first['chosen']
+    if chat is not None:
+        probe = tokenizer.apply_chat_template(probe, tokenize=False)
     summary = run_training(
         DPOTrainer,
         model,

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning with TRL's `SFTTrainer`: loss on completions (or assistant turns) only, our own chat template, optional LoRA merged into a plain model at the end.
+"""Supervised fine-tuning with TRL's `SFTTrainer`: loss on completions (or assistant turns) only, code pairs in a real instruct model's own chat template (or raw for a model trained from scratch), optional LoRA merged into a plain model at the end.
 
 Docs: https://llm-workbench.github.io/llm-workbench/train.sft.html.md"""
 
@@ -8,12 +8,13 @@ Docs: https://llm-workbench.github.io/llm-workbench/train.sft.html.md"""
 from __future__ import annotations
 import itertools, json
 from pathlib import Path
-from ..config import SFTConfig
+from ..config import PromptConfig, SFTConfig
+from ..prompting import chat_pair, uses_chat
 from .loop import common_args, context_length, lora_model, merge_lora, run_training
 
 # %% auto #0
-__all__ = ['CHAT_TEMPLATE', 'FORMATS', 'set_chat_template', 'split_prompt_boundary', 'sft_dataset', 'sft_args', 'inspect_batch',
-           'train_sft']
+__all__ = ['CHAT_TEMPLATE', 'FORMATS', 'set_chat_template', 'split_prompt_boundary', 'sft_dataset', 'chat_prompt', 'sft_args',
+           'inspect_batch', 'train_sft']
 
 # %% ../../nbs/27_train.sft.ipynb #2ea1948c
 CHAT_TEMPLATE = (
@@ -43,8 +44,8 @@ def split_prompt_boundary(prompt: str, completion: str) -> tuple[str, str]:
 FORMATS = ('prompt_completion', 'chat')
 
 # %% ../../nbs/27_train.sft.ipynb #e9622d4c
-def sft_dataset(rows, fmt: str = 'prompt_completion'):
-    "A `datasets.Dataset` in TRL's columns from `rows` (dicts: a list or a `datasets.Dataset`): `prompt`/`completion` (split on a token boundary) or `messages`."
+def sft_dataset(rows, fmt: str = 'prompt_completion', chat: PromptConfig | None = None):
+    "A `datasets.Dataset` in TRL's columns from `rows`: `prompt`/`completion` (raw text split on a token boundary, or conversational with `chat`) or `messages`."
     import datasets
 
     if fmt not in FORMATS:
@@ -62,10 +63,18 @@ def sft_dataset(rows, fmt: str = 'prompt_completion'):
         else:
             if not isinstance(r.get('prompt'), str) or not isinstance(r.get('completion'), str):
                 raise ValueError(f"row {i}: prompt_completion rows need string 'prompt' and 'completion'")
+            if chat is not None:
+                out.append(chat_pair(r['prompt'], r['completion'], chat))
+                continue
             p, c = split_prompt_boundary(r['prompt'], r['completion'])
             out.append(dict(prompt=p, completion=c))
     cols = ['messages'] if fmt == 'chat' else ['prompt', 'completion']
     return datasets.Dataset.from_list(out) if out else datasets.Dataset.from_dict({k: [] for k in cols})
+
+# %% ../../nbs/27_train.sft.ipynb #6fcaf553
+def chat_prompt(tokenizer, prompt: PromptConfig | None) -> PromptConfig | None:
+    "The `prompt` section to wrap code pairs with: `prompt` when `tokenizer` chats under it, else None (raw)."
+    return prompt if prompt is not None and uses_chat(tokenizer, prompt) else None
 
 # %% ../../nbs/27_train.sft.ipynb #8b6acb1f
 def sft_args(
@@ -91,7 +100,7 @@ def sft_args(
 
 # %% ../../nbs/27_train.sft.ipynb #31b48dde
 def inspect_batch(trainer, n: int = 4) -> list[dict]:
-    "The first `n` prepared train examples as the trainer's collator batches them: per row the masked text, the trained text, and the masked share."
+    "The first `n` prepared train examples as the collator batches them: per row the text, the masked and trained text, the masked share."
     ds = trainer.train_dataset
     batch = trainer.data_collator(
         [{k: ds[i][k] for k in ('input_ids', 'labels')} for i in range(min(n, len(ds)))]
@@ -101,6 +110,7 @@ def inspect_batch(trainer, n: int = 4) -> list[dict]:
         real, trained = att.bool(), labels != -100
         out.append(
             dict(
+                text=tok.decode(ids[real]),
                 masked=tok.decode(ids[real & ~trained]),
                 trained=tok.decode(ids[trained]),
                 masked_fraction=round(float((real & ~trained).sum() / real.sum()), 4),
@@ -113,6 +123,8 @@ def _probe_text(example: dict, tokenizer) -> str:
     "One training example as text: what the LoRA merge check runs through the model before and after merging."
     if 'messages' in example:
         return tokenizer.apply_chat_template(example['messages'], tokenize=False)
+    if isinstance(example['prompt'], list):  # conversational prompt/completion
+        return tokenizer.apply_chat_template(example['prompt'] + example['completion'], tokenize=False)
     return example['prompt'] + example['completion']
 
 
@@ -129,15 +141,17 @@ def train_sft(
     run_name: str | None = None,
     callbacks=(),
     max_eval_rows: int = 256,
+    prompt: PromptConfig | None = None,
 ) -> dict:
     "Fine-tune `model` on `train_rows` with TRL's `SFTTrainer` in the shared loop; save the (merged) model."
     from trl import SFTTrainer
 
-    train_ds = sft_dataset(train_rows, fmt)
-    eval_ds = sft_dataset(itertools.islice(eval_rows, max_eval_rows), fmt)
+    chat = chat_prompt(tokenizer, prompt) if fmt == 'prompt_completion' else None
+    train_ds = sft_dataset(train_rows, fmt, chat)
+    eval_ds = sft_dataset(itertools.islice(eval_rows, max_eval_rows), fmt, chat)
     if len(train_ds) == 0:
         raise ValueError(f"no {fmt} training rows")
-    if tokenizer.chat_template is None:
+    if fmt == 'chat' and tokenizer.chat_template is None:
         set_chat_template(tokenizer)
     args = sft_args(cfg, out_dir, seed, fmt, report_to, run_name)
     args.max_length = context_length(model, cfg.max_length)
