@@ -177,6 +177,15 @@ PROVEN = {
     'model.gguf.path': N + '29_train.base.ipynb#path',
     'model.gguf.package': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
     'model.gguf.file': T + 'test_base_model.py::test_gguf_converts_once_with_provenance',
+    'train.enabled': T + 'test_base_run.py::test_pretrain_adopts_the_base',
+    'eval.score_base': T + 'test_base_run.py::test_results_score_the_base',
+    'prompt.chat': N + '03_prompting.ipynb',
+    'prompt.instruction': N + '03_prompting.ipynb',
+    'prompt.system': N + '03_prompting.ipynb',
+    'eval.lm_eval.tasks': T + 'test_lm_eval.py::test_backend_equals_lm_eval_on_real_model',
+    'eval.lm_eval.include_path': T + 'test_lm_eval.py::test_include_path_task_and_gate',
+    'eval.lm_eval.num_fewshot': T + 'test_lm_eval.py::test_limit_and_num_fewshot_change_what_is_scored',
+    'eval.lm_eval.limit': T + 'test_lm_eval.py::test_limit_and_num_fewshot_change_what_is_scored',
     'eval.sandbox.allow_weak_isolation': T + 'test_sandbox.py::test_refuses_without_full_isolation',
 }
 METADATA = {
