@@ -139,6 +139,17 @@ def _cut(text: str, stop: list[str] | None) -> str:
     return text[: min(ends)] if ends else text
 
 
+def _stop_window(stop: list[str] | None) -> int:
+    "Tokens that certainly hold a stop string that just appeared: every token decodes to at least one byte."
+    return max((len(s.encode('utf-8')) for s in stop or [] if s), default=0) + 4
+
+
+def _stopped(tokenizer, ids: list[int], stop: list[str] | None, window: int) -> bool:
+    "Whether a stop string appears in the text of the last `window` tokens of `ids`."
+    tail = tokenizer.decode(ids[-window:])
+    return any(s and s in tail for s in stop or [])
+
+
 def _next_tokens(logits, temperature: float, top_p: float, gens):
     import torch
 
@@ -165,6 +176,7 @@ def _decode_batch(
     am = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], device=dev)
     pos = (am.cumsum(1) - 1).clamp(min=0)
     new, done, kw, cache = [[] for _ in rows], [False] * len(rows), _cache_kw(model), None
+    window = _stop_window(stop)
     for _ in range(max(steps, 0)):
         out = model(input_ids=x, attention_mask=am, position_ids=pos, use_cache=True, **{kw: cache})
         cache = getattr(out, 'cache', None) or getattr(out, 'past_key_values', None)
@@ -176,7 +188,7 @@ def _decode_batch(
                 done[r] = True
                 continue
             new[r].append(t)
-            if stop and len(_cut(tokenizer.decode(new[r]), stop)) < len(tokenizer.decode(new[r])):
+            if stop and _stopped(tokenizer, new[r], stop, window):
                 done[r] = True
         if all(done):
             break

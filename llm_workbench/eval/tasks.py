@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast, hashlib, json, os, random, re, textwrap
 from math import comb
 from pathlib import Path
+from ..config import PromptConfig
 from .loglik import loglikelihood, generate
+from ..prompting import CHAT_STOP, completion_from_answer, extract_code, render_prompt, uses_chat
 
 # %% auto #0
 __all__ = ['KINDS', 'CUE', 'STOP', 'load_task_file', 'save_task_file', 'doctest_tasks', 'docstring_choice_tasks', 'score_choice',
@@ -398,6 +400,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#']
 
 
+def _completions(item: dict, answers: list[str], chatting: bool) -> list[str]:
+    "What is scored for `item`: raw completions as generated; chat answers read back by the post-processing rule."
+    if not chatting:
+        return answers
+    if 'tests' not in item:
+        return [extract_code(a) for a in answers]
+    return [completion_from_answer(a, item.get('entry_point')) for a in answers]
+
+
 def score_generation(
     model,
     tokenizer,
@@ -413,21 +424,24 @@ def score_generation(
     stop: list[str] | None = None,
     workers: int = 2,
     allow_weak_isolation: bool | None = None,
+    chat: PromptConfig | None = None,
 ) -> list[dict]:
-    "Per item: id, completions, results (status per completion), passed, n, pass@k per k (k <= n), exact_match for target items."
+    "Per item: id, completions (answers too when chatting), results, passed, n, pass@k per k (k <= n), exact_match."
     from llm_workbench.eval.sandbox import run_many
 
-    comps = generate(
+    chatting = chat is not None and uses_chat(tokenizer, chat)
+    answers = generate(
         model,
         tokenizer,
-        [it['prompt'] for it in items],
+        [render_prompt(tokenizer, it['prompt'], chat) if chatting else it['prompt'] for it in items],
         max_new_tokens=max_new_tokens,
-        stop=STOP if stop is None else stop,
+        stop=stop if stop is not None else CHAT_STOP if chatting else STOP,
         n=n,
         temperature=temperature,
         seed=seed,
         batch_size=batch_size,
     )
+    comps = [_completions(it, a, chatting) for it, a in zip(items, answers)]
     code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(n)]
     res = (
         run_many(
@@ -450,6 +464,8 @@ def score_generation(
             ok = [c.strip() == it['target'].strip() for c in comps[i]]
             status = ['match' if o else 'mismatch' for o in ok]
         r = dict(id=it['id'], completions=comps[i], results=status, passed=sum(ok), n=n)
+        if chatting:
+            r['answers'] = answers[i]
         r.update({f'pass@{k}': pass_at_k(n, sum(ok), k) for k in ks if k <= n})
         if 'target' in it and 'tests' not in it:
             r['exact_match'] = sum(ok) / n
