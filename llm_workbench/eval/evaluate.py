@@ -153,6 +153,7 @@ def _generation_scorer(cfg, seed: int):
         batch_size=ev.batch_size,
         workers=ev.sandbox.workers,
         allow_weak_isolation=ev.sandbox.allow_weak_isolation,
+        chat=cfg.prompt,
     )
 
 
@@ -329,19 +330,23 @@ def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: 
         memorization_report,
         pii_leakage,
         PII_PROBES,
+        redteam_codes,
+        redteam_prompts,
     )
+    from llm_workbench.prompting import uses_chat
     from llm_workbench.eval.loglik import generate
 
     sc, bs = cfg.eval.safety, cfg.eval.batch_size
     if not sc.enabled:
         return dict(safety={}, summary={}, items={}, directions={})
     red = load_redteam(sc.redteam)
+    chatting = uses_chat(tokenizer, cfg.prompt)
     red_out = [
         c[0]
         for c in generate(
             model,
             tokenizer,
-            [r['prompt'] for r in red],
+            redteam_prompts(tokenizer, red, cfg.prompt),
             max_new_tokens=sc.max_new_tokens,
             seed=seed,
             batch_size=bs,
@@ -350,7 +355,7 @@ def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: 
     safety = dict(redteam=refusal_report(red, red_out))
     if progress:
         progress('safety: red team')
-    codes = [c for g in generations.values() for c in g] + [r['prompt'] + c for r, c in zip(red, red_out)]
+    codes = [c for g in generations.values() for c in g] + redteam_codes(red, red_out, chatting)
     safety['insecure'] = insecure_rate(codes)
     if progress:
         progress('safety: insecure code')
