@@ -14,7 +14,7 @@ from .runner import RunDirBusy, disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
-           'cmd_reproduce', 'main']
+           'cmd_reproduce', 'cmd_sweep', 'main']
 
 # %% ../nbs/90_cli.ipynb #7ffdae3e
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument('run', help='run id, unique prefix of one, or run dir')
     rp.add_argument('--run-dir', help='where to reproduce (default: <run id>-repro-<n> in the runs folder)')
     rp.add_argument('--no-progress', action='store_true', help='no progress bars')
+    sw = sub.add_parser(
+        'sweep', help='search recipe keys with Optuna within a budget; rerun the same command to continue'
+    )
+    sw.add_argument('config', help='the YAML recipe to sweep')
+    sw.add_argument('sweep', help='the sweep file: objective, search space, sampler, budget, selection')
+    sw.add_argument('--no-select', action='store_true', help='search only: no seed re-runs, no final run')
     return p
 
 # %% ../nbs/90_cli.ipynb #159ef196
@@ -365,9 +371,32 @@ def cmd_reproduce(a) -> int:
     print('REPRODUCED: data, weights and metrics are identical')
     return 0
 
+# %% ../nbs/90_cli.ipynb #41b529eb
+def cmd_sweep(a) -> int:
+    "Run or continue a sweep; exit 0 when it completed (whatever its trials' states), 2 on an invalid sweep file."
+    from llm_workbench.sweep_run import run_sweep
+
+    s = run_sweep(a.config, a.sweep, _settings(a), select_best=not a.no_select)
+    sel = s.get('selection')
+    print(f"\nsweep {s['sweep_id']}: {s['spent']['trials']} trials; search stopped: {s['stop_reason']}")
+    if sel:
+        ci = sel['interval']
+        print(
+            f"selected trial {sel['trial']}: {sel['objective']} {ci['mean']:.4g} "
+            f"[{ci['low']:.4g}, {ci['high']:.4g}] over {ci['n']} seed(s); recipe {sel['recipe']}"
+        )
+    print(f"report {s['report']}")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #953391ab
 COMMANDS = dict(
-    run=cmd_run, ls=cmd_ls, show=cmd_show, lab=cmd_lab, registry=cmd_registry, reproduce=cmd_reproduce
+    run=cmd_run,
+    ls=cmd_ls,
+    show=cmd_show,
+    lab=cmd_lab,
+    registry=cmd_registry,
+    reproduce=cmd_reproduce,
+    sweep=cmd_sweep,
 )
 
 # %% ../nbs/90_cli.ipynb #d50fa129
@@ -377,7 +406,7 @@ def main(argv: list | None = None) -> int:
     try:
         return COMMANDS[a.cmd](a)
     except ConfigError as e:
-        print(f"llmwb: invalid recipe:\n{e}", file=sys.stderr)
+        print(f"llmwb: invalid {getattr(e, 'what', 'recipe')}:\n{e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError, RunDirBusy) as e:
         print(f"llmwb: {e}", file=sys.stderr)

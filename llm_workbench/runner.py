@@ -36,7 +36,7 @@ __all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'Stage', 'stage
            'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext', 'stage_context', 'run_environment',
            'ipc_kernel_manager', 'execute_stage', 'format_progress', 'StageProgress', 'write_reports', 'RunDirBusy',
            'run_lock', 'disk_full', 'disk_full_message', 'make_reserve', 'release_reserve', 'clean_partial',
-           'run_pipeline']
+           'link_tree', 'unshare_outputs', 'cache_entry', 'cache_store', 'cache_restore', 'run_pipeline']
 
 # %% ../nbs/80_runner.ipynb #c5734d41
 @dataclass(frozen=True)
@@ -598,6 +598,103 @@ def clean_partial(run_dir: Path) -> list[str]:
             gone.append(str(p.relative_to(run_dir)))
     return gone
 
+# %% ../nbs/80_runner.ipynb #0bd773cf
+def link_tree(src: Path, dst: Path, exclude: tuple = ('checkpoints',)) -> int:
+    "Recreate folder `src` at `dst` with hard links to its files (copies where linking fails); the files linked."
+    import shutil
+
+    n = 0
+    for root, dirs, files in os.walk(src):
+        dirs[:] = [d for d in dirs if d not in exclude]
+        out = Path(dst) / Path(root).relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            try:
+                os.link(Path(root, name), out / name)
+            except OSError:
+                shutil.copy2(Path(root, name), out / name)
+            n += 1
+    return n
+
+# %% ../nbs/80_runner.ipynb #2dffd7cd
+def unshare_outputs(run_dir: Path, stage: Stage) -> int:
+    "Replace the hard-linked files of `stage`'s output folders by private copies; how many there were."
+    import shutil
+
+    n = 0
+    for o in stage.outputs:
+        for p in (Path(run_dir) / o).rglob('*') if (Path(run_dir) / o).is_dir() else []:
+            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:
+                tmp = p.with_name(f'.{p.name}.tmp{os.getpid()}')
+                shutil.copy2(p, tmp)
+                os.replace(tmp, p)
+                n += 1
+    return n
+
+# %% ../nbs/80_runner.ipynb #8f31545a
+def cache_entry(cache: Path | str, stage: Stage, ih: str) -> Path:
+    "The folder of stage cache `cache` that holds `stage`'s outputs for inputs hash `ih`."
+    return Path(cache) / stage.name / ih
+
+# %% ../nbs/80_runner.ipynb #20637a76
+def cache_store(
+    cache: Path | str, stage: Stage, st: dict, run_dir: Path, report: Path | None = None
+) -> Path | None:
+    "Store a completed stage (its `run.json` entry `st`) in the stage cache; the entry, or None when not cacheable."
+    import shutil
+
+    if stage.external or st.get('status') != 'completed' or (st.get('metrics') or {}).get('stopped_by'):
+        return None
+    entry = cache_entry(cache, stage, st['inputs_sha256'])
+    if entry.is_dir():
+        return entry
+    tmp = entry.with_name(f'.{entry.name}.tmp{os.getpid()}')
+    shutil.rmtree(tmp, ignore_errors=True)
+    layout = RunLayout(run_dir)
+    for o in stage.outputs:
+        link_tree(Path(run_dir) / o, tmp / 'outputs' / o)
+    shutil.copy2(layout.stage_record(stage.name), tmp / 'record.json')
+    for src, name in ((Path(run_dir) / st.get('notebook', ''), 'notebook.ipynb'), (report, 'report.html')):
+        if src and Path(src).is_file():
+            shutil.copy2(src, tmp / name)
+    keep = ('inputs_sha256', 'outputs_sha256', 'metrics', 'duration_s', 'files', 'notebook')
+    write_json(tmp / 'entry.json', {k: st.get(k) for k in keep} | dict(source_run=run_dir.name, stored=now()))
+    try:
+        tmp.rename(entry)
+    except OSError:  # another process stored it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return entry
+
+# %% ../nbs/80_runner.ipynb #e605c7de
+def cache_restore(entry: Path, stage: Stage, st: dict, run_dir: Path, report: Path | None = None) -> bool:
+    "Link a cache entry's outputs into `run_dir` and fill `st` as a completed, reused stage; False if it is damaged."
+    import shutil
+
+    meta = json.loads((entry / 'entry.json').read_text())
+    for o in stage.outputs:
+        shutil.rmtree(Path(run_dir) / o, ignore_errors=True)
+        link_tree(entry / 'outputs' / o, Path(run_dir) / o)
+    if outputs_hash(run_dir, stage) != meta['outputs_sha256']:
+        for o in stage.outputs:
+            shutil.rmtree(Path(run_dir) / o, ignore_errors=True)
+        shutil.rmtree(entry, ignore_errors=True)
+        return False
+    layout = RunLayout(run_dir)
+    layout.stage_record(stage.name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(entry / 'record.json', layout.stage_record(stage.name))
+    copies = [(entry / 'notebook.ipynb', Path(run_dir) / meta['notebook']), (entry / 'report.html', report)]
+    for src, dst in copies:
+        if dst and src.is_file():
+            Path(dst).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    st.clear()
+    st.update({k: meta[k] for k in ('inputs_sha256', 'outputs_sha256', 'metrics', 'files', 'notebook')})
+    st.update(status='completed', started=now(), ended=now(), duration_s=0.0)
+    st['reused'] = dict(from_run=meta['source_run'], entry=str(entry), saved_s=meta['duration_s'])
+    if report and Path(report).is_file():
+        st['report'] = Path(report).name
+    return True
+
 # %% ../nbs/80_runner.ipynb #0c9c3213
 def _stage_result(stage: Stage, st: dict, run: dict, run_dir: Path, err: str | None) -> bool:
     "Record a finished stage's outcome in `st` (its `run.json` entry); False when it failed."
@@ -656,6 +753,30 @@ def _render(
         log(f"[{stage.name}] could not render HTML: {e}")
 
 
+def _report_path(run: dict, stage: Stage, settings: Settings) -> Path:
+    "Where the stage's HTML report of this run lives."
+    return settings.reports_path / run['run_id'] / f'{stage.name}.html'
+
+
+def _reuse(
+    stage: Stage, st: dict, ih: str, run: dict, run_dir: Path, settings: Settings, cache: Path, log
+) -> bool:
+    "Take a completed stage with inputs hash `ih` from the stage cache instead of executing it; False on a miss."
+    entry = cache_entry(cache, stage, ih)
+    if stage.external or not (entry / 'entry.json').is_file():
+        return False
+    if not cache_restore(entry, stage, st, run_dir, _report_path(run, stage, settings)):
+        log(f"[{stage.name}] cache entry {entry.name[:12]} was damaged: dropped, running the stage")
+        return False
+    record = json.loads(RunLayout(run_dir).stage_record(stage.name).read_text())
+    if record.get('base_model'):
+        run['base_model'] = record['base_model']
+    log(
+        f"[{stage.name}] reused from run {st['reused']['from_run']} (stage cache): saved {st['reused']['saved_s']}s"
+    )
+    return True
+
+
 def _unchanged(stage: Stage, st: dict, ih: str, run_dir: Path) -> bool:
     "Whether a completed stage's inputs and outputs are exactly as recorded (then it is skipped)."
     return (
@@ -667,7 +788,14 @@ def _unchanged(stage: Stage, st: dict, ih: str, run_dir: Path) -> bool:
 
 
 def _run_stage(
-    stage: Stage, run: dict, cfg: RunConfig, run_dir: Path, settings: Settings, progress: bool, log
+    stage: Stage,
+    run: dict,
+    cfg: RunConfig,
+    run_dir: Path,
+    settings: Settings,
+    progress: bool,
+    log,
+    stage_cache: Path | None = None,
 ) -> bool:
     "Run or skip one stage, updating `run`; False when it failed."
     st, layout = run['stages'][stage.name], RunLayout(run_dir)
@@ -690,7 +818,10 @@ def _run_stage(
         st['skipped'] = True
         log(f"[{stage.name}] unchanged since {st.get('ended')}: skipped")
         return True
+    if stage_cache and _reuse(stage, st, ih, run, run_dir, settings, stage_cache, log):
+        return True
     layout.stage_record(stage.name).unlink(missing_ok=True)
+    unshare_outputs(run_dir, stage)
     st.clear()
     st.update(
         status='running', started=now(), inputs_sha256=ih, files=files, notebook=f'notebooks/{stage.notebook}'
@@ -701,7 +832,10 @@ def _run_stage(
     nb, err = _execute(stage, run_dir, settings, progress)
     st.update(ended=now(), duration_s=round(time.time() - t0, 2))
     _render(stage, st, nb, run, run_dir, settings, err, log)
-    return _stage_result(stage, st, run, run_dir, err)
+    ok = _stage_result(stage, st, run, run_dir, err)
+    if ok and stage_cache:
+        cache_store(stage_cache, stage, st, run_dir, _report_path(run, stage, settings))
+    return ok
 
 # %% ../nbs/80_runner.ipynb #673f4832
 def _failure_hint(run: dict, selected: list, run_dir: Path, report: Path) -> str:
@@ -715,13 +849,20 @@ def _failure_hint(run: dict, selected: list, run_dir: Path, report: Path) -> str
 
 
 def _run_stages(
-    selected: list, run: dict, cfg: RunConfig, run_dir: Path, settings: Settings, progress: bool, log
+    selected: list,
+    run: dict,
+    cfg: RunConfig,
+    run_dir: Path,
+    settings: Settings,
+    progress: bool,
+    log,
+    stage_cache: Path | None = None,
 ) -> bool:
     "Run the selected stages in order, recording `run.json` and the reports after each; stop at the first failure."
     for stage in selected:
         ok = False
         try:
-            ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log)
+            ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log, stage_cache)
         except KeyboardInterrupt:
             run['stages'][stage.name].update(status='failed', error='interrupted')
             run['error'] = f'interrupted during {stage.name}'
@@ -752,8 +893,13 @@ def run_pipeline(
     progress: bool = True,
     log=print,
     overrides=(),
+    stage_cache: str | Path | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    "Run (or resume) the stages of a recipe (with `--set` style `overrides`) into a run dir; return its `run.json`."
+    """Run (or resume) a recipe's stages (with `--set` style `overrides`) into a run dir; return its `run.json`.
+
+    `stage_cache`: a folder of stage outputs by inputs hash, reused instead of recomputed (see `cache_store`);
+    `extra`: more fields for `run.json` (a sweep's `sweep_id` and trial parameters)."""
     settings = settings or load_settings()
     if isinstance(config, RunConfig) and overrides:
         raise ValueError("overrides apply to a recipe file, not a RunConfig")
@@ -765,9 +911,11 @@ def run_pipeline(
             raise OSError(28, disk_full_message(run_dir))
         run = _start_run(cfg, run_dir, settings)
         run['overrides'] = list(overrides)
+        run.update(extra or {})
+        cache = Path(stage_cache).resolve() if stage_cache else None
         log(f"run {run['run_id']}  ({run_dir})")
         with run_environment(run_dir, settings, run['run_id']):
-            ok = _run_stages(selected, run, cfg, run_dir, settings, progress, log)
+            ok = _run_stages(selected, run, cfg, run_dir, settings, progress, log, cache)
         if ok:
             done = all(run['stages'][s.name].get('status') in ('completed', 'disabled') for s in STAGES)
             run.update(status='completed' if done else 'partial', ended=now(), error=None)

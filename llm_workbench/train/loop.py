@@ -17,7 +17,7 @@ from .cost import budget_callback, cost_usd, current_device, ledger_entry, write
 # %% auto #0
 __all__ = ['ARG_FIELDS', 'EVAL_SKIP', 'common_args', 'context_length', 'metrics_callback', 'read_metrics', 'token_counter',
            'progress_callback', 'last_checkpoint', 'lora_model', 'merge_lora', 'probe_logits', 'final_eval',
-           'save_trained', 'run_training', 'stage_budget', 'tracking_report_to', 'train_stage']
+           'save_trained', 'run_training', 'stage_budget', 'tracking_report_to', 'pruning_callback', 'train_stage']
 
 # %% ../../nbs/25_train.loop.ipynb #4450926c
 ARG_FIELDS = dict(
@@ -330,17 +330,54 @@ def _finish_wandb(report_to):
     if wandb.run is not None:
         wandb.finish()
 
+# %% ../../nbs/25_train.loop.ipynb #3b5802cc
+def pruning_callback(stage: str, env: dict | None = None):
+    "The sweep's pruning callback for training stage `stage` (None outside a sweep or for another stage)."
+    info = (os.environ if env is None else env).get('LLMWB_SWEEP_TRIAL')
+    info = json.loads(info) if info else None
+    if not info or info.get('stage') != stage or (info.get('pruner') or {}).get('kind') == 'none':
+        return None
+    import optuna
+    from transformers import TrainerCallback
+
+    class Pruning(TrainerCallback):
+        def __init__(self):
+            self.pruned, self.reported = False, 0
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):
+            loss = (metrics or {}).get('eval_loss')
+            if loss is None or not state.is_world_process_zero:
+                return
+            pr = info.get('pruner') or {}
+            pruner = optuna.pruners.MedianPruner(
+                n_startup_trials=pr.get('startup_trials', 2), n_warmup_steps=pr.get('warmup_steps', 0)
+            )
+            study = optuna.load_study(study_name=info['study'], storage=info['storage'], pruner=pruner)
+            trial = optuna.trial.Trial(study, info['trial_id'])
+            trial.report(float(loss), state.global_step)
+            self.reported += 1
+            if trial.should_prune():
+                self.pruned = True
+                control.should_training_stop = True
+
+    return Pruning()
+
 # %% ../../nbs/25_train.loop.ipynb #7140c36a
 def train_stage(ctx, stage: str, section, model, fit, sequences_per_example: int = 1) -> dict:
-    "Run `fit(report_to=, run_name=, callbacks=)` as the training stage `stage` of `ctx`: budget, ledger."
+    "Run `fit(report_to=, run_name=, callbacks=)` as the training stage `stage` of `ctx`: budget, pruning, ledger."
     budget = stage_budget(section, ctx.settings, sequences_per_example)
+    pruning = pruning_callback(stage)
     report_to = tracking_report_to(ctx.settings.tracking)
     run_name = f"{os.environ.get('LLMWB_RUN_ID', ctx.run_dir.name)}-{stage}"
     try:
-        summary = fit(report_to=report_to, run_name=run_name, callbacks=[budget])
+        summary = fit(
+            report_to=report_to, run_name=run_name, callbacks=[budget, *([pruning] if pruning else [])]
+        )
     finally:
         _finish_wandb(report_to)
     spent = summary.get('budget') or budget.summary()  # under torchrun the processes' own callback reports
+    if pruning is not None and pruning.pruned:
+        spent = spent | dict(stopped_by='pruned')
     length = getattr(section, 'seq_len', None) or section.max_length
     ledger = ledger_entry(
         stage,
