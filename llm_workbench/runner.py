@@ -696,6 +696,14 @@ def cache_restore(entry: Path, stage: Stage, st: dict, run_dir: Path, report: Pa
     return True
 
 # %% ../nbs/80_runner.ipynb #0c9c3213
+def _base_model(run: dict, run_dir: Path, stage: Stage):
+    "Copy the stage record's `base_model` (where the run's weights came from) into `run`, however the stage ended."
+    res = RunLayout(run_dir).stage_record(stage.name)
+    record = json.loads(res.read_text()) if res.is_file() else {}
+    if record.get('base_model'):
+        run['base_model'] = record['base_model']
+
+
 def _stage_result(stage: Stage, st: dict, run: dict, run_dir: Path, err: str | None) -> bool:
     "Record a finished stage's outcome in `st` (its `run.json` entry); False when it failed."
     res = RunLayout(run_dir).stage_record(stage.name)
@@ -710,8 +718,7 @@ def _stage_result(stage: Stage, st: dict, run: dict, run_dir: Path, err: str | N
         run['error'] = f"stage {stage.name!r} failed: {err}"
         return False
     record = json.loads(res.read_text())
-    if record.get('base_model'):
-        run['base_model'] = record['base_model']  # where the run's weights came from
+    _base_model(run, run_dir, stage)
     st.update(
         status='completed', metrics=record.get('metrics', {}), outputs_sha256=outputs_hash(run_dir, stage)
     )
@@ -768,9 +775,7 @@ def _reuse(
     if not cache_restore(entry, stage, st, run_dir, _report_path(run, stage, settings)):
         log(f"[{stage.name}] cache entry {entry.name[:12]} was damaged: dropped, running the stage")
         return False
-    record = json.loads(RunLayout(run_dir).stage_record(stage.name).read_text())
-    if record.get('base_model'):
-        run['base_model'] = record['base_model']
+    _base_model(run, run_dir, stage)
     log(
         f"[{stage.name}] reused from run {st['reused']['from_run']} (stage cache): saved {st['reused']['saved_s']}s"
     )
@@ -816,6 +821,7 @@ def _run_stage(
     ih = inputs_hash(cfg, stage, {d: run['stages'][d].get('outputs_sha256') for d in stage.deps}, files)
     if _unchanged(stage, st, ih, run_dir):
         st['skipped'] = True
+        _base_model(run, run_dir, stage)  # a rerun keeps saying where the weights came from
         log(f"[{stage.name}] unchanged since {st.get('ended')}: skipped")
         return True
     if stage_cache and _reuse(stage, st, ih, run, run_dir, settings, stage_cache, log):

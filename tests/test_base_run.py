@@ -133,3 +133,4 @@ def test_registry_lineage_starts_at_the_base(base_run):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert [v['ref'] for v in reg.versions() if v['stage'] == 'base'] == ['tiny-llama:1']
     assert reg.lineage(reg.get('tuned-tiny')['ref'])[-1]['ref'] == 'tiny-llama:1'
+    assert read_run(rd)['base_model']['kind'] != 'scratch'  # the skipped pretrain stage still names the base

@@ -176,13 +176,13 @@ def _decode_batch(
     am = torch.tensor([[0] * (T - len(r)) + [1] * len(r) for r in rows], device=dev)
     pos = (am.cumsum(1) - 1).clamp(min=0)
     new, done, kw, cache = [[] for _ in rows], [False] * len(rows), _cache_kw(model), None
-    window = _stop_window(stop)
+    window, alive = _stop_window(stop), list(range(len(rows)))  # alive: the rows still in the batch
     for _ in range(max(steps, 0)):
         out = model(input_ids=x, attention_mask=am, position_ids=pos, use_cache=True, **{kw: cache})
         cache = getattr(out, 'cache', None) or getattr(out, 'past_key_values', None)
         nxt = _next_tokens(out.logits[:, -1], temperature, top_p, gens)
-        for r, t in enumerate(nxt.tolist()):
-            if done[r]:
+        for r, t in zip(alive, nxt.tolist()):
+            if done[r]:  # only where the cache cannot drop finished rows
                 continue
             if t == eos:
                 done[r] = True
@@ -190,10 +190,17 @@ def _decode_batch(
             new[r].append(t)
             if stop and _stopped(tokenizer, new[r], stop, window):
                 done[r] = True
-        if all(done):
+        keep = [b for b, r in enumerate(alive) if not done[r]]
+        if not keep:
             break
         x, pos = nxt[:, None], pos[:, -1:] + 1
         am = torch.cat([am, torch.ones_like(x)], 1)
+        if len(keep) < len(alive) and hasattr(cache, 'batch_select_indices'):  # finished rows leave the batch
+            idx = torch.tensor(keep, device=dev)
+            x, pos, am = x[idx], pos[idx], am[idx]
+            cache.batch_select_indices(idx)
+            gens = [gens[b] for b in keep] if gens else gens
+            alive = [alive[b] for b in keep]
     return [_cut(tokenizer.decode(n, skip_special_tokens=True), stop) for n in new]
 
 # %% ../../nbs/42_eval.loglik.ipynb #95e2c78e
