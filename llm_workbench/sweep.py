@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from .core import TRAIN_STAGES, RunLayout, sha256_json
-from .config import ConfigError, config_hash, load_config
+from .config import ConfigError, _node_line, config_hash, load_config
 from .metrics import metric_info
 from .runner import STAGE_NAMES
 
@@ -75,20 +75,8 @@ class SweepConfig(_Strict):
 
 # %% ../nbs/81_sweep.ipynb #4b6a96fe
 def _yaml_line(root, path) -> int:
-    "1-based line of the YAML node at key `path` of `root`, or of its nearest existing parent."
-    line, node = (root.start_mark.line + 1 if root is not None else 1), root
-    for key in path:
-        if isinstance(node, yaml.MappingNode):
-            hit = next(((k, v) for k, v in node.value if k.value == key), None)
-            if hit is None:
-                return line
-            line, node = hit[0].start_mark.line + 1, hit[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
+    "1-based line of the YAML node at key `path` of `root`, or of its nearest existing parent (the recipe loader's)."
+    return _node_line(root, path) or 1
 
 # %% ../nbs/81_sweep.ipynb #1e9d852e
 def _space_problem(kind: str, arg: list) -> str | None:
