@@ -14,7 +14,42 @@ from .runner import RunDirBusy, disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
-           'cmd_reproduce', 'cmd_sweep', 'main']
+           'cmd_reproduce', 'cmd_sweep', 'cmd_serve', 'cmd_monitor', 'main']
+
+# %% ../nbs/90_cli.ipynb #a0bc57fb
+def _serve_parsers(sub) -> None:
+    "The `serve` and `monitor` sub-commands."
+    from llm_workbench.serve import ENGINES
+
+    sv = sub.add_parser('serve', help='serve a released version over an OpenAI-compatible API on 127.0.0.1')
+    sv.add_argument(
+        'ref',
+        nargs='?',
+        help='NAME (its production version), NAME:VERSION or NAME@STAGE; omitted: the production model',
+    )
+    sv.add_argument('--port', type=int, default=8000, help='port of the gateway on 127.0.0.1 (default 8000)')
+    sv.add_argument(
+        '--engine', choices=ENGINES, default='auto', help='auto: vLLM on a CUDA GPU, else transformers'
+    )
+    sv.add_argument(
+        '--continuous-batching', action='store_true', help='transformers serve: continuous batching'
+    )
+    sv.add_argument(
+        '--force', action='store_true', help='serve an unreleased or gate-failed version (needs --reason)'
+    )
+    sv.add_argument('--reason', help='why (recorded in the registry with --force)')
+    sv.add_argument('--actor', help='who (default: the OS user)')
+    sv.add_argument('--registry-path', help='override settings.ini registry_path')
+    sv.add_argument(
+        '--check', action='store_true', help='only run the door: verify and print what would be served'
+    )
+    mo = sub.add_parser(
+        'monitor', help='report on served traffic; exit 1 when the monitoring policy is violated'
+    )
+    mo.add_argument('name', nargs='?', help='model name (default: every served model)')
+    mo.add_argument('--since', help='ISO date/time or an age: 30m, 24h, 7d (default: all traffic)')
+    mo.add_argument('--out', help='the HTML report (default: <reports>/monitor/<name or all>.html)')
+    mo.add_argument('--registry-path', help='override settings.ini registry_path')
 
 # %% ../nbs/90_cli.ipynb #7ffdae3e
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument('config', help='the YAML recipe to sweep')
     sw.add_argument('sweep', help='the sweep file: objective, search space, sampler, budget, selection')
     sw.add_argument('--no-select', action='store_true', help='search only: no seed re-runs, no final run')
+    _serve_parsers(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #159ef196
@@ -388,6 +424,65 @@ def cmd_sweep(a) -> int:
     print(f"report {s['report']}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #776ec9b8
+def cmd_serve(a) -> int:
+    "Serve a registered version behind the gateway; exit 1 when the door refuses it."
+    from llm_workbench.serve import ServeRefused, door, serve_ref
+    from llm_workbench.serve_gateway import serve_version
+
+    try:
+        reg = _registry(a)
+        row = door(
+            reg, serve_ref(reg, a.ref), force=a.force, reason=a.reason, actor=a.actor, record=not a.check
+        )
+    except (LookupError, ServeRefused) as e:
+        print(f"llmwb: {e}", file=sys.stderr)
+        return 1
+    gate = 'passed' if row['gate_passed'] else 'FAILED'
+    print(
+        f"door: {row['ref']} [{row['stage']}] gate {gate}, bundle intact (sha256 {row['bundle_sha256'][:16]}…)"
+    )
+    if row['forced']:
+        print(
+            f"door: FORCED past: {'; '.join(row['why'])}"
+            + (' (dry run: not recorded)' if a.check else ' (recorded in the registry)')
+        )
+    if a.check:
+        return 0
+    workdir = _settings(a).root / 'serving'
+    ready = lambda url: print(
+        f"serving {row['ref']} at {url} (log {workdir / 'traffic.db'}; Ctrl-C stops)", flush=True
+    )
+    return serve_version(row, workdir, a.port, a.engine, a.continuous_batching, ready=ready)
+
+# %% ../nbs/90_cli.ipynb #f471a197
+def cmd_monitor(a) -> int:
+    "Write the monitoring report; exit 1 when a policy threshold is violated."
+    from llm_workbench.monitor import monitor, monitor_policy
+
+    s = _settings(a)
+    try:
+        reg = _registry(a)
+    except LookupError:
+        reg = None
+    out = Path(a.out) if a.out else s.reports_path / 'monitor' / f"{a.name or 'all'}.html"
+    res = monitor(s.root / 'serving', out, a.name, a.since, reg, monitor_policy(s.source))
+    print(
+        f"{res['requests']} request(s) logged for {a.name or 'all models'}"
+        + (f' since {a.since}' if a.since else '')
+    )
+    for c in res['checks']:
+        value = '-' if c['value'] is None else f"{c['value']:.4g}"
+        print(
+            f"  {c['status']:<7} {c['check']:<18} {value:>10}  limit {c['limit']}"
+            + (f"  ({c['why']})" if c['why'] else '')
+        )
+    print(f"report {res['report']}")
+    if res['failed']:
+        print(f"llmwb: monitoring policy violated: {', '.join(res['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
 # %% ../nbs/90_cli.ipynb #953391ab
 COMMANDS = dict(
     run=cmd_run,
@@ -397,6 +492,8 @@ COMMANDS = dict(
     registry=cmd_registry,
     reproduce=cmd_reproduce,
     sweep=cmd_sweep,
+    serve=cmd_serve,
+    monitor=cmd_monitor,
 )
 
 # %% ../nbs/90_cli.ipynb #d50fa129

@@ -7,7 +7,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/config.html.md"""
 # %% ../nbs/01_config.ipynb #6c80206f
 from __future__ import annotations
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 import yaml
 from pydantic import (
     BaseModel,
@@ -22,13 +22,14 @@ from .core import sha256_json
 from . import metrics
 
 # %% auto #0
-__all__ = ['PERMISSIVE', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig',
+__all__ = ['PERMISSIVE', 'ALIGN_METHODS', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig',
            'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
            'PairsConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig', 'TrainConfig',
-           'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'AlignConfig', 'TaskConfig', 'SandboxConfig', 'SafetyConfig',
-           'BiasConfig', 'RobustnessConfig', 'PromptConfig', 'LMEvalConfig', 'EvalConfig', 'GateRuleConfig',
-           'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError', 'parse_override', 'apply_overrides',
-           'resolve_paths', 'parse_config', 'load_config', 'config_hash', 'dump_config']
+           'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'KTOConfig', 'GRPOConfig', 'AlignConfig', 'TaskConfig',
+           'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'PromptConfig', 'LMEvalConfig',
+           'EvalConfig', 'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError',
+           'parse_override', 'apply_overrides', 'resolve_paths', 'parse_config', 'load_config', 'config_hash',
+           'dump_config']
 
 # %% ../nbs/01_config.ipynb #989ff485
 class Strict(BaseModel):
@@ -384,16 +385,72 @@ class SFTConfig(FinetuneConfig):
 
     completion_only: bool = True
 
+# %% ../nbs/01_config.ipynb #5f1a0c21
+class KTOConfig(Strict):
+    "KTO's weights on the unpaired good (desirable) and bad (undesirable) answers, to balance unequal counts."
+
+    desirable_weight: float = Field(1.0, gt=0)
+    undesirable_weight: float = Field(1.0, gt=0)
+
+# %% ../nbs/01_config.ipynb #6a2b1d32
+class GRPOConfig(Strict):
+    "GRPO with verifiable rewards: sampled completions per prompt, their length, the KL coefficient, the reward's penalties."
+
+    num_generations: int = Field(4, ge=2)  # completions sampled per prompt (the group)
+    max_completion_length: int = Field(64, gt=0)  # tokens per sampled completion
+    beta: float = Field(0.04, ge=0)  # KL coefficient against the starting model (0: no reference)
+    temperature: float = Field(1.0, gt=0)  # sampling temperature of the completions
+    max_prompts: int = Field(64, gt=0)  # training prompts: verified doctest tasks of the training split
+    eval_prompts: int = Field(16, ge=0)  # held-out prompts (validation split) for the pass rate
+    unparsable_penalty: float = Field(0.1, ge=0)  # subtracted when the program does not parse
+    insecure_penalty: float = Field(0.1, ge=0)  # subtracted per bandit severity level of the worst finding
+
 # %% ../nbs/01_config.ipynb #337a4171
 class AlignConfig(FinetuneConfig):
-    "Preference optimisation with TRL (DPO first) on the curated chosen/rejected pairs, against an explicit reference model."
+    "Alignment with TRL on the curated chosen/rejected pairs (or, for GRPO, sandbox-verified code rewards): the method by name and its knobs."
 
-    method: Literal['dpo'] = 'dpo'
-    beta: float = Field(0.1, gt=0)
-    loss_type: str = 'sigmoid'  # any DPO loss TRL supports (sigmoid, ipo, hinge, ...)
+    method: Literal['dpo', 'ipo', 'hinge', 'robust', 'simpo', 'orpo', 'kto', 'grpo'] = 'dpo'
+    beta: float = Field(
+        0.1, gt=0
+    )  # DPO family and KTO: deviation from the reference; SimPO: reward scale; ORPO: lambda
+    simpo_gamma: float = Field(0.5, ge=0)  # SimPO: target reward margin
+    robust_smoothing: float = Field(
+        0.1, ge=0, lt=0.5
+    )  # robust DPO: assumed share of flipped preference labels
+    kto: KTOConfig = KTOConfig()
+    grpo: GRPOConfig = GRPOConfig()
     max_steps: int = Field(100, gt=0)
     lr: float = Field(5e-4, gt=0)
     warmup_steps: int = Field(5, ge=0)
+
+    @model_validator(mode='before')
+    @classmethod
+    def _legacy_loss_type(cls, data):
+        "Recipes written before methods had names (`loss_type: ipo`, runs' resolved recipes) still load, as that method."
+        if not isinstance(data, dict) or 'loss_type' not in data:
+            return data
+        data = dict(data)
+        loss = data.pop('loss_type')
+        method = dict(sigmoid='dpo', ipo='ipo', hinge='hinge', robust='robust').get(loss)
+        if method is None:
+            raise ValueError(f"loss_type {loss!r} is gone: name the method instead (align.method)")
+        if data.setdefault('method', method) != method:
+            raise ValueError(
+                f"loss_type {loss!r} contradicts method {data['method']!r}: keep only align.method"
+            )
+        return data
+
+    @model_validator(mode='after')
+    def _grpo_groups(self):
+        if self.method == 'grpo' and (self.batch_size * self.grad_accum) % self.grpo.num_generations:
+            raise ValueError(
+                f"grpo: batch_size x grad_accum ({self.batch_size} x {self.grad_accum}) must be a multiple of "
+                f"grpo.num_generations ({self.grpo.num_generations}): each step trains on whole groups"
+            )
+        return self
+
+# %% ../nbs/01_config.ipynb #7c3e9b40
+ALIGN_METHODS = get_args(AlignConfig.model_fields['method'].annotation)  # every name `align.method` accepts
 
 # %% ../nbs/01_config.ipynb #0de720d1
 class TaskConfig(Strict):
@@ -491,7 +548,9 @@ class EvalConfig(Strict):
     bias: BiasConfig = BiasConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     lm_eval: LMEvalConfig | None = None  # lm-evaluation-harness tasks, scored like our own
-    score_base: bool = False  # also score the starting model on generation tasks and safety (the run's own baseline)
+    score_base: bool = (
+        False  # also score the starting model on generation tasks and safety (the run's own baseline)
+    )
 
     @model_validator(mode='after')
     def _sampling(self):
@@ -578,7 +637,9 @@ class ReleaseConfig(Strict):
         'Not trained to refuse harmful requests; do not deploy as an assistant.',
         'Evaluated only on Python code tasks, English prompts and the bias pairs shipped with the package.',
     ]
-    baseline: str | None = 'production'  # 'production' (the registry's), 'base' (this run's base model), a run, or null
+    baseline: str | None = (
+        'production'  # 'production' (the registry's), 'base' (this run's base model), a run, or null
+    )
     bootstrap: int = Field(1000, gt=0)  # paired bootstrap resamples over items
     confidence: float = Field(0.95, gt=0, lt=1)
     tolerance: float = Field(0.0, ge=0)  # relative worsening allowed before a regression is flagged
@@ -625,9 +686,13 @@ class RunConfig(Strict):
     @model_validator(mode='after')
     def _ctx(self):
         if not self.train.enabled and not self.model.pretrained:
-            raise ValueError("train.enabled: false adopts a pretrained base: set model.name_or_path or model.gguf")
+            raise ValueError(
+                "train.enabled: false adopts a pretrained base: set model.name_or_path or model.gguf"
+            )
         if self.release.baseline == 'base' and not self.eval.score_base:
-            raise ValueError("release.baseline: base compares against the base's scores: set eval.score_base: true")
+            raise ValueError(
+                "release.baseline: base compares against the base's scores: set eval.score_base: true"
+            )
         if not self.model.pretrained and self.train.seq_len > self.model.max_position_embeddings:
             raise ValueError(
                 f"train.seq_len {self.train.seq_len} exceeds model.max_position_embeddings {self.model.max_position_embeddings}"

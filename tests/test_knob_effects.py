@@ -119,10 +119,10 @@ def test_sft_completion_only_decides_what_the_loss_sees(tmp_path):
     assert chat_on.assistant_only_loss and not chat_off.assistant_only_loss
 
 
-def test_align_loss_type_reaches_dpo(tmp_path):
+def test_align_method_reaches_dpo(tmp_path):
     from llm_workbench.align.dpo import dpo_args
 
-    assert dpo_args(AlignConfig(loss_type='ipo'), tmp_path, 0).loss_type == ['ipo']
+    assert dpo_args(AlignConfig(method='ipo'), tmp_path, 0).loss_type == ['ipo']
     assert dpo_args(AlignConfig(), tmp_path, 0).loss_type == ['sigmoid']
 
 

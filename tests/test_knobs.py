@@ -130,7 +130,17 @@ PROVEN = {
     'train.max_eval_blocks': K + 'test_train_max_eval_blocks_bounds_the_in_training_eval',
     'train.budget.max_cost': K + 'test_budget_caps_stop_the_stage',
     'sft.completion_only': K + 'test_sft_completion_only_decides_what_the_loss_sees',
-    'align.loss_type': K + 'test_align_loss_type_reaches_dpo',
+    'align.method': T + 'test_align_methods.py::test_methods_differ',
+    'align.robust_smoothing': N + '30_align.dpo.ipynb',
+    'align.simpo_gamma': N + '31_align.methods.ipynb',
+    'align.kto.desirable_weight': N + '31_align.methods.ipynb',
+    'align.kto.undesirable_weight': N + '31_align.methods.ipynb',
+    **{
+        f'align.grpo.{k}': N + '32_align.grpo.ipynb'
+        for k in ('num_generations', 'max_completion_length', 'beta', 'temperature')
+    },
+    'align.grpo.unparsable_penalty': T + 'test_align_methods.py::test_grpo_reward_penalties_and_cache',
+    'align.grpo.insecure_penalty': T + 'test_align_methods.py::test_grpo_reward_penalties_and_cache',
     'eval.max_new_tokens': K + 'test_eval_max_new_tokens_sets_the_sample_length',
     'eval.batch_size': K + 'test_eval_batch_size_changes_the_batching_not_the_scores',
     'eval.task_max_new_tokens': K + 'test_task_max_new_tokens_sets_the_generation_length',
@@ -200,7 +210,8 @@ METADATA = {
     'release.gates[].why',
 }
 UNPROVEN = {  # read by the library, no test shows the recipe value's effect yet
-    'align.method',  # a one-value Literal ('dpo') until the preference-methods issue adds KTO, ORPO, SimPO, GRPO
+    'align.grpo.max_prompts',  # how many training doctest tasks the align stage verifies for GRPO
+    'align.grpo.eval_prompts',  # how many validation doctest tasks the align stage scores for the held-out pass rate
 }
 
 

@@ -14,7 +14,8 @@ from ..train.loop import common_args, context_length, run_training
 from ..train.sft import chat_prompt, split_prompt_boundary
 
 # %% auto #0
-__all__ = ['PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args', 'train_dpo']
+__all__ = ['DPO_LOSSES', 'PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args',
+           'train_dpo']
 
 # %% ../../nbs/30_align.dpo.ipynb #dc774146
 def _chat_preference(prompt: str, chosen: str, rejected: str, chat: PromptConfig) -> tuple:
@@ -157,15 +158,23 @@ def preference_accuracy(
         rejected_reward=mean(rr),
     )
 
+# %% ../../nbs/30_align.dpo.ipynb #d2a4c6e8
+DPO_LOSSES = dict(
+    dpo='sigmoid', ipo='ipo', hinge='hinge', robust='robust'
+)  # align.method -> DPOConfig.loss_type
+
 # %% ../../nbs/30_align.dpo.ipynb #f8c70709
 def dpo_args(cfg: AlignConfig, out_dir: Path | str, seed: int, report_to=(), run_name: str | None = None):
-    "A `trl.DPOConfig`: the loop's shared fields, plus DPO's own (beta, loss, length)."
+    "A `trl.DPOConfig`: the loop's shared fields, plus DPO's own (beta, the method's loss, length)."
     from trl import DPOConfig
 
+    if cfg.method not in DPO_LOSSES:
+        raise ValueError(f"align.method {cfg.method!r} is not a DPO loss; DPO's are: {', '.join(DPO_LOSSES)}")
     return DPOConfig(
         **common_args(cfg, out_dir, seed, report_to, run_name),
         beta=cfg.beta,
-        loss_type=[cfg.loss_type],
+        loss_type=[DPO_LOSSES[cfg.method]],
+        label_smoothing=cfg.robust_smoothing if cfg.method == 'robust' else 0.0,
         max_length=cfg.max_length,
         precompute_ref_log_probs=False,
     )

@@ -1,0 +1,246 @@
+"`llmwb serve` as a user meets it: a released micro model behind the gateway, called by the `openai` client."
+
+import json, os, shutil, signal, sqlite3, subprocess, time, urllib.request
+from pathlib import Path
+import pytest
+from conftest import LLMWB, llmwb
+from llm_workbench.report import external_resources
+
+openai = pytest.importorskip('openai')
+
+EMAIL = 'jane.doe@gmail.com'
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f'llmwb serve exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}')
+        try:
+            with urllib.request.urlopen(f'{url}/health', timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError('llmwb serve never got healthy')
+
+
+def _free_port() -> int:
+    from llm_workbench.serve import free_port
+
+    return free_port()
+
+
+@pytest.fixture(scope='module')
+def candidate_registry(micro_run, tmp_path_factory):
+    "A copy of the micro run's registry taken while its version is still a candidate."
+    ws, _, _ = micro_run
+    copy = tmp_path_factory.mktemp('reg') / 'registry'
+    shutil.copytree(ws / 'registry', copy)
+    return copy
+
+
+@pytest.fixture(scope='module')
+def served(micro_run, candidate_registry):
+    "`llmwb serve micro@staging` running in the micro run's workspace: (workspace, base URL, process)."
+    ws, _, _ = micro_run
+    r = llmwb(ws, 'registry', 'promote', 'micro:1', 'staging')
+    force = []
+    if (
+        r.returncode != 0
+    ):  # the micro model may fail its gate: an owner overrides it, with a reason on record,
+        assert 'failed its release gate' in r.stderr, r.stderr  # when promoting and again when serving
+        force = ['--force', '--reason', 'serving tests on a micro model']
+        r = llmwb(ws, 'registry', 'promote', 'micro:1', 'staging', *force)
+    assert r.returncode == 0, r.stderr
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith('LLMWB_')} | {'OMP_NUM_THREADS': '1'}
+    proc = subprocess.Popen(
+        [str(LLMWB), 'serve', 'micro@staging', '--port', str(port), *force],
+        cwd=ws,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f'http://127.0.0.1:{port}'
+    try:
+        _wait_healthy(url, proc)
+        yield ws, url, proc
+    finally:
+        proc.send_signal(signal.SIGINT)  # graceful: up to 15 s for requests in flight, 10 s for the engine
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope='module')
+def client(served):
+    c = openai.OpenAI(base_url=f'{served[1]}/v1', api_key='unused', max_retries=0, timeout=120)
+    yield c
+    c.close()
+
+
+def _rows(ws: Path) -> list:
+    c = sqlite3.connect(ws / 'serving' / 'traffic.db')
+    c.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in c.execute('SELECT * FROM requests ORDER BY id')]
+    finally:
+        c.close()
+
+
+def _wait_rows(ws: Path, n: int, timeout: float = 30) -> list:
+    "The log's rows once it holds `n` (the writer commits a moment after the answer)."
+    deadline = time.monotonic() + timeout
+    while len(rows := _rows(ws)) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return rows
+
+
+def test_models_report_the_served_version(served, client):
+    ws = served[0]
+    (m,) = client.models.list().data
+    show = json.loads(llmwb(ws, 'registry', 'show', 'micro:1', '--json').stdout)
+    assert m.id == 'micro:1'
+    facts = m.model_extra['llmwb']
+    assert (facts['stage'], facts['gate_passed'], facts['engine']) == (
+        'staging',
+        show['gate_passed'],
+        'transformers',
+    )
+    assert facts['checksums'] == show['checksums'] and facts['bundle_sha256'] == show['bundle_sha256']
+    assert facts['gate'] == show['gate']
+    assert facts['forced'] == (
+        not show['gate_passed']
+    )  # a failed gate is served only with a recorded override
+    assert len(facts['engine_models']) == 1 and facts['engine_models'][0].endswith('micro-v1')
+
+
+def test_chat_and_completion_round_trips(served, client):
+    ws, before = served[0], len(_rows(served[0]))
+    chat = client.chat.completions.create(
+        model='micro:1', messages=[{'role': 'user', 'content': 'def add(a, b):'}], max_tokens=8
+    )
+    assert chat.model == 'micro:1' and isinstance(chat.choices[0].message.content, str)
+    assert 0 < chat.usage.completion_tokens <= 8 and chat.usage.prompt_tokens > 0
+    comp = client.completions.create(model='micro', prompt='import os\n', max_tokens=6, temperature=0)
+    assert comp.model == 'micro:1' and 0 < comp.usage.completion_tokens <= 6
+    stream = client.chat.completions.create(
+        model='micro:1', messages=[{'role': 'user', 'content': 'print'}], max_tokens=8, stream=True
+    )
+    chunks = list(stream)
+    text = ''.join(c.choices[0].delta.content or '' for c in chunks if c.choices)
+    assert chunks and all(c.model == 'micro:1' for c in chunks)
+    assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 8
+    parts = list(client.completions.create(model='micro:1', prompt='def f(x):', max_tokens=5, stream=True))
+    streamed = ''.join(p.choices[0].text for p in parts if p.choices)
+    rows = _wait_rows(ws, before + 4)[before:]
+    assert [(r['endpoint'], r['stream'], r['status'], r['http_status']) for r in rows] == [
+        ('/v1/chat/completions', 0, 'ok', 200),
+        ('/v1/completions', 0, 'ok', 200),
+        ('/v1/chat/completions', 1, 'ok', 200),
+        ('/v1/completions', 1, 'ok', 200),
+    ]
+    assert rows[0]['response'] == chat.choices[0].message.content and rows[2]['response'] == text
+    assert rows[3]['response'] == streamed and rows[1]['response'] == comp.choices[0].text
+    assert rows[0]['completion_tokens'] == chat.usage.completion_tokens
+    assert (
+        rows[2]['completion_tokens'] == chunks[-1].usage.completion_tokens and rows[2]['ttft_ms'] is not None
+    )
+    assert all(r['model'] == 'micro:1' and r['version'] == 1 and r['latency_ms'] > 0 for r in rows)
+
+
+def test_the_log_is_redacted_and_complete(served, client):
+    ws, before = served[0], len(_rows(served[0]))
+    client.chat.completions.create(
+        model='micro:1', messages=[{'role': 'user', 'content': f'mail {EMAIL} the report'}], max_tokens=4
+    )
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model='gpt-4', prompt=f'from {EMAIL}', max_tokens=4)
+    rows = _wait_rows(ws, before + 2)[before:]
+    assert [(r['status'], r['http_status']) for r in rows] == [('ok', 200), ('error', 404)]
+    assert json.loads(rows[0]['prompt']) == [{'role': 'user', 'content': 'mail <EMAIL> the report'}]
+    assert json.loads(rows[0]['pii_prompt']) == {'email': 1} and rows[1]['prompt'] == 'from <EMAIL>'
+    for f in (ws / 'serving').glob('traffic.db*'):  # the address is nowhere on disk, WAL included
+        assert EMAIL.encode() not in f.read_bytes(), f
+    with pytest.raises(sqlite3.DatabaseError, match='append-only'):
+        sqlite3.connect(ws / 'serving' / 'traffic.db').execute('DELETE FROM requests')
+
+
+def test_health_and_curl(served):
+    out = subprocess.run(['curl', '-sf', f'{served[1]}/health'], capture_output=True, text=True, timeout=30)
+    if out.returncode == 127:
+        pytest.skip('no curl')
+    health = json.loads(out.stdout)
+    assert (health['status'], health['model'], health['engine']) == ('ok', 'micro:1', 'transformers')
+
+
+def test_monitor_reports_and_fails_on_policy(served, client):
+    ws = served[0]
+    client.completions.create(model='micro:1', prompt='x = ', max_tokens=3)
+    with pytest.raises(openai.NotFoundError):  # an error in the log: above the default 5% error rate
+        client.completions.create(model='no-such-model', prompt='x', max_tokens=3)
+    n = len(_rows(ws))
+    r = llmwb(ws, 'monitor', 'micro', '--since', '1h')
+    assert r.returncode == 1 and 'monitoring policy violated: max_error_rate' in r.stderr, r.stdout + r.stderr
+    assert f'{n} request(s) logged for micro since 1h' in r.stdout, r.stdout
+    page = (ws / 'reports' / 'monitor' / 'micro.html').read_text()
+    assert 'POLICY VIOLATED' in page and 'micro:1' in page and external_resources(page) == []
+    settings = ws / 'settings.ini'
+    before = settings.read_text()
+    try:
+        settings.write_text(before + '[monitor]\nmax_error_rate = 0.9\n')
+        r = llmwb(ws, 'monitor', 'micro', '--out', ws / 'ok.html')
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert (ws / 'ok.html').is_file() and 'pass    max_error_rate' in r.stdout, r.stdout
+    finally:
+        settings.write_text(before)
+
+
+def test_the_door_refuses_a_candidate_and_records_an_override(candidate_registry, micro_run):
+    ws, reg = micro_run[0], candidate_registry
+    r = llmwb(ws, 'serve', 'micro:1', '--registry-path', reg, '--check')
+    assert r.returncode == 1 and "stage is 'candidate'" in r.stderr, r.stderr
+    r = llmwb(ws, 'serve', 'micro:1', '--registry-path', reg, '--check', '--force')
+    assert r.returncode == 1 and 'needs a reason' in r.stderr, r.stderr
+    r = llmwb(ws, 'serve', 'micro:1', '--registry-path', reg, '--check', '--force', '--reason', 'dry')
+    assert r.returncode == 0 and 'dry run: not recorded' in r.stdout, r.stdout + r.stderr
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(LLMWB), 'serve', 'micro:1', '--registry-path', str(reg), '--port', str(port), '--force']
+        + ['--reason', 'staging smoke test', '--actor', 'dana'],
+        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        _wait_healthy(f'http://127.0.0.1:{port}', proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    show = json.loads(llmwb(ws, 'registry', '--registry-path', reg, 'show', 'micro:1', '--json').stdout)
+    last = show['history'][-1]
+    assert (last['actor'], last['from_stage'], last['to_stage'], last['forced']) == (
+        'dana',
+        'candidate',
+        'served',
+        True,
+    )
+    assert 'staging smoke test' in last['reason'] and "stage is 'candidate'" in last['reason']
+    assert [e['to_stage'] for e in show['history']] == ['candidate', 'served']  # the dry run left no event
+
+
+def test_a_tampered_bundle_is_refused_even_forced(candidate_registry, micro_run, tmp_path):
+    ws, reg = micro_run[0], tmp_path / 'registry'
+    shutil.copytree(candidate_registry, reg)
+    weights = reg / 'bundles' / 'micro' / 'v1' / 'model' / 'model.safetensors'
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 1  # one byte changed
+    weights.write_bytes(bytes(data))
+    for extra in ([], ['--force', '--reason', 'please']):
+        r = llmwb(ws, 'serve', 'micro:1', '--registry-path', reg, '--port', str(_free_port()), *extra)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert 'fails verification: changed: model/model.safetensors' in r.stderr, r.stderr
+    assert 'door:' not in r.stdout  # refused before anything was loaded
