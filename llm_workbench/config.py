@@ -24,10 +24,10 @@ from . import metrics
 # %% auto #0
 __all__ = ['PERMISSIVE', 'ALIGN_METHODS', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig',
            'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
-           'PairsConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig', 'TrainConfig',
-           'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'KTOConfig', 'GRPOConfig', 'AlignConfig', 'TaskConfig',
-           'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'PromptConfig', 'LMEvalConfig',
-           'EvalConfig', 'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError',
+           'PairsConfig', 'RayConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig',
+           'TrainConfig', 'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'KTOConfig', 'GRPOConfig', 'AlignConfig',
+           'TaskConfig', 'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'PromptConfig',
+           'LMEvalConfig', 'EvalConfig', 'GateRuleConfig', 'default_gates', 'ReleaseConfig', 'RunConfig', 'ConfigError',
            'parse_override', 'apply_overrides', 'resolve_paths', 'parse_config', 'load_config', 'config_hash',
            'dump_config']
 
@@ -223,6 +223,13 @@ class PairsConfig(Strict):
         'secret',
     ]
 
+# %% ../nbs/01_config.ipynb #3094974e
+class RayConfig(Strict):
+    "The Ray cluster curation runs on with `data.engine: ray`: an address to join, or a local Ray started on demand."
+
+    address: str | None = None  # None: start a local Ray here; 'auto' or 'ray://host:port': join that cluster
+    num_cpus: int | None = Field(None, gt=0)  # CPUs of a local Ray (None: all of this machine's); unused when joining
+
 # %% ../nbs/01_config.ipynb #994ab792
 class DataConfig(Strict):
     "Sources, policy and filters of the curate stage."
@@ -257,6 +264,8 @@ class DataConfig(Strict):
     pairs: PairsConfig = PairsConfig()
     shard_size: int = Field(1000, gt=0)  # records per shard: memory stays flat as sources grow
     num_proc: int = Field(1, gt=0, le=256)  # worker processes for the per-record filters
+    engine: Literal['local', 'ray'] = 'local'  # ray: the curate passes run as Ray Data transforms
+    ray: RayConfig = RayConfig()
     canaries: int = Field(4, ge=0)  # secret canary records planted in train, to measure memorization
     empty_source: Literal['warn', 'error'] = 'warn'  # a source that yields no records, or loses them all
 
@@ -349,6 +358,7 @@ class TrainConfig(Strict):
     processes: int = Field(
         1, gt=0, le=1024
     )  # >1: data-parallel (DDP) with torchrun; batch_size is per process
+    strategy: Literal['ddp', 'fsdp'] = 'ddp'  # with processes > 1: replicate (DDP) or fully shard (FSDP)
     budget: BudgetConfig = BudgetConfig()
 
 # %% ../nbs/01_config.ipynb #7a46dfc8
@@ -376,6 +386,8 @@ class FinetuneConfig(Strict):
     log_every: int = Field(10, gt=0)
     eval_every: int = Field(50, gt=0)
     save_every: int = Field(50, gt=0)
+    processes: int = Field(1, gt=0, le=1024)  # >1: data-parallel under accelerate; batch_size is per process
+    strategy: Literal['ddp', 'fsdp'] = 'ddp'  # with processes > 1: replicate (DDP) or fully shard (FSDP)
     lora: LoRAConfig = LoRAConfig()
     budget: BudgetConfig = BudgetConfig()
 
@@ -507,6 +519,7 @@ class PromptConfig(Strict):
         '\n\n```python\n{prompt}```'
     )  # {prompt}: the code prompt
     system: str | None = None  # a system message before each conversation
+    prefill: bool = False  # chatting: the answer opens with ```python and the prompt; the model writes the body
 
     @field_validator('instruction')
     @classmethod
