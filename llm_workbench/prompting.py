@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 # %% auto #0
-__all__ = ['FENCE', 'CHAT_STOP', 'uses_chat', 'messages', 'code_request', 'render_prompt', 'code_answer', 'chat_pair',
-           'extract_code', 'completion_from_answer']
+__all__ = ['FENCE', 'CHAT_STOP', 'uses_chat', 'messages', 'code_request', 'answer_prefix', 'render_prompt', 'code_answer',
+           'chat_pair', 'extract_code', 'completion_from_answer', 'completion_from_continuation']
 
 # %% ../nbs/03_prompting.ipynb #e7693b7b
 def uses_chat(tokenizer, cfg: PromptConfig) -> bool:
@@ -32,18 +32,24 @@ def code_request(prompt: str, cfg: PromptConfig) -> list[dict]:
     "The conversation that asks for the code that completes `prompt`, in `cfg.instruction`."
     return messages(cfg.instruction.replace('{prompt}', prompt), cfg)
 
+# %% ../nbs/03_prompting.ipynb #cee2b347
+FENCE = '```'
+
+
+def answer_prefix(prompt: str, cfg: PromptConfig) -> str:
+    "The start of the answer, put in the model's mouth for a code `prompt` ('' unless `cfg.prefill`)."
+    return f"{FENCE}python\n{prompt.lstrip(chr(10))}" if cfg.prefill else ''
+
 # %% ../nbs/03_prompting.ipynb #dd220a7f
 def render_prompt(tokenizer, text: str, cfg: PromptConfig, code: bool = True) -> str:
     "The text a model is given for `text`: raw, or (chatting) `text` as a code request (`code`) or a plain user turn."
     if not uses_chat(tokenizer, cfg):
         return text
     conv = code_request(text, cfg) if code else messages(text, cfg)
-    return tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+    shown = tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+    return shown + (answer_prefix(text, cfg) if code else '')
 
 # %% ../nbs/03_prompting.ipynb #74a379c8
-FENCE = '```'
-
-
 def code_answer(prompt: str, completion: str) -> str:
     "The assistant's answer for a pair: the whole function (`prompt` + `completion`) in one ```python block."
     return f"{FENCE}python\n{(prompt + completion).strip(chr(10))}\n{FENCE}"
@@ -84,3 +90,9 @@ def completion_from_answer(answer: str, entry_point: str | None = None) -> str:
     if lines[0][:1] not in (' ', '\t'):
         lines = ['    ' + l if l.strip() else l for l in lines]
     return '\n'.join(lines) + '\n'
+
+# %% ../nbs/03_prompting.ipynb #e51e44ca
+def completion_from_continuation(text: str) -> str:
+    "What to append to a task's prompt for a prefilled answer: the model's text up to the closing fence."
+    end = text.find(FENCE)
+    return text if end < 0 else text[:end]

@@ -16,6 +16,7 @@ from test_knob_effects import FINETUNE_ARGS  # the fields that test proves, name
 T, N = 'tests/', 'nbs/'
 K = T + 'test_knob_effects.py::'
 PROVEN = {
+    'prompt.prefill': N + '43_eval.tasks.ipynb',
     'seed': T + 'test_release.py::test_reproduce_is_bit_exact',
     'data.sources[].kind': T + 'test_curate.py::test_accounting_balances_and_formats_survive',
     'data.sources[].format': T + 'test_curate.py::test_accounting_balances_and_formats_survive',
@@ -221,7 +222,6 @@ UNPROVEN = {  # read by the library, no test shows the recipe value's effect yet
     'sft.strategy',
     'align.processes',
     'align.strategy',
-    'prompt.prefill',
 }
 
 

@@ -11,7 +11,14 @@ from math import comb
 from pathlib import Path
 from ..config import PromptConfig
 from .loglik import loglikelihood, generate
-from ..prompting import CHAT_STOP, completion_from_answer, extract_code, render_prompt, uses_chat
+from llm_workbench.prompting import (
+    CHAT_STOP,
+    completion_from_answer,
+    completion_from_continuation,
+    extract_code,
+    render_prompt,
+    uses_chat,
+)
 
 # %% auto #0
 __all__ = ['KINDS', 'CUE', 'STOP', 'load_task_file', 'save_task_file', 'doctest_tasks', 'docstring_choice_tasks', 'score_choice',
@@ -400,10 +407,12 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 STOP = ['\ndef ', '\nclass ', '\nif __name__', '\nprint(', '\n#']
 
 
-def _completions(item: dict, answers: list[str], chatting: bool) -> list[str]:
+def _completions(item: dict, answers: list[str], chatting: bool, prefill: bool = False) -> list[str]:
     "What is scored for `item`: raw completions as generated; chat answers read back by the post-processing rule."
     if not chatting:
         return answers
+    if prefill:
+        return [completion_from_continuation(a) for a in answers]
     if 'tests' not in item:
         return [extract_code(a) for a in answers]
     return [completion_from_answer(a, item.get('entry_point')) for a in answers]
@@ -430,18 +439,19 @@ def score_generation(
     from llm_workbench.eval.sandbox import run_many
 
     chatting = chat is not None and uses_chat(tokenizer, chat)
+    prefill = chatting and chat.prefill
     answers = generate(
         model,
         tokenizer,
         [render_prompt(tokenizer, it['prompt'], chat) if chatting else it['prompt'] for it in items],
         max_new_tokens=max_new_tokens,
-        stop=stop if stop is not None else CHAT_STOP if chatting else STOP,
+        stop=stop if stop is not None else CHAT_STOP + STOP if prefill else CHAT_STOP if chatting else STOP,
         n=n,
         temperature=temperature,
         seed=seed,
         batch_size=batch_size,
     )
-    comps = [_completions(it, a, chatting) for it, a in zip(items, answers)]
+    comps = [_completions(it, a, chatting, prefill) for it, a in zip(items, answers)]
     code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(n)]
     res = (
         run_many(
