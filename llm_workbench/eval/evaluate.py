@@ -386,7 +386,7 @@ def safety_part(model, tokenizer, generations: dict, canaries: list, cfg, seed: 
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #6998c52c
 def bias_part(model, tokenizer, cfg) -> dict:
-    "{bias, summary}: the final model's bias report (None when `eval.bias` is off)."
+    "{bias, summary, items, directions}: a model's bias report, per pair 1 when the stereotype is preferred."
     from llm_workbench.eval.bias import load_bias_pairs, bias_report
 
     if not cfg.eval.bias.enabled:
@@ -395,6 +395,8 @@ def bias_part(model, tokenizer, cfg) -> dict:
     return dict(
         bias=bias,
         summary=dict(bias_stereotype_rate=bias['stereotype_rate'], bias_parity_gap=bias['parity_gap']),
+        items=dict(bias_stereotype={r['id']: r['preference'] for r in bias['rows']}),
+        directions=dict(bias_stereotype=direction('bias_stereotype_rate')),  # 'none': parity is the aim
     )
 
 
@@ -496,6 +498,7 @@ def score_start(
             models[first], tokenizer, tasks['model_generations'][first], canaries, cfg, seed, progress
         ),
         (lm_eval or {}).get('by_model', {}).get(first, {}),
+        bias_part(models[first], tokenizer, cfg),
     ]
     record = dict(summary={}, items={}, directions={})
     for part in parts:

@@ -48,15 +48,17 @@ def compare_items(
     for metric in sorted(set(base) | set(cand)):
         b, c = base.get(metric, {}), cand.get(metric, {})
         ids = sorted(set(b) & set(c))
-        sign = 1 if directions.get(metric, 'higher') == 'higher' else -1
+        way = directions.get(metric, 'higher')
+        sign = 1 if way == 'higher' else -1 if way == 'lower' else 0
         r = paired_bootstrap([b[i] for i in ids], [c[i] for i in ids], n_resamples, confidence, seed)
         rel = (
             r['delta'] / abs(r['base'])
             if ids and r['base']
             else (0.0 if ids and not r['delta'] else math.nan)
         )
-        worse = bool(ids) and (r['high'] < 0 if sign > 0 else r['low'] > 0)
-        better = bool(ids) and (r['low'] > 0 if sign > 0 else r['high'] < 0)
+        worse = bool(ids) and sign != 0 and (r['high'] < 0 if sign > 0 else r['low'] > 0)
+        better = bool(ids) and sign != 0 and (r['low'] > 0 if sign > 0 else r['high'] < 0)
+        moved = bool(ids) and (r['low'] > 0 or r['high'] < 0)
         beyond = not (abs(rel) <= tolerance) if ids else False
         rows.append(
             dict(
@@ -77,6 +79,8 @@ def compare_items(
                 if worse and beyond
                 else 'improved'
                 if better
+                else 'changed'
+                if moved and not sign
                 else 'no change',
             )
         )
@@ -90,7 +94,7 @@ def regression_figure(
     import plotly.graph_objects as go
 
     rows = [r for r in rows if r['n']]
-    colour = {'regression': '#d62728', 'improved': '#2ca02c', 'no change': '#7f7f7f'}
+    colour = {'regression': '#d62728', 'improved': '#2ca02c', 'changed': '#1f77b4', 'no change': '#7f7f7f'}
     scale = [abs(r['base']) or 1.0 for r in rows]
     fig = go.Figure(
         go.Bar(
