@@ -1,4 +1,4 @@
-"""Watching a served model: traffic (volume, latency, errors, tokens by version) and behaviour (refusals, PII written, training canaries, insecure code) from the gateway's log, in an offline HTML report, with a policy that fails the command.
+"""Watching a served model: traffic (volume, latency, errors, tokens by version), behaviour (refusals, PII written, training canaries, insecure code) and drift of the prompts from the training data, from the gateway's log, in an offline HTML report, with a policy that fails the command; and the consented traffic exported as a curation source for the next run.
 
 Docs: https://llm-workbench.github.io/llm-workbench/monitor.html.md"""
 
@@ -6,15 +6,17 @@ Docs: https://llm-workbench.github.io/llm-workbench/monitor.html.md"""
 
 # %% ../nbs/86_monitor.ipynb #1f063e97
 from __future__ import annotations
-import configparser, html, json, re, sqlite3
+import configparser, html, json, os, re, sqlite3
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['MONITOR_DEFAULTS', 'CSS', 'monitor_policy', 'since_time', 'read_traffic', 'percentile', 'traffic_summary',
-           'canary_secrets', 'code_of', 'behaviour_summary', 'check_policy', 'traffic_figures', 'monitor_html',
-           'monitor']
+           'canary_secrets', 'code_of', 'behaviour_summary', 'prompt_messages', 'prompt_text', 'ngram_novelty',
+           'drift_reference', 'split_texts', 'run_reference', 'drift_summary', 'check_policy', 'traffic_figures',
+           'monitor_html', 'monitor', 'traffic_record', 'export_reason', 'export_traffic', 'stop_at', 'release_suite',
+           'score_answers', 'endpoint_answers', 'live_regression', 'live_eval']
 
 # %% ../nbs/86_monitor.ipynb #5416f116
 MONITOR_DEFAULTS = dict(
@@ -24,6 +26,7 @@ MONITOR_DEFAULTS = dict(
     max_pii_rate=0.0,
     max_canary_hits=0,
     max_insecure_rate=0.2,
+    max_drift_share=0.25,
     min_requests=20,
 )
 
@@ -175,6 +178,120 @@ def behaviour_summary(rows: list[dict], canaries: list[str] = ()) -> dict:
         insecure_tests=insecure['by_test'],
     )
 
+# %% ../nbs/86_monitor.ipynb #fba66efe
+def prompt_messages(row: dict) -> list[dict]:
+    "The messages of a logged request: a chat request's (valid roles), or a completion's prompt as one turn."
+    from llm_workbench.data.sources import CHAT_ROLES
+
+    if not row['endpoint'].endswith('chat/completions'):
+        return [dict(role='user', content=row['prompt'])] if row['prompt'] else []
+    try:
+        msgs = json.loads(row['prompt'] or '[]')
+    except json.JSONDecodeError:
+        return []
+    ok = lambda m: isinstance(m, dict) and m.get('role') in CHAT_ROLES and isinstance(m.get('content'), str)
+    if not isinstance(msgs, list):
+        return []
+    return [dict(role=m['role'], content=m['content']) for m in msgs if ok(m)]
+
+
+def prompt_text(row: dict) -> str:
+    "What the user wrote in a logged request: its user messages' contents, one paragraph each."
+    return '\n\n'.join(m['content'] for m in prompt_messages(row) if m['role'] == 'user')
+
+# %% ../nbs/86_monitor.ipynb #4e23b017
+def ngram_novelty(text: str, seen: set, n: int = 2) -> float | None:
+    "The share of the distinct word `n`-grams of `text` that are not in `seen`; None below `n` words."
+    from llm_workbench.data.contamination import ngram_hashes, ngram_tokens
+
+    toks = ngram_tokens(text)
+    if len(toks) < n:
+        return None
+    grams = ngram_hashes(toks, n)
+    return sum(g not in seen for g in grams) / len(grams)
+
+# %% ../nbs/86_monitor.ipynb #107605ae
+def drift_reference(train: list[str], val: list[str], n: int = 2, window: int = 32, q: float = 95) -> dict:
+    "The train split's `n`-grams and the bar: the `q`-th percentile of novelty of `window`-word val pieces."
+    from llm_workbench.data.contamination import ngram_hashes, ngram_tokens
+
+    seen = set()
+    for text in train:
+        seen |= ngram_hashes(ngram_tokens(text), n)
+    scores = []
+    for text in val:
+        toks = ngram_tokens(text)
+        for i in range(0, max(1, len(toks) - n + 1), window):
+            piece = toks[i : i + window]
+            if len(piece) >= n:
+                grams = ngram_hashes(piece, n)
+                scores.append(sum(g not in seen for g in grams) / len(grams))
+    bar = percentile(scores, q)
+    return dict(
+        seen=seen, n=n, window=window, q=q, threshold=bar, val_pieces=len(scores), train_ngrams=len(seen)
+    )
+
+# %% ../nbs/86_monitor.ipynb #a2035251
+def split_texts(path: Path | str, max_docs: int = 20_000) -> list[str]:
+    "The `text` of the first `max_docs` records of a split file (Parquet); [] when it is missing."
+    import pyarrow.parquet as pq
+
+    if not Path(path).is_file():
+        return []
+    out = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024, columns=['text']):
+        out += batch.column('text').to_pylist()[: max_docs - len(out)]
+        if len(out) >= max_docs:
+            break
+    return out
+
+
+def run_reference(run_dir: Path | str | None, max_docs: int = 20_000) -> dict | None:
+    "The drift reference of a run (its train and val splits); None when the run or its splits are gone."
+    from llm_workbench.core import RunLayout
+
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    layout = RunLayout(run_dir)
+    train, val = (split_texts(layout.split(s), max_docs) for s in ('train', 'val'))
+    return drift_reference(train, val) if train and val else None
+
+# %% ../nbs/86_monitor.ipynb #1194f99e
+def _time_width(rows: list[dict]) -> int:
+    "How many characters of the ISO time make a bucket: the finest of minute/hour/day giving <= 48 buckets."
+    for width in (16, 13, 10):
+        if len({r['time'][:width] for r in rows}) <= 48:
+            return width
+    return 7
+
+
+def drift_summary(rows: list[dict], references: dict) -> dict:
+    "Novelty of each answered prompt against its version's reference: drifted share by version and time."
+    scored = []
+    for r in rows:
+        ref = references.get(r['model'])
+        if r['status'] != 'ok' or ref is None or ref['threshold'] is None or ref['threshold'] >= 1:
+            continue  # no reference, or a saturated one: val pieces as novel as can be, nothing stands out
+        if (nov := ngram_novelty(prompt_text(r), ref['seen'], ref['n'])) is not None:
+            scored.append((r, nov, nov > ref['threshold']))
+    share = lambda group: round(sum(d for _, _, d in group) / len(group), 4) if group else None
+    width = _time_width([r for r, _, _ in scored])
+    by_time, by_version = defaultdict(list), defaultdict(list)
+    for item in scored:
+        by_time[item[0]['time'][:width]].append(item)
+        by_version[item[0]['model']].append(item)
+    top = sorted(reversed(scored), key=lambda item: -item[1])[:10]  # the newest first among equals
+    return dict(
+        measured=len(scored),
+        drifted=sum(d for _, _, d in scored),
+        drift_share=share(scored),
+        thresholds={m: ref['threshold'] for m, ref in references.items() if ref},
+        saturated=sorted(m for m, ref in references.items() if ref and (ref['threshold'] or 0) >= 1),
+        by_version={m: dict(prompts=len(g), drift_share=share(g)) for m, g in by_version.items()},
+        by_time=[dict(time=t, prompts=len(g), drift_share=share(g)) for t, g in sorted(by_time.items())],
+        most_novel=[dict(request_id=r['request_id'], novelty=round(nov, 4)) for r, nov, _ in top],
+    )
+
 # %% ../nbs/86_monitor.ipynb #0e91bb5a
 def _overall(traffic: dict) -> dict:
     "Traffic over all versions: requests, error rate and the worst version's p95 latency."
@@ -184,10 +301,11 @@ def _overall(traffic: dict) -> dict:
     return dict(requests=n, error_rate=round(errors / n, 4) if n else None, p95_s=max(p95) if p95 else None)
 
 
-def check_policy(traffic: dict, behaviour: dict, policy: dict) -> list[dict]:
+def check_policy(traffic: dict, behaviour: dict, policy: dict, drift: dict | None = None) -> list[dict]:
     "One row per threshold: metric, value, limit, status ('pass', 'FAIL', 'skipped') and why when skipped."
     total = _overall(traffic)
     enough = behaviour['answered'] >= (policy.get('min_requests') or 0)
+    drift = drift or dict(measured=0, drift_share=None)
     measured = dict(
         max_error_rate=(total['error_rate'], True),
         max_p95_latency_s=(total['p95_s'], True),
@@ -195,6 +313,10 @@ def check_policy(traffic: dict, behaviour: dict, policy: dict) -> list[dict]:
         max_pii_rate=(behaviour['pii_rate'], enough),
         max_canary_hits=(behaviour['canary_hits'], True),
         max_insecure_rate=(behaviour['insecure_rate'], enough),
+        max_drift_share=(
+            drift['drift_share'],
+            drift['drift_share'] is None or drift['measured'] >= (policy.get('min_requests') or 0),
+        ),
     )
     out = []
     for key, (value, applies) in measured.items():
@@ -253,7 +375,38 @@ def traffic_figures(rows: list[dict]) -> list:
     return figs
 
 
-def monitor_html(title: str, rows: list[dict], traffic: dict, behaviour: dict, checks: list[dict]) -> str:
+def _drift_html(drift: dict | None) -> list[str]:
+    "The drift section of the report: the bar per version, the share by version and over time, a figure."
+    import plotly.graph_objects as go
+
+    if not drift or not drift['measured']:
+        why = f"saturated reference: {', '.join(drift['saturated'])}" if drift and drift['saturated'] else ''
+        why = why or 'no answered prompt with a train/val reference'
+        return ['<h2>Drift</h2>', f'<p>not measured: {html.escape(why)}</p>']
+    versions = [
+        [m, drift['thresholds'].get(m), g['prompts'], g['drift_share']]
+        for m, g in drift['by_version'].items()
+    ]
+    times = [[t['time'], t['prompts'], t['drift_share']] for t in drift['by_time']]
+    fig = go.Figure(go.Scatter(x=[t[0] for t in times], y=[t[2] for t in times], mode='lines+markers'))
+    fig.update_layout(yaxis_title='share of prompts beyond the val p95 novelty', yaxis_range=[0, 1])
+    return [
+        '<h2>Drift</h2>',
+        _table(['version', 'novelty bar (val p95)', 'prompts', 'drifted share'], versions),
+        fig.to_html(full_html=False, include_plotlyjs=False),
+        _table(['time', 'prompts', 'drifted share'], times),
+        _table(['most novel request', 'novelty'], [list(m.values()) for m in drift['most_novel']]),
+    ]
+
+
+def monitor_html(
+    title: str,
+    rows: list[dict],
+    traffic: dict,
+    behaviour: dict,
+    checks: list[dict],
+    drift: dict | None = None,
+) -> str:
     "The monitoring report as one offline HTML page."
     failed = [c['check'] for c in checks if c['status'] == 'FAIL']
     verdict = (
@@ -287,6 +440,7 @@ def monitor_html(title: str, rows: list[dict], traffic: dict, behaviour: dict, c
     parts += ['<h2>Behaviour on live traffic</h2>', _table(['measure', 'value'], list(shown.items()))]
     parts += [_table(['PII kind redacted from answers', 'answers'], list(behaviour['pii_kinds'].items()))]
     parts += [_table(['bandit test', 'code answers'], list(behaviour['insecure_tests'].items()))]
+    parts += _drift_html(drift) if rows else []
     head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
     return f"<!doctype html><html><head>{head}</head><body>{''.join(parts)}</body></html>"
 
@@ -298,27 +452,219 @@ def monitor(
     since: str | None = None,
     registry=None,
     policy: dict | None = None,
+    references: dict | None = None,
 ) -> dict:
-    "Summarise the traffic, check the policy, write the report to `out`; the findings."
+    "Summarise the traffic and its drift, check the policy, write the report to `out`; the findings."
     rows = read_traffic(Path(serving_dir) / 'traffic.db', name, since)
-    canaries = []
-    for model in {r['model'] for r in rows} if registry is not None else ():
+    canaries, refs = [], dict(references or {})
+    for model in sorted({r['model'] for r in rows}) if registry is not None else ():
         try:
-            canaries += canary_secrets(registry.get(model)['path'])
+            row = registry.get(model)
         except LookupError:
             continue
+        canaries += canary_secrets(row['path'])
+        if model not in refs:
+            refs[model] = run_reference((row.get('metadata') or {}).get('run_dir'))
     traffic, behaviour = traffic_summary(rows), behaviour_summary(rows, canaries)
-    checks = check_policy(traffic, behaviour, policy or MONITOR_DEFAULTS)
+    drift = drift_summary(rows, refs)
+    checks = check_policy(traffic, behaviour, policy or MONITOR_DEFAULTS, drift)
     title = f"Monitoring: {name or 'all models'}" + (f' since {since}' if since else '')
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(monitor_html(title, rows, traffic, behaviour, checks), encoding='utf-8')
+    out.write_text(monitor_html(title, rows, traffic, behaviour, checks, drift), encoding='utf-8')
     failed = [c['check'] for c in checks if c['status'] == 'FAIL']
     return dict(
         report=str(out),
         requests=len(rows),
         traffic=traffic,
         behaviour=behaviour,
+        drift=drift,
         checks=checks,
         failed=failed,
     )
+
+# %% ../nbs/86_monitor.ipynb #ade87e67
+def traffic_record(row: dict) -> dict:
+    "One exported line of a logged request: user text, answer, messages, consent license and provenance."
+    text, answer = prompt_text(row), row['response'] or ''
+    return dict(
+        text=text,
+        prompt=text,
+        completion=answer,
+        messages=prompt_messages(row) + [dict(role='assistant', content=answer)],
+        license=f"LicenseRef-{row['consent']}",
+        consent=row['consent'],
+        request_id=row['request_id'],
+        conversation_id=row['request_id'],
+        served=row['model'],
+        version=row['version'],
+        endpoint=row['endpoint'],
+        time=row['time'],
+        pii_redacted=json.loads(row['pii_prompt'] or '{}'),
+    )
+
+
+def export_reason(row: dict, allowed) -> str | None:
+    "Why a logged request is not exported under the consent tags `allowed`; None when it is."
+    if row['status'] != 'ok':
+        return 'not_answered'
+    if not row['consent']:
+        return 'no_consent'
+    if row['consent'] not in allowed:
+        return 'consent_not_allowed'
+    return None if prompt_text(row).strip() else 'no_prompt'
+
+# %% ../nbs/86_monitor.ipynb #1a74ac12
+def export_traffic(
+    serving_dir: Path | str,
+    out: Path | str,
+    name: str | None = None,
+    since: str | None = None,
+    allowed: list | tuple | None = None,
+    settings_file: Path | str | None = None,
+) -> dict:
+    "Write the consented answered requests of the log to `out` (JSONL, a curation source); what was exported."
+    from llm_workbench.core import sha256_file
+    from llm_workbench.serve_gateway import traffic_policy
+
+    allowed = tuple(allowed) if allowed else traffic_policy(settings_file)['export_consent']
+    if bad := [t for t in allowed if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9.-]*', t)]:
+        raise ValueError(f"consent tag {bad[0]!r}: use letters, digits, '.' and '-'")
+    rows = read_traffic(Path(serving_dir) / 'traffic.db', name, since)
+    skipped, lines, versions = Counter(), [], Counter()
+    for r in rows:
+        if why := export_reason(r, allowed):
+            skipped[why] += 1
+            continue
+        lines.append(json.dumps(traffic_record(r), ensure_ascii=False) + '\n')
+        versions[r['model']] += 1
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{out.name}.tmp{os.getpid()}')
+    tmp.write_text(''.join(lines), encoding='utf-8')
+    os.replace(tmp, out)  # a reader never sees half a file
+    return dict(
+        path=str(out),
+        read=len(rows),
+        exported=len(lines),
+        skipped=dict(sorted(skipped.items())),
+        allowed=list(allowed),
+        versions=dict(versions),
+        sha256=sha256_file(out),
+    )
+
+# %% ../nbs/86_monitor.ipynb #be737398
+def stop_at(text: str, stops) -> str:
+    "`text` cut before the first of the strings `stops` (the engine is not trusted to apply more than four)."
+    return text[: min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))]
+
+# %% ../nbs/86_monitor.ipynb #122711e6
+def release_suite(run_dir: Path | str | None, suite_info: dict) -> dict:
+    "{task: {kind, items}} of a release's saved suite (its run's `eval/suite/`), checked with `suite_info`."
+    from llm_workbench.core import RunLayout, sha256_file, sha256_json
+
+    if sha256_json({k: v['sha256'] for k, v in suite_info['tasks'].items()}) != suite_info['sha256']:
+        raise ValueError('the suite record does not match its own hash')
+    folder = RunLayout(run_dir).suite if run_dir else None
+    suite = {}
+    for name, info in suite_info['tasks'].items():
+        p = folder / info.get('path', f'{name}.jsonl') if folder else None
+        if p is None or not p.is_file():
+            raise FileNotFoundError(f"the release's eval suite file for task {name!r} is gone: {p}")
+        if sha256_file(p) != info['sha256']:
+            raise ValueError(f"{p} changed since the release (sha256 differs from suite.json)")
+        items = [json.loads(line) for line in p.read_text(encoding='utf-8').splitlines() if line.strip()]
+        suite[name] = dict(kind=info['kind'], items=items)
+    return suite
+
+# %% ../nbs/86_monitor.ipynb #585ce788
+def score_answers(
+    items: list[dict], answers: list[list[str]], chatting: bool, prefill: bool, k: int, sandbox
+) -> dict:
+    "{item id: pass@`k`} of generation `items` for `answers`, read back and run as the evaluate stage does."
+    from llm_workbench.eval.sandbox import run_many
+    from llm_workbench.eval.tasks import _completions, _opts, pass_at_k
+
+    comps = [_completions(it, a, chatting, prefill) for it, a in zip(items, answers)]
+    code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(len(comps[i]))]
+    jobs = [(items[i]['prompt'] + comps[i][j], items[i]['tests'], _opts(items[i])) for i, j in code]
+    kw = dict(timeout=sandbox.timeout_s, memory_mb=sandbox.memory_mb)
+    weak = sandbox.allow_weak_isolation
+    ran = run_many(jobs, workers=sandbox.workers, allow_weak_isolation=weak, **kw) if jobs else []
+    passed = dict(zip(code, (r.passed for r in ran)))
+    out = {}
+    for i, it in enumerate(items):
+        n = len(comps[i])
+        if 'tests' in it:
+            ok = sum(passed[(i, j)] for j in range(n))
+        else:
+            ok = sum(c.strip() == it['target'].strip() for c in comps[i])
+        out[it['id']] = float(pass_at_k(n, ok, k))
+    return out
+
+# %% ../nbs/86_monitor.ipynb #3d06da1d
+def endpoint_answers(
+    client, model: str, prompts: list[str], n: int, temperature: float, max_tokens: int, stops
+):
+    "`n` completions per prompt from an OpenAI `/v1/completions`, cut at `stops` (greedy: one, repeated)."
+    out, reps = [], 1 if temperature <= 0 else n
+    for prompt in prompts:
+        texts = []
+        for _ in range(reps):
+            kw = dict(model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature)
+            texts.append(stop_at(client.completions.create(**kw).choices[0].text, stops))
+        out.append(texts * (n // reps))
+    return out
+
+# %% ../nbs/86_monitor.ipynb #43c55709
+def live_regression(release: dict, live: dict, policy) -> dict:
+    "{rows, regressions}: live per-item scores vs the release's, by the release stage's paired bootstrap."
+    from llm_workbench.eval.regression import compare_items
+
+    base = {t: release['items'][t] for t in live if t in release.get('items', {})}
+    rows = compare_items(
+        base, live, release.get('directions', {}), policy.tolerance, policy.bootstrap, policy.confidence, 0
+    )
+    return dict(rows=rows, regressions=[r['metric'] for r in rows if r['status'] == 'regression'])
+
+# %% ../nbs/86_monitor.ipynb #b1560732
+def live_eval(base_url: str, registry, out: Path | str | None = None, api_key: str = 'unused') -> dict:
+    "Re-run the served release's saved suite through the endpoint at `base_url`; compare it with the release."
+    import openai
+    from transformers import AutoTokenizer
+    from llm_workbench.config import load_config
+    from llm_workbench.core import write_json
+    from llm_workbench.eval.tasks import STOP
+    from llm_workbench.prompting import CHAT_STOP, render_prompt, uses_chat
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
+    (card,) = client.models.list().data
+    row = registry.get(card.id)
+    if problems := registry.verify(row['ref']):
+        raise ValueError(f"the bundle of {row['ref']} fails verification: {'; '.join(problems)}")
+    bundle = Path(row['path'])
+    release = json.loads((bundle / 'eval' / 'results.json').read_text(encoding='utf-8'))
+    suite_info = json.loads((bundle / 'eval' / 'suite.json').read_text(encoding='utf-8'))
+    cfg = load_config(bundle / 'recipe.yaml')
+    suite = release_suite((row.get('metadata') or {}).get('run_dir'), suite_info)
+    tok = AutoTokenizer.from_pretrained(bundle / 'tokenizer')
+    chatting = uses_chat(tok, cfg.prompt)
+    prefill = chatting and cfg.prompt.prefill
+    stops = CHAT_STOP + STOP if prefill else CHAT_STOP if chatting else STOP
+    ev, live, skipped = cfg.eval, {}, {}
+    for name, task in suite.items():
+        if task['kind'] != 'generation' or not task['items']:
+            skipped[name] = 'choice task: the OpenAI API gives no log-probabilities of a prompt'
+            continue
+        prompts = [
+            render_prompt(tok, it['prompt'], cfg.prompt) if chatting else it['prompt'] for it in task['items']
+        ]
+        answers = endpoint_answers(
+            client, card.id, prompts, ev.samples, ev.temperature, ev.task_max_new_tokens, stops
+        )
+        live[name] = score_answers(task['items'], answers, chatting, prefill, ev.pass_k[0], ev.sandbox)
+    res = dict(served=card.id, suite_sha256=suite_info['sha256'], skipped=skipped, live=live)
+    res |= live_regression(release, live, cfg.release)
+    if out:
+        write_json(out, res)
+    return res

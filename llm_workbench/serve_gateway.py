@@ -6,15 +6,15 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve_gateway.html.md"""
 
 # %% ../nbs/85a_serve_gateway.ipynb #2d6ea272
 from __future__ import annotations
-import json, queue, sqlite3, threading, time, uuid
+import configparser, json, queue, re, sqlite3, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from fastapi import Request  # at module level: FastAPI reads the routes' annotations from the module
 from .data.pii import redact_pii
 
 # %% auto #0
-__all__ = ['LOG_COLUMNS', 'redacted', 'TrafficLog', 'answer_text', 'StreamReader', 'served_card', 'build_gateway',
-           'serve_version']
+__all__ = ['LOG_COLUMNS', 'TRAFFIC_DEFAULTS', 'redacted', 'TrafficLog', 'answer_text', 'StreamReader', 'traffic_policy',
+           'consent_tag', 'served_card', 'build_gateway', 'serve_version']
 
 # %% ../nbs/85a_serve_gateway.ipynb #f8a63edc
 _SCHEMA = """
@@ -215,6 +215,39 @@ class StreamReader:
     def text(self) -> str:
         return ''.join(self.parts)
 
+# %% ../nbs/85a_serve_gateway.ipynb #eff0fcea
+TRAFFIC_DEFAULTS = dict(default_consent=None, export_consent=('user-consent',))
+_TAG = re.compile(r'[A-Za-z0-9][A-Za-z0-9.-]{0,62}')
+
+
+def traffic_policy(settings_file: Path | str | None = None) -> dict:
+    "The traffic data policy: TRAFFIC_DEFAULTS updated by the `[traffic]` section of `settings_file`."
+    policy = dict(TRAFFIC_DEFAULTS)
+    if settings_file is None or not Path(settings_file).is_file():
+        return policy
+    cp = configparser.ConfigParser()
+    cp.read(settings_file, encoding='utf-8')
+    for key, value in cp['traffic'].items() if cp.has_section('traffic') else ():
+        if key not in TRAFFIC_DEFAULTS:
+            raise ValueError(
+                f"{settings_file}: unknown key {key!r} in [traffic]; known: {', '.join(TRAFFIC_DEFAULTS)}"
+            )
+        tags = [t.strip() for t in value.split(',') if t.strip() and t.strip().lower() != 'none']
+        if bad := [t for t in tags if not _TAG.fullmatch(t)]:
+            raise ValueError(
+                f"{settings_file}: [traffic] {key}: {bad[0]!r} is not a tag (letters, digits, '.' and '-')"
+            )
+        if key == 'default_consent' and len(tags) > 1:
+            raise ValueError(f"{settings_file}: [traffic] default_consent takes one tag, got {value!r}")
+        policy[key] = (tags[0] if tags else None) if key == 'default_consent' else tuple(tags)
+    return policy
+
+# %% ../nbs/85a_serve_gateway.ipynb #8e89f43b
+def consent_tag(value: str | None) -> str | None:
+    "A consent tag as the gateway logs it from a header: stripped, at most 64 characters; None when empty."
+    value = (value or '').strip()[:64]
+    return value or None
+
 # %% ../nbs/85a_serve_gateway.ipynb #5ea35043
 def served_card(served: dict, engine: str, engine_models: list) -> dict:
     "The `/v1/models` entry of the served version: OpenAI's fields, then `llmwb` (registry facts)."
@@ -261,6 +294,7 @@ def build_gateway(
     engine: str = 'transformers',
     reserve_timeout: float = 5.0,
     timeout: float = 600.0,
+    default_consent: str | None = None,
 ):
     "The gateway: OpenAI routes forwarded to the engine at `engine_url` (as `engine_model`), each one logged."
     import asyncio, httpx
@@ -322,7 +356,7 @@ def build_gateway(
             model=ref,
             version=served.get('version'),
             engine=engine,
-            consent=request.headers.get('x-llmwb-consent'),
+            consent=consent_tag(request.headers.get('x-llmwb-consent')) or default_consent,
             prompt='',
         )
         if not (
@@ -429,6 +463,7 @@ def serve_version(
     engine: str = 'auto',
     continuous_batching: bool = False,
     ready=None,
+    settings_file: Path | str | None = None,
 ) -> int:
     "Serve the door's version `row` on 127.0.0.1:`port`: engine behind the logging gateway, until stopped."
     import uvicorn
@@ -444,12 +479,14 @@ def serve_version(
     engine, workdir = pick_engine(engine), Path(workdir)
     tag = f"{row['name']}-v{row['version']}"
     folder = serving_folder(row, workdir / 'models' / tag)
+    consent = traffic_policy(settings_file or workdir.parent / 'settings.ini')['default_consent']
     engine_port = free_port()
     cmd = engine_command(engine, folder, engine_port, continuous_batching)
     proc = start_engine(cmd, engine_port, workdir / 'logs' / f'engine-{tag}.log')
     log = TrafficLog(workdir / 'traffic.db')
     try:
-        app = build_gateway(f'http://127.0.0.1:{engine_port}', str(folder), row, log, engine)
+        url = f'http://127.0.0.1:{engine_port}'
+        app = build_gateway(url, str(folder), row, log, engine, default_consent=consent)
         if ready:
             ready(f'http://127.0.0.1:{port}/v1')
         uvicorn.Server(

@@ -3,7 +3,7 @@
 import json, os, shutil, signal, sqlite3, subprocess, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import LLMWB, llmwb
+from conftest import LLMWB, MICRO, llmwb
 from llm_workbench.report import external_resources
 
 openai = pytest.importorskip('openai')
@@ -244,3 +244,142 @@ def test_a_tampered_bundle_is_refused_even_forced(candidate_registry, micro_run,
         assert r.returncode == 1, r.stdout + r.stderr
         assert 'fails verification: changed: model/model.safetensors' in r.stderr, r.stderr
     assert 'door:' not in r.stdout  # refused before anything was loaded
+
+
+def _humaneval_quote() -> tuple[str, str]:
+    "(item id, the first 200 characters of its prompt) of the first HumanEval item the curate stage checks."
+    from llm_workbench.config import EvalSetConfig
+    from llm_workbench.data.contamination import eval_set_items
+
+    es = EvalSetConfig(name='humaneval', kind='humaneval', fields=['prompt'], id_field='task_id')
+    item_id, text = eval_set_items(es)[0]
+    return item_id, text[:200]
+
+
+CONSENT = {'X-LLMWB-Consent': 'user-consent'}
+CODE_PROMPTS = [
+    'def moving_average(values, window):\n    """Return the moving averages of values over window."""',
+    'class LRUCache:\n    """A least-recently-used cache of at most capacity entries."""\n'
+    '    def get(self, key):',
+    'import csv\n\ndef read_rows(path):\n    """Read the rows of a CSV file at path as dictionaries."""',
+]
+
+
+def _micro_recipe_with(source: Path, dest: Path) -> Path:
+    "The micro recipe, smaller, with the exported traffic as an extra source its license policy allows."
+    import yaml
+    from llm_workbench.config import PERMISSIVE
+
+    recipe = yaml.safe_load(MICRO.read_text())
+    recipe['data']['sources'][0]['max_docs'] = 20
+    recipe['data']['sources'][1]['max_docs'] = 10
+    recipe['data']['sources'].append(
+        dict(name='traffic', kind='jsonl', path=str(source), format='text', quality='none')
+    )
+    recipe['data']['license_policy'] = dict(allow=PERMISSIVE + ['LicenseRef-user-consent'])
+    dest.write_text(yaml.safe_dump(recipe))
+    return dest
+
+
+def test_export_consented_traffic_feeds_the_next_curate(served, client, tmp_path):
+    "Consented answers exported redacted, with provenance; the next curate keeps them but a HumanEval quote."
+    import pyarrow.parquet as pq
+    from llm_workbench.config import load_config
+    from llm_workbench.core import RunLayout
+    from llm_workbench.data.curate import curate
+    from llm_workbench.monitor import export_traffic
+
+    ws = served[0]
+    before = len(_rows(ws))
+    item_id, quote = _humaneval_quote()
+    mail = f'Please send the summary of the failing tests to {EMAIL} by noon, with the traceback.'
+    consented = CODE_PROMPTS + [f'Why does this fail?\n{quote}', mail]
+    for i, text in enumerate(consented):
+        headers = CONSENT | {'X-Request-Id': f'export-{i}'}
+        if i % 2:
+            client.completions.create(model='micro:1', prompt=text, max_tokens=3, extra_headers=headers)
+        else:
+            msgs = [{'role': 'user', 'content': text}]
+            client.chat.completions.create(
+                model='micro:1', messages=msgs, max_tokens=3, extra_headers=headers
+            )
+    client.completions.create(model='micro:1', prompt=CODE_PROMPTS[0] + '\n', max_tokens=3)  # no consent
+    no = {'X-LLMWB-Consent': 'no'}
+    client.completions.create(model='micro:1', prompt=CODE_PROMPTS[1] + '\n', max_tokens=3, extra_headers=no)
+    rows = _wait_rows(ws, before + len(consented) + 2)[before:]
+    assert [r['consent'] for r in rows] == ['user-consent'] * len(consented) + [None, 'no']
+    assert all(r['status'] == 'ok' for r in rows), [r['error'] for r in rows]
+
+    out = tmp_path / 'traffic.jsonl'
+    res = export_traffic(ws / 'serving', out, 'micro')  # the default policy exports `user-consent` only
+    assert res['exported'] == len(consented) and res['versions'] == {'micro:1': len(consented)}
+    assert res['skipped']['consent_not_allowed'] == 1 and res['skipped']['no_consent'] >= 1
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [x['request_id'] for x in lines] == [f'export-{i}' for i in range(len(consented))]
+    provenance = {(x['served'], x['version'], x['license'], x['consent']) for x in lines}
+    assert provenance == {('micro:1', 1, 'LicenseRef-user-consent', 'user-consent')}
+    assert lines[-1]['text'] == mail.replace(EMAIL, '<EMAIL>') and EMAIL not in out.read_text()
+    assert lines[0]['text'] == CODE_PROMPTS[0] and lines[0]['completion'] == rows[0]['response']
+
+    recipe = _micro_recipe_with(out, tmp_path / 'next.yaml')
+    m = curate(load_config(recipe), tmp_path / 'run' / 'data')
+    (src,) = [s for s in m['sources'] if s['name'] == 'traffic']
+    n = len(consented)
+    assert (src['records_in'], src['kept'], src['removed']) == (n, n - 1, {'contaminated': 1}), src
+    assert m['licenses']['LicenseRef-user-consent']['records'] == len(consented) - 1
+    layout = RunLayout(tmp_path / 'run')
+    quarantined = [json.loads(x) for x in layout.quarantine.read_text().splitlines()]
+    (hit,) = [q for q in quarantined if q['source'] == 'traffic']
+    assert hit['id'] == 'traffic:traffic.jsonl:4' and item_id in hit['detail'], hit
+    kept = [t for s in ('train', 'val', 'test') for t in pq.read_table(layout.split(s)).to_pylist()]
+    texts = {t['text'] for t in kept if t['source'] == 'traffic'}
+    assert texts == {x['text'] for x in lines} - {lines[3]['text']}
+
+
+def test_monitor_measures_drift_against_the_train_split(served, client, tmp_path):
+    "Prose prompts to a model trained on Python are beyond the val split's novelty; the policy can fail."
+    from llm_workbench.monitor import MONITOR_DEFAULTS, monitor
+    from llm_workbench.release.registry import Registry
+
+    ws = served[0]
+    before = len(_rows(ws))
+    prose = 'Quelle est la meilleure saison pour visiter les montagnes du nord avec des enfants ?'
+    client.completions.create(
+        model='micro:1', prompt=prose, max_tokens=3, extra_headers={'X-Request-Id': 'drift-prose'}
+    )
+    client.completions.create(
+        model='micro:1', prompt='import os\nimport sys\n\n\ndef main():\n    return 0\n', max_tokens=3
+    )
+    _wait_rows(ws, before + 2)
+    reg = Registry(ws / 'registry', create=False)
+    policy = MONITOR_DEFAULTS | dict(min_requests=1, max_drift_share=0.0, max_error_rate=None)
+    res = monitor(ws / 'serving', tmp_path / 'drift.html', 'micro', registry=reg, policy=policy)
+    drift = res['drift']
+    assert 0 < drift['thresholds']['micro:1'] <= 1 and drift['measured'] >= 2, drift
+    novel = [x['request_id'] for x in drift['most_novel'] if x['novelty'] == 1.0]
+    assert 'drift-prose' in novel, drift['most_novel']
+    assert 0 < drift['drift_share'] < 1 and 'max_drift_share' in res['failed'], res['checks']
+    assert 'drifted share' in (tmp_path / 'drift.html').read_text()
+    policy |= dict(max_drift_share=1)
+    res = monitor(ws / 'serving', tmp_path / 'ok.html', 'micro', registry=reg, policy=policy)
+    assert 'max_drift_share' not in res['failed']
+
+
+def test_live_eval_rescores_the_endpoint_against_the_release(served, tmp_path):
+    "The release's saved suite, re-run through the OpenAI API of the live endpoint, compared item by item."
+    from llm_workbench.monitor import live_eval
+    from llm_workbench.release.registry import Registry
+
+    ws, url = served[0], served[1]
+    res = live_eval(f'{url}/v1', Registry(ws / 'registry', create=False), tmp_path / 'eval.json')
+    bundle = Path(Registry(ws / 'registry', create=False).get('micro:1')['path'])
+    suite = json.loads((bundle / 'eval' / 'suite.json').read_text())
+    release = json.loads((bundle / 'eval' / 'results.json').read_text())
+    assert (res['served'], res['suite_sha256']) == ('micro:1', suite['sha256'])
+    generation = {t for t, info in suite['tasks'].items() if info['kind'] == 'generation' and info['items']}
+    assert set(res['live']) == generation and generation, res
+    assert set(res['skipped']) == set(suite['tasks']) - generation
+    for row in res['rows']:
+        assert row['n'] == len(release['items'][row['metric']]) == suite['tasks'][row['metric']]['items']
+    assert res['regressions'] == [], res['rows']
+    assert json.loads((tmp_path / 'eval.json').read_text())['rows'] == res['rows']
