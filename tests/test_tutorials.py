@@ -162,7 +162,9 @@ def test_03_align_with_preferences(ws):
     "Continues the run of tutorial 02 when it is there (its finished stages are skipped), else runs every stage itself."
     prev = new_runs(ws, 'code-assistant')
     nb = execute(NAMES[2], ws, run_dir=str(prev[0]) if prev else '')
-    (rd,) = new_runs(ws, 'aligned-assistant')
+    runs = {read_run(d)['config']['align']['method']: d for d in new_runs(ws, 'aligned-assistant')}
+    assert sorted(runs) == ['dpo', 'simpo']  # section 8 aligns the same SFT model with a second method
+    rd = runs['dpo']
     run = read_run(rd)
     assert run['status'] == 'completed'
     assert all(run['stages'][s].get('skipped') for s in ('curate', 'pretrain', 'sft')) == bool(
@@ -184,6 +186,13 @@ def test_03_align_with_preferences(ws):
     assert ('GATE PASSED' if gate['passed'] else 'GATE FAILED') in text(cell(nb, 'gate = json.loads('))
     assert 'aligned-assistant' in text(cell(nb, 'from llm_workbench.release.registry import Registry'))
     assert (rd / 'release' / 'bundle' / 'README.md').is_file()
+    simpo = read_run(runs['simpo'])
+    assert simpo['status'] == 'completed' and simpo['stages']['align']['metrics']['method'] == 'simpo'
+    if not prev:  # the first run filled the stage cache: the second one aligns the very same SFT model
+        assert all(simpo['stages'][s].get('reused') for s in ('curate', 'pretrain', 'sft')), simpo['stages']
+    side = text(cell(nb, 'simpo = run_pipeline('))
+    assert 'simpo' in side and 'dpo' in side and 'reward_accuracy' in side
+    assert mimes(cell(nb, 'rb.refresh()')).count(PLOTLY) == 1
 
 
 def test_04_compare_two_runs(ws):
