@@ -1,4 +1,4 @@
-"""Watching a served model: traffic (volume, latency, errors, tokens by version), behaviour (refusals, PII written, training canaries, insecure code) and drift of the prompts from the training data, from the gateway's log, in an offline HTML report, with a policy that fails the command; and the consented traffic exported as a curation source for the next run.
+"""Watching a served model: traffic (volume, latency, errors, tokens by version), behaviour (refusals, PII written, training canaries, insecure code) and drift of the prompts from the training data, from the gateway's log, in an offline HTML report, with a policy that fails the command. Exporting the consented traffic for the next run and re-evaluating the live
 
 Docs: https://llm-workbench.github.io/llm-workbench/monitor.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/monitor.html.md"""
 
 # %% ../nbs/86_monitor.ipynb #1f063e97
 from __future__ import annotations
-import configparser, html, json, os, re, sqlite3
+import configparser, html, json, re, sqlite3
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,8 +15,7 @@ from pathlib import Path
 __all__ = ['MONITOR_DEFAULTS', 'CSS', 'monitor_policy', 'since_time', 'read_traffic', 'percentile', 'traffic_summary',
            'canary_secrets', 'code_of', 'behaviour_summary', 'prompt_messages', 'prompt_text', 'ngram_novelty',
            'drift_reference', 'split_texts', 'run_reference', 'drift_summary', 'check_policy', 'traffic_figures',
-           'monitor_html', 'monitor', 'traffic_record', 'export_reason', 'export_traffic', 'stop_at', 'release_suite',
-           'score_answers', 'endpoint_answers', 'live_regression', 'live_eval']
+           'monitor_html', 'monitor']
 
 # %% ../nbs/86_monitor.ipynb #5416f116
 MONITOR_DEFAULTS = dict(
@@ -482,189 +481,3 @@ def monitor(
         checks=checks,
         failed=failed,
     )
-
-# %% ../nbs/86_monitor.ipynb #ade87e67
-def traffic_record(row: dict) -> dict:
-    "One exported line of a logged request: user text, answer, messages, consent license and provenance."
-    text, answer = prompt_text(row), row['response'] or ''
-    return dict(
-        text=text,
-        prompt=text,
-        completion=answer,
-        messages=prompt_messages(row) + [dict(role='assistant', content=answer)],
-        license=f"LicenseRef-{row['consent']}",
-        consent=row['consent'],
-        request_id=row['request_id'],
-        conversation_id=row['request_id'],
-        served=row['model'],
-        version=row['version'],
-        endpoint=row['endpoint'],
-        time=row['time'],
-        pii_redacted=json.loads(row['pii_prompt'] or '{}'),
-    )
-
-
-def export_reason(row: dict, allowed) -> str | None:
-    "Why a logged request is not exported under the consent tags `allowed`; None when it is."
-    if row['status'] != 'ok':
-        return 'not_answered'
-    if not row['consent']:
-        return 'no_consent'
-    if row['consent'] not in allowed:
-        return 'consent_not_allowed'
-    return None if prompt_text(row).strip() else 'no_prompt'
-
-# %% ../nbs/86_monitor.ipynb #1a74ac12
-def export_traffic(
-    serving_dir: Path | str,
-    out: Path | str,
-    name: str | None = None,
-    since: str | None = None,
-    allowed: list | tuple | None = None,
-    settings_file: Path | str | None = None,
-) -> dict:
-    "Write the consented answered requests of the log to `out` (JSONL, a curation source); what was exported."
-    from llm_workbench.core import sha256_file
-    from llm_workbench.serve_gateway import traffic_policy
-
-    allowed = tuple(allowed) if allowed else traffic_policy(settings_file)['export_consent']
-    if bad := [t for t in allowed if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9.-]*', t)]:
-        raise ValueError(f"consent tag {bad[0]!r}: use letters, digits, '.' and '-'")
-    rows = read_traffic(Path(serving_dir) / 'traffic.db', name, since)
-    skipped, lines, versions = Counter(), [], Counter()
-    for r in rows:
-        if why := export_reason(r, allowed):
-            skipped[why] += 1
-            continue
-        lines.append(json.dumps(traffic_record(r), ensure_ascii=False) + '\n')
-        versions[r['model']] += 1
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.tmp{os.getpid()}')
-    tmp.write_text(''.join(lines), encoding='utf-8')
-    os.replace(tmp, out)  # a reader never sees half a file
-    return dict(
-        path=str(out),
-        read=len(rows),
-        exported=len(lines),
-        skipped=dict(sorted(skipped.items())),
-        allowed=list(allowed),
-        versions=dict(versions),
-        sha256=sha256_file(out),
-    )
-
-# %% ../nbs/86_monitor.ipynb #be737398
-def stop_at(text: str, stops) -> str:
-    "`text` cut before the first of the strings `stops` (the engine is not trusted to apply more than four)."
-    return text[: min((i for s in stops if (i := text.find(s)) >= 0), default=len(text))]
-
-# %% ../nbs/86_monitor.ipynb #122711e6
-def release_suite(run_dir: Path | str | None, suite_info: dict) -> dict:
-    "{task: {kind, items}} of a release's saved suite (its run's `eval/suite/`), checked with `suite_info`."
-    from llm_workbench.core import RunLayout, sha256_file, sha256_json
-
-    if sha256_json({k: v['sha256'] for k, v in suite_info['tasks'].items()}) != suite_info['sha256']:
-        raise ValueError('the suite record does not match its own hash')
-    folder = RunLayout(run_dir).suite if run_dir else None
-    suite = {}
-    for name, info in suite_info['tasks'].items():
-        p = folder / info.get('path', f'{name}.jsonl') if folder else None
-        if p is None or not p.is_file():
-            raise FileNotFoundError(f"the release's eval suite file for task {name!r} is gone: {p}")
-        if sha256_file(p) != info['sha256']:
-            raise ValueError(f"{p} changed since the release (sha256 differs from suite.json)")
-        items = [json.loads(line) for line in p.read_text(encoding='utf-8').splitlines() if line.strip()]
-        suite[name] = dict(kind=info['kind'], items=items)
-    return suite
-
-# %% ../nbs/86_monitor.ipynb #585ce788
-def score_answers(
-    items: list[dict], answers: list[list[str]], chatting: bool, prefill: bool, k: int, sandbox
-) -> dict:
-    "{item id: pass@`k`} of generation `items` for `answers`, read back and run as the evaluate stage does."
-    from llm_workbench.eval.sandbox import run_many
-    from llm_workbench.eval.tasks import _completions, _opts, pass_at_k
-
-    comps = [_completions(it, a, chatting, prefill) for it, a in zip(items, answers)]
-    code = [(i, j) for i, it in enumerate(items) if 'tests' in it for j in range(len(comps[i]))]
-    jobs = [(items[i]['prompt'] + comps[i][j], items[i]['tests'], _opts(items[i])) for i, j in code]
-    kw = dict(timeout=sandbox.timeout_s, memory_mb=sandbox.memory_mb)
-    weak = sandbox.allow_weak_isolation
-    ran = run_many(jobs, workers=sandbox.workers, allow_weak_isolation=weak, **kw) if jobs else []
-    passed = dict(zip(code, (r.passed for r in ran)))
-    out = {}
-    for i, it in enumerate(items):
-        n = len(comps[i])
-        if 'tests' in it:
-            ok = sum(passed[(i, j)] for j in range(n))
-        else:
-            ok = sum(c.strip() == it['target'].strip() for c in comps[i])
-        out[it['id']] = float(pass_at_k(n, ok, k))
-    return out
-
-# %% ../nbs/86_monitor.ipynb #3d06da1d
-def endpoint_answers(
-    client, model: str, prompts: list[str], n: int, temperature: float, max_tokens: int, stops
-):
-    "`n` completions per prompt from an OpenAI `/v1/completions`, cut at `stops` (greedy: one, repeated)."
-    out, reps = [], 1 if temperature <= 0 else n
-    for prompt in prompts:
-        texts = []
-        for _ in range(reps):
-            kw = dict(model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature)
-            texts.append(stop_at(client.completions.create(**kw).choices[0].text, stops))
-        out.append(texts * (n // reps))
-    return out
-
-# %% ../nbs/86_monitor.ipynb #43c55709
-def live_regression(release: dict, live: dict, policy) -> dict:
-    "{rows, regressions}: live per-item scores vs the release's, by the release stage's paired bootstrap."
-    from llm_workbench.eval.regression import compare_items
-
-    base = {t: release['items'][t] for t in live if t in release.get('items', {})}
-    rows = compare_items(
-        base, live, release.get('directions', {}), policy.tolerance, policy.bootstrap, policy.confidence, 0
-    )
-    return dict(rows=rows, regressions=[r['metric'] for r in rows if r['status'] == 'regression'])
-
-# %% ../nbs/86_monitor.ipynb #b1560732
-def live_eval(base_url: str, registry, out: Path | str | None = None, api_key: str = 'unused') -> dict:
-    "Re-run the served release's saved suite through the endpoint at `base_url`; compare it with the release."
-    import openai
-    from transformers import AutoTokenizer
-    from llm_workbench.config import load_config
-    from llm_workbench.core import write_json
-    from llm_workbench.eval.tasks import STOP
-    from llm_workbench.prompting import CHAT_STOP, render_prompt, uses_chat
-
-    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2, timeout=600)
-    (card,) = client.models.list().data
-    row = registry.get(card.id)
-    if problems := registry.verify(row['ref']):
-        raise ValueError(f"the bundle of {row['ref']} fails verification: {'; '.join(problems)}")
-    bundle = Path(row['path'])
-    release = json.loads((bundle / 'eval' / 'results.json').read_text(encoding='utf-8'))
-    suite_info = json.loads((bundle / 'eval' / 'suite.json').read_text(encoding='utf-8'))
-    cfg = load_config(bundle / 'recipe.yaml')
-    suite = release_suite((row.get('metadata') or {}).get('run_dir'), suite_info)
-    tok = AutoTokenizer.from_pretrained(bundle / 'tokenizer')
-    chatting = uses_chat(tok, cfg.prompt)
-    prefill = chatting and cfg.prompt.prefill
-    stops = CHAT_STOP + STOP if prefill else CHAT_STOP if chatting else STOP
-    ev, live, skipped = cfg.eval, {}, {}
-    for name, task in suite.items():
-        if task['kind'] != 'generation' or not task['items']:
-            skipped[name] = 'choice task: the OpenAI API gives no log-probabilities of a prompt'
-            continue
-        prompts = [
-            render_prompt(tok, it['prompt'], cfg.prompt) if chatting else it['prompt'] for it in task['items']
-        ]
-        answers = endpoint_answers(
-            client, card.id, prompts, ev.samples, ev.temperature, ev.task_max_new_tokens, stops
-        )
-        live[name] = score_answers(task['items'], answers, chatting, prefill, ev.pass_k[0], ev.sandbox)
-    res = dict(served=card.id, suite_sha256=suite_info['sha256'], skipped=skipped, live=live)
-    res |= live_regression(release, live, cfg.release)
-    if out:
-        write_json(out, res)
-    return res

@@ -287,7 +287,7 @@ def test_export_consented_traffic_feeds_the_next_curate(served, client, tmp_path
     from llm_workbench.config import load_config
     from llm_workbench.core import RunLayout
     from llm_workbench.data.curate import curate
-    from llm_workbench.monitor import export_traffic
+    from llm_workbench.monitor_loop import export_traffic
 
     ws = served[0]
     before = len(_rows(ws))
@@ -367,7 +367,7 @@ def test_monitor_measures_drift_against_the_train_split(served, client, tmp_path
 
 def test_live_eval_rescores_the_endpoint_against_the_release(served, tmp_path):
     "The release's saved suite, re-run through the OpenAI API of the live endpoint, compared item by item."
-    from llm_workbench.monitor import live_eval
+    from llm_workbench.monitor_loop import live_eval
     from llm_workbench.release.registry import Registry
 
     ws, url = served[0], served[1]
