@@ -22,8 +22,8 @@ from .core import sha256_json
 from . import metrics
 
 # %% auto #0
-__all__ = ['PERMISSIVE', 'ALIGN_METHODS', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig', 'PIIConfig',
-           'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
+__all__ = ['PERMISSIVE', 'ALIGN_METHODS', 'RUN_ONLY', 'Strict', 'SourceConfig', 'LicensePolicy', 'SplitConfig', 'DedupConfig',
+           'PIIConfig', 'ProseQualityConfig', 'QualityConfig', 'ToxicityConfig', 'EvalSetConfig', 'ContaminationConfig',
            'PairsConfig', 'RayConfig', 'DataConfig', 'TokenizerConfig', 'GGUFConfig', 'ModelConfig', 'BudgetConfig',
            'TrainConfig', 'LoRAConfig', 'FinetuneConfig', 'SFTConfig', 'KTOConfig', 'GRPOConfig', 'AlignConfig',
            'TaskConfig', 'SandboxConfig', 'SafetyConfig', 'BiasConfig', 'RobustnessConfig', 'PromptConfig',
@@ -878,10 +878,19 @@ def load_config(path: Path | str | None = None, overrides=()) -> RunConfig:
     return parse_config(path.read_text(encoding='utf-8'), str(path), path.parent, overrides)
 
 # %% ../nbs/01_config.ipynb #7d40b34d
+RUN_ONLY = dict(data=('engine', 'ray'))  # section -> fields that do not change the section's outputs
+
+
 def config_hash(cfg: RunConfig, sections: tuple | None = None) -> str:
-    "sha256 of the whole recipe, or of only `sections` (e.g. `('data', 'seed')`)."
+    "sha256 of the whole recipe, or of only `sections` (e.g. `('data', 'seed')`) without their `RUN_ONLY` fields."
     d = cfg.model_dump(mode='json')
-    return sha256_json(d if sections is None else {k: d[k] for k in sections})
+    if sections is None:
+        return sha256_json(d)
+    part = {k: d[k] for k in sections}
+    for name, fields in RUN_ONLY.items():
+        if name in part:
+            part[name] = {k: v for k, v in part[name].items() if k not in fields}
+    return sha256_json(part)
 
 # %% ../nbs/01_config.ipynb #a56c0ae6
 def dump_config(cfg: RunConfig) -> str:

@@ -16,6 +16,9 @@ from test_knob_effects import FINETUNE_ARGS  # the fields that test proves, name
 T, N = 'tests/', 'nbs/'
 K = T + 'test_knob_effects.py::'
 PROVEN = {
+    'data.engine': T + 'test_ray_curate.py::test_micro_corpus_is_the_same_on_ray',
+    'data.ray.address': T + 'test_ray_curate.py::test_ray_address_joins_a_cluster_and_num_cpus_sizes_a_local_one',
+    'data.ray.num_cpus': T + 'test_ray_curate.py::test_ray_address_joins_a_cluster_and_num_cpus_sizes_a_local_one',
     'prompt.prefill': N + '43_eval.tasks.ipynb',
     'seed': T + 'test_release.py::test_reproduce_is_bit_exact',
     'data.sources[].kind': T + 'test_curate.py::test_accounting_balances_and_formats_survive',
@@ -214,9 +217,6 @@ UNPROVEN = {  # read by the library, no test shows the recipe value's effect yet
     'align.grpo.max_prompts',  # how many training doctest tasks the align stage verifies for GRPO
     'align.grpo.eval_prompts',  # how many validation doctest tasks the align stage scores for the held-out pass rate
     # issue 16, being built: each moves to PROVEN with the test that shows its effect
-    'data.engine',
-    'data.ray.address',
-    'data.ray.num_cpus',
     'train.strategy',
     'sft.processes',
     'sft.strategy',

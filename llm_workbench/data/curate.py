@@ -40,8 +40,9 @@ from llm_workbench.data.records import (
 )
 
 # %% auto #0
-__all__ = ['FILTER_STAGES', 'Tallies', 'ShingleStore', 'similar_pairs', 'leakage_pairs', 'CurateContext', 'curate_context',
-           'admit_record', 'write_shard', 'read_pass', 'split_pass', 'near_dedup_pass', 'plant_canaries',
+__all__ = ['FILTER_STAGES', 'Tallies', 'pii_example', 'ShingleStore', 'verified_pairs', 'similar_pairs', 'leakage_pairs',
+           'leaks_from_pairs', 'CurateContext', 'curate_context', 'admission', 'tally_admission', 'admit_record',
+           'write_shard', 'read_pass', 'split_pass', 'local_pair_finder', 'near_dedup_pass', 'plant_canaries',
            'build_pair_files', 'write_contamination', 'write_pass', 'curate', 'build_manifest', 'EmptySourceError',
            'source_warnings', 'announce']
 
@@ -71,14 +72,14 @@ class Tallies:
         self.removed[q['source']][q['reason']] += 1
         self.by_stage[q['stage']] += 1
 
-    def count_pii(self, rec: dict):
-        "Count the PII redacted in the kept record `rec`, keeping the first 20 as examples."
-        if not rec['pii']:
+    def count_pii(self, example: dict | None):
+        "Count the PII of a kept record (`pii_example`: {id, kinds, snippet} or None); keep 20 examples."
+        if not example:
             return
-        self.pii_kinds.update(rec['pii'])
+        self.pii_kinds.update(example['kinds'])
         self.pii_records += 1
         if len(self.pii_examples) < 20:
-            self.pii_examples.append(dict(id=rec['id'], kinds=rec['pii'], snippet=_pii_snippet(rec['text'])))
+            self.pii_examples.append(example)
 
     def survivors(self) -> list[tuple[dict, str]]:
         "(kept summary, split) of each record that is in the final splits (canaries aside)."
@@ -92,6 +93,11 @@ def _pii_snippet(text: str, width: int = 60) -> str:
     m = re.search(r'<(EMAIL|IP_ADDRESS|PHONE|CREDIT_CARD|SECRET)>', text)
     return text[max(0, m.start() - width) : m.end() + width] if m else text[: 2 * width]
 
+
+def pii_example(rec: dict) -> dict | None:
+    "{id, kinds, snippet} of a processed record whose PII was redacted, for the report; None without PII."
+    return dict(id=rec['id'], kinds=rec['pii'], snippet=_pii_snippet(rec['text'])) if rec['pii'] else None
+
 # %% ../../nbs/19_data.curate.ipynb #84f90de6
 class ShingleStore:
     "Shingle arrays saved shard by shard (`.npz`); indexing by record number loads a shard only when needed."
@@ -99,13 +105,21 @@ class ShingleStore:
     def __init__(self, folder: Path, cache: int = 2):
         self.folder, self.where, self.cache, self._loaded = Path(folder), [], cache, {}
 
+    def path(self, k: int) -> Path:
+        "The file of shard `k`."
+        return self.folder / f'shingles-{k:05d}.npz'
+
     def add(self, k: int, shingles: list[np.ndarray]):
         "Save shard `k`'s shingle arrays."
         lens = np.array([len(x) for x in shingles], dtype=np.int64)
         flat = np.concatenate(shingles) if shingles else np.zeros(0, np.uint64)
         offsets = np.concatenate([[0], np.cumsum(lens)])
-        np.savez(self.folder / f'shingles-{k:05d}.npz', flat=flat, offsets=offsets)
-        self.where += [(k, j) for j in range(len(shingles))]
+        np.savez(self.path(k), flat=flat, offsets=offsets)
+        self.written(k, len(shingles))
+
+    def written(self, k: int, n: int):
+        "Count shard `k`'s file of `n` arrays as the next records (the Ray engine's workers write the files)."
+        self.where += [(k, j) for j in range(n)]
 
     def __len__(self):
         return len(self.where)
@@ -119,34 +133,47 @@ class ShingleStore:
         if k not in self._loaded:
             if len(self._loaded) >= self.cache:
                 self._loaded.pop(next(iter(self._loaded)))
-            with np.load(self.folder / f'shingles-{k:05d}.npz') as z:
+            with np.load(self.path(k)) as z:
                 self._loaded[k] = (z['flat'], z['offsets'])
         flat, off = self._loaded[k]
         return flat[off[j] : off[j + 1]]
 
 # %% ../../nbs/19_data.curate.ipynb #3eedfe2a
-def similar_pairs(sigs: np.ndarray, shingles, threshold: float, bands: int, rows: int) -> np.ndarray:
-    "Pairs (i, j) of LSH candidates (`bands` x `rows`) with exact Jaccard similarity >= `threshold`."
-    if len(sigs) < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.asarray(lsh_candidate_pairs(sigs, bands, rows), dtype=np.int64).reshape(-1, 2)
+def verified_pairs(
+    pairs: np.ndarray, shingles, threshold: float, jaccard: Callable = jaccard_pairs
+) -> np.ndarray:
+    "The candidate `pairs` whose exact Jaccard similarity (`jaccard(shingles, pairs)`) is >= `threshold`."
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     if not len(pairs):
         return pairs
     if hasattr(shingles, 'shard_of'):  # visit pairs shard-block by shard-block: a two-shard cache suffices
         order = np.lexsort((shingles.shard_of(pairs[:, 1]), shingles.shard_of(pairs[:, 0])))
         sims = np.empty(len(pairs))
-        sims[order] = jaccard_pairs(shingles, pairs[order])
+        sims[order] = jaccard(shingles, pairs[order])
     else:
-        sims = jaccard_pairs(shingles, pairs)
+        sims = jaccard(shingles, pairs)
     return pairs[sims >= threshold]
+
+
+def similar_pairs(sigs: np.ndarray, shingles, threshold: float, bands: int, rows: int) -> np.ndarray:
+    "Pairs (i, j) of LSH candidates (`bands` x `rows`) with exact Jaccard similarity >= `threshold`."
+    if len(sigs) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    return verified_pairs(lsh_candidate_pairs(sigs, bands, rows), shingles, threshold)
 
 # %% ../../nbs/19_data.curate.ipynb #f61e23b4
 def leakage_pairs(
     sigs: np.ndarray, shingles, splits: list[str], threshold: float, skip=(), rows: int = 4
 ) -> dict[int, int]:
     "{train index: held-out index}: train records with Jaccard >= `threshold` to a val/test record."
+    pairs = similar_pairs(sigs, shingles, threshold, sigs.shape[1] // rows, rows)
+    return leaks_from_pairs(pairs, splits, skip)
+
+
+def leaks_from_pairs(pairs: np.ndarray, splits: list[str], skip=()) -> dict[int, int]:
+    "{train index: held-out index} of similar `pairs` (in order) joining train to val/test, none in `skip`."
     out = {}
-    for i, j in similar_pairs(sigs, shingles, threshold, sigs.shape[1] // rows, rows):
+    for i, j in pairs:
         if i in skip or j in skip:
             continue
         a, b = (int(i), int(j)) if splits[i] == 'train' else (int(j), int(i))
@@ -169,6 +196,7 @@ class CurateContext:
     store: ShingleStore | None = None  # shingles of kept records, on disk
     signatures: list = field(default_factory=list)  # MinHash signatures of kept records, one array per shard
     quarantine_file: IO | None = None  # open while the read and near-dedup passes run
+    reader: Callable = read_source  # source -> records (`data.sources.read_source`)
 
     @property
     def data(self) -> DataConfig:
@@ -216,35 +244,45 @@ def curate_context(cfg: RunConfig, data_dir: Path | str, progress: bool = False)
     return ctx
 
 # %% ../../nbs/19_data.curate.ipynb #3c817ffb
+def admission(d: DataConfig, rec: dict, first: str | None) -> dict:
+    "What becomes of processed `rec` (`first`: id of an earlier exact copy): {quarantine} or {kept, pii}."
+    if 'reason' in rec:
+        return dict(quarantine=rec if 'stage' in rec else dict(rec, stage='read'))
+    if d.dedup.exact and first:
+        return dict(quarantine=removed_record(rec, 'dedup', 'exact_duplicate', f'duplicate of {first}'))
+    hits = rec.pop('hits')
+    out = dict(id=rec['id'], hits=hits)
+    if hits and d.contamination.action == 'remove':
+        detail = 'matches ' + hits_detail(hits)
+        return out | dict(quarantine=removed_record(rec, 'contamination', 'contaminated', detail))
+    kept = dict(
+        id=rec['id'],
+        source=rec['source'],
+        license=rec['license'],
+        group=rec['group'],
+        chars=len(rec['text']),
+        contaminated=bool(hits),
+    )
+    return out | dict(kept=kept, pii=pii_example(rec))
+
+
+def tally_admission(ctx: CurateContext, tallies: Tallies, a: dict) -> bool:
+    "Count the `admission` `a` in read order: its eval hits, then its quarantine record or its kept summary."
+    for eval_set, item in a.get('hits', ()):
+        tallies.hits[(eval_set, item)].append(a['id'])
+    if 'quarantine' in a:
+        ctx.quarantine(a['quarantine'], tallies)
+        return False
+    tallies.count_pii(a['pii'])
+    tallies.kept.append(dict(a['kept'], shard=tallies.shards))
+    return True
+
+
 def admit_record(ctx: CurateContext, tallies: Tallies, rec: dict) -> bool:
     "Quarantine `rec` if a filter, exact dedup or contamination removes it, else count it kept; True if kept."
-    d = ctx.data
-    if 'reason' in rec:
-        ctx.quarantine(rec if 'stage' in rec else dict(rec, stage='read'), tallies)
-        return False
-    if d.dedup.exact and (first := ctx.exact.check(rec['id'], rec['sha'])):
-        ctx.quarantine(removed_record(rec, 'dedup', 'exact_duplicate', f'duplicate of {first}'), tallies)
-        return False
-    hits = rec.pop('hits')
-    for eval_set, item in hits:
-        tallies.hits[(eval_set, item)].append(rec['id'])
-    if hits and d.contamination.action == 'remove':
-        q = removed_record(rec, 'contamination', 'contaminated', 'matches ' + hits_detail(hits))
-        ctx.quarantine(q, tallies)
-        return False
-    tallies.count_pii(rec)
-    tallies.kept.append(
-        dict(
-            id=rec['id'],
-            source=rec['source'],
-            license=rec['license'],
-            group=rec['group'],
-            chars=len(rec['text']),
-            contaminated=bool(hits),
-            shard=tallies.shards,
-        )
-    )
-    return True
+    check = ctx.data.dedup.exact and 'reason' not in rec
+    first = ctx.exact.check(rec['id'], rec['sha']) if check else None
+    return tally_admission(ctx, tallies, admission(ctx.data, rec, first))
 
 # %% ../../nbs/19_data.curate.ipynb #36fedb82
 def write_shard(ctx: CurateContext, tallies: Tallies, rows: list[dict]):
@@ -267,7 +305,7 @@ def _read_one_source(ctx: CurateContext, tallies: Tallies, src):
 
     d = ctx.data
     tallies.source_stats[src.name] = stats = {}
-    records = read_source(src, d.split.group_by, stats, d.split.group_field, d.max_record_bytes)
+    records = ctx.reader(src, d.split.group_by, stats, d.split.group_field, d.max_record_bytes)
     records = tqdm(records, desc=f'curate {src.name}', disable=not ctx.progress, unit='doc')
     for shard in process_shards(records, ctx.opts, d.shard_size, d.num_proc):
         shard, scores = classify_shard(shard, ctx.scorer, d.toxicity)
@@ -291,24 +329,24 @@ def split_pass(ctx: CurateContext, tallies: Tallies):
     tallies.splits = [assign_split(k['group'], ctx.data.split, ctx.cfg.seed) for k in tallies.kept]
 
 # %% ../../nbs/19_data.curate.ipynb #b45198df
-def near_dedup_pass(ctx: CurateContext, tallies: Tallies):
+def local_pair_finder(ctx: CurateContext) -> Callable:
+    "(threshold, bands, rows) -> similar pairs of kept records, from this process's signatures and shingles."
+    sigs = ctx.signature_matrix()
+    return lambda threshold, bands, rows: similar_pairs(sigs, ctx.store, threshold, bands, rows)
+
+
+def near_dedup_pass(ctx: CurateContext, tallies: Tallies, find_pairs: Callable | None = None):
     "Pass 3: remove near duplicates (one kept per cluster), then train records leaking into val/test."
     dd, kept, splits = ctx.data.dedup, tallies.kept, tallies.splits
-    sigs = ctx.signature_matrix()
-    if dd.near and len(sigs):
-        pairs = similar_pairs(sigs, ctx.store, dd.threshold, dd.bands, dd.rows)
-        tallies.clusters = clusters_from_pairs(pairs)
+    find_pairs = find_pairs or local_pair_finder(ctx)
+    if dd.near and kept:
+        tallies.clusters = clusters_from_pairs(find_pairs(dd.threshold, dd.bands, dd.rows))
         for i, j in duplicates_to_remove(tallies.clusters).items():
             tallies.drop[i] = ('near_dedup', 'near_duplicate', f'near-duplicate of {kept[j]["id"]}')
-    if dd.cross_split and len(sigs):
-        leaks = leakage_pairs(
-            sigs,
-            ctx.store,
-            splits,
-            dd.cross_split_threshold,
-            skip=set(tallies.drop),
-            rows=dd.cross_split_rows,
-        )
+    if dd.cross_split and kept:
+        rows = dd.cross_split_rows
+        pairs = find_pairs(dd.cross_split_threshold, ctx.opts['num_perm'] // rows, rows)
+        leaks = leaks_from_pairs(pairs, splits, skip=set(tallies.drop))
         for a, b in leaks.items():
             detail = f'near-duplicate of {kept[b]["id"]} in {splits[b]}'
             tallies.drop[a] = ('leakage', 'split_leakage', detail)
@@ -427,15 +465,23 @@ def write_pass(ctx: CurateContext, tallies: Tallies):
     tallies.outputs['contamination'] = write_contamination(ctx, tallies)
 
 # %% ../../nbs/19_data.curate.ipynb #e263bfa4
-def curate(cfg: RunConfig, data_dir: Path | str, progress: bool = False) -> dict:
-    "Run the curate pipeline for `cfg` into `data_dir`; return the manifest (also in `manifest.json`)."
+def curate(
+    cfg: RunConfig, data_dir: Path | str, progress: bool = False, reader: Callable = read_source
+) -> dict:
+    "Run the curate pipeline for `cfg` (on `data.engine`) into `data_dir`; return the manifest (also saved)."
     ctx = curate_context(cfg, data_dir, progress)
+    ctx.reader = reader
     tallies = Tallies()
     with open(ctx.quarantine_path, 'w', encoding='utf-8') as quarantine_file:
         ctx.quarantine_file = quarantine_file
-        read_pass(ctx, tallies)
-        split_pass(ctx, tallies)
-        near_dedup_pass(ctx, tallies)
+        if cfg.data.engine == 'ray':
+            from llm_workbench.data.ray_engine import ray_passes
+
+            ray_passes(ctx, tallies)
+        else:
+            read_pass(ctx, tallies)
+            split_pass(ctx, tallies)
+            near_dedup_pass(ctx, tallies)
     ctx.quarantine_file = None
     write_pass(ctx, tallies)
     m = build_manifest(ctx, tallies)
@@ -593,7 +639,8 @@ def build_manifest(ctx: CurateContext, tallies: Tallies) -> dict:
         examples=tallies.pii_examples,
     )
     quarantine = dict(path='quarantine.jsonl', records=removed, sha256=sha256_file(ctx.quarantine_path))
-    scale = dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=tallies.shards)
+    scale = dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=tallies.shards, engine=d.engine)
+    scale |= dict(ray=out['ray']) if 'ray' in out else {}
     code = dict(llm_workbench=__version__, **package_versions(('datasets', 'pyarrow', 'numpy')))
     m = dict(
         format=2,
