@@ -10,11 +10,11 @@ import argparse, json, os, secrets, shutil, subprocess, sys
 from pathlib import Path
 from .core import load_settings
 from .config import ConfigError
-from .runner import RunDirBusy, disk_full
+from .runner import NodeWaitTimeout, RunDirBusy, disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
-           'cmd_reproduce', 'cmd_sweep', 'cmd_serve', 'cmd_monitor', 'main']
+           'cmd_reproduce', 'cmd_sweep', 'cmd_serve', 'cmd_monitor', 'cmd_launch', 'main']
 
 # %% ../nbs/90_cli.ipynb #a0bc57fb
 def _serve_parsers(sub) -> None:
@@ -50,6 +50,74 @@ def _serve_parsers(sub) -> None:
     mo.add_argument('--since', help='ISO date/time or an age: 30m, 24h, 7d (default: all traffic)')
     mo.add_argument('--out', help='the HTML report (default: <reports>/monitor/<name or all>.html)')
     mo.add_argument('--registry-path', help='override settings.ini registry_path')
+    mo.add_argument(
+        '--export', metavar='SOURCE.jsonl', help='write the consented, answered requests as a JSONL curation source'
+    )
+    mo.add_argument(
+        '--consent',
+        '--license',
+        dest='consent',
+        action='append',
+        metavar='TAG',
+        help='with --export: a consent tag to export (repeatable; default: [traffic] export_consent)',
+    )
+    mo.add_argument(
+        '--eval', action='store_true', help="re-score the served release's suite live; exit 1 on a regression"
+    )
+    mo.add_argument('--url', default='http://127.0.0.1:8000/v1', help='with --eval: the OpenAI base URL')
+
+# %% ../nbs/90_cli.ipynb #bd68e479
+def _launch_parser(sub) -> None:
+    "The `launch` sub-command: a recipe on a Slurm cluster or through SkyPilot."
+    la = sub.add_parser(
+        'launch',
+        help='run a recipe on a cluster: Slurm (through submitit) or SkyPilot, one llmwb run per node',
+    )
+    la.add_argument('config', help='the YAML recipe')
+    la.add_argument('--target', choices=('slurm', 'skypilot'), required=True)
+    la.add_argument('--nodes', type=int, default=1, help='machines (default 1)')
+    la.add_argument(
+        '--gpus-per-node', type=int, default=0, help='GPUs per machine; training runs one process per GPU'
+    )
+    la.add_argument(
+        '--run-dir', help='the shared run dir (default: a new one; on SkyPilot under /llmwb/runs)'
+    )
+    la.add_argument('--stages', help='as for llmwb run')
+    la.add_argument(
+        '--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='as for run'
+    )
+    la.add_argument('--name', help='job / cluster name (default: llmwb-<recipe name>)')
+    la.add_argument(
+        '--master-port', type=int, help='torchrun rendezvous port on node 0 (default: chosen per job)'
+    )
+    la.add_argument('--dry-run', action='store_true', help='print what would be submitted; submit nothing')
+    sl = la.add_argument_group('slurm')
+    sl.add_argument('--partition')
+    sl.add_argument('--time', help='time limit: minutes, HH:MM:SS or D-HH:MM:SS (default 1 day)')
+    sl.add_argument('--account')
+    sl.add_argument('--cpus-per-node', type=int)
+    sl.add_argument(
+        '--slurm-folder', dest='folder', help="submitit's job files and logs (default: RUN_DIR/slurm)"
+    )
+    sk = la.add_argument_group('skypilot')
+    sk.add_argument(
+        '--gpu', default='H100', help='accelerator type (default H100): resources.accelerators GPU:G'
+    )
+    sk.add_argument(
+        '--storage', help='bucket mounted at /llmwb on every node: the run dir, reports and registry'
+    )
+    sk.add_argument(
+        '--mount',
+        dest='mounts',
+        action='append',
+        default=[],
+        metavar='DEST=SOURCE',
+        help='more file_mounts: a local path or a bucket at DEST on every node (repeatable)',
+    )
+    sk.add_argument(
+        '--idle-minutes', type=int, default=30, help='autostop and tear down after this idle time'
+    )
+    sk.add_argument('--cluster', help='SkyPilot cluster name (default: the job name)')
 
 # %% ../nbs/90_cli.ipynb #7ffdae3e
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument('sweep', help='the sweep file: objective, search space, sampler, budget, selection')
     sw.add_argument('--no-select', action='store_true', help='search only: no seed re-runs, no final run')
     _serve_parsers(sub)
+    _launch_parser(sub)
     return p
 
 # %% ../nbs/90_cli.ipynb #159ef196
@@ -456,11 +525,48 @@ def cmd_serve(a) -> int:
     return serve_version(row, workdir, a.port, a.engine, a.continuous_batching, ready=ready)
 
 # %% ../nbs/90_cli.ipynb #f471a197
+def _monitor_export(a, s) -> int:
+    "`llmwb monitor --export`: consented, redacted traffic as a curation source."
+    from llm_workbench.monitor_loop import export_traffic
+
+    res = export_traffic(s.root / 'serving', a.export, a.name, a.since, a.consent, s.source)
+    skipped = ', '.join(f'{k} {v}' for k, v in res['skipped'].items()) or 'none'
+    print(
+        f"exported {res['exported']} of {res['read']} request(s) to {res['path']} "
+        f"(consent {', '.join(res['allowed'])}; skipped: {skipped}; sha256 {res['sha256'][:16]})"
+    )
+    return 0
+
+
+def _monitor_eval(a, s) -> int:
+    "`llmwb monitor --eval`: the release's suite through the live endpoint, compared with the release's results."
+    from llm_workbench.monitor_loop import live_eval
+
+    out = Path(a.out) if a.out else s.reports_path / 'monitor' / 'eval.json'
+    res = live_eval(a.url, _registry(a), out)
+    for r in res['rows']:
+        print(
+            f"  {r['status']:<14} {r['metric']:<20} release {r['base']:.4g}  live {r['cand']:.4g}  "
+            f"[{r['low']:+.4g}, {r['high']:+.4g}] n={r['n']}"
+        )
+    for task, why in res['skipped'].items():
+        print(f"  skipped        {task:<20} {why}")
+    print(f"results {out}")
+    if res['regressions']:
+        print(f"llmwb: the live endpoint regressed on: {', '.join(res['regressions'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_monitor(a) -> int:
-    "Write the monitoring report; exit 1 when a policy threshold is violated."
+    "Write the monitoring report (exit 1 when a policy threshold is violated), or export traffic, or re-score live."
     from llm_workbench.monitor import monitor, monitor_policy
 
     s = _settings(a)
+    if a.export:
+        return _monitor_export(a, s)
+    if a.eval:
+        return _monitor_eval(a, s)
     try:
         reg = _registry(a)
     except LookupError:
@@ -483,6 +589,34 @@ def cmd_monitor(a) -> int:
         return 1
     return 0
 
+# %% ../nbs/90_cli.ipynb #966c6b51
+def cmd_launch(a) -> int:
+    "Submit a run to Slurm or SkyPilot (or print it with --dry-run); exit 1 when the submission fails."
+    from llm_workbench.cluster import LaunchSpec, TargetOptions, launch
+
+    spec = LaunchSpec(
+        a.config, a.run_dir or '', a.nodes, a.gpus_per_node, a.stages, tuple(a.overrides), a.name or ''
+    )
+    opts = TargetOptions(
+        partition=a.partition,
+        time=a.time,
+        account=a.account,
+        cpus_per_node=a.cpus_per_node,
+        folder=a.folder,
+        gpu=a.gpu,
+        storage=a.storage,
+        mounts=tuple(a.mounts),
+        idle_minutes=a.idle_minutes,
+        cluster=a.cluster,
+        master_port=a.master_port,
+    )
+    try:
+        launch(spec, a.target, opts, _settings(a), dry_run=a.dry_run)
+    except (RuntimeError, subprocess.SubprocessError) as e:
+        print(f"llmwb: launch failed: {e}", file=sys.stderr)
+        return 1
+    return 0
+
 # %% ../nbs/90_cli.ipynb #953391ab
 COMMANDS = dict(
     run=cmd_run,
@@ -494,6 +628,7 @@ COMMANDS = dict(
     sweep=cmd_sweep,
     serve=cmd_serve,
     monitor=cmd_monitor,
+    launch=cmd_launch,
 )
 
 # %% ../nbs/90_cli.ipynb #d50fa129
@@ -508,6 +643,9 @@ def main(argv: list | None = None) -> int:
     except (FileNotFoundError, ValueError, RunDirBusy) as e:
         print(f"llmwb: {e}", file=sys.stderr)
         return 2
+    except NodeWaitTimeout as e:
+        print(f"llmwb: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         if not disk_full(e):
             raise

@@ -31,12 +31,14 @@ from .config import RunConfig, load_config, config_hash, dump_config
 from .metrics import headline
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'Stage', 'stages_dir', 'package_dir', 'get_stage',
+__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'TRAINED_BY', 'Stage', 'stages_dir', 'package_dir', 'get_stage',
            'stage_enabled', 'model_dir', 'outputs_hash', 'stage_files', 'stage_fingerprints', 'inputs_hash', 'now',
            'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext', 'stage_context', 'run_environment',
            'ipc_kernel_manager', 'execute_stage', 'format_progress', 'StageProgress', 'write_reports', 'RunDirBusy',
            'run_lock', 'disk_full', 'disk_full_message', 'make_reserve', 'release_reserve', 'clean_partial',
-           'link_tree', 'unshare_outputs', 'cache_entry', 'cache_store', 'cache_restore', 'run_pipeline']
+           'link_tree', 'unshare_outputs', 'cache_entry', 'cache_store', 'cache_restore', 'run_pipeline', 'NodeEnv',
+           'node_env', 'NodeBoard', 'read_board', 'joined_stages', 'join_command', 'join_stage', 'inputs_visible',
+           'NodeWaitTimeout', 'follow_node0']
 
 # %% ../nbs/80_runner.ipynb #c5734d41
 @dataclass(frozen=True)
@@ -801,8 +803,9 @@ def _run_stage(
     progress: bool,
     log,
     stage_cache: Path | None = None,
+    board: NodeBoard | None = None,
 ) -> bool:
-    "Run or skip one stage, updating `run`; False when it failed."
+    "Run or skip one stage, updating `run` (and the board of a multi-node launch); False when it failed."
     st, layout = run['stages'][stage.name], RunLayout(run_dir)
     if not stage_enabled(stage, cfg):
         st.clear()
@@ -833,6 +836,8 @@ def _run_stage(
         status='running', started=now(), inputs_sha256=ih, files=files, notebook=f'notebooks/{stage.notebook}'
     )
     write_json(layout.run_json, run)
+    if board:
+        board.stage(stage.name, 'running')
     log(f"[{stage.name}] running {stage.notebook}")
     t0 = time.time()
     nb, err = _execute(stage, run_dir, settings, progress)
@@ -863,12 +868,13 @@ def _run_stages(
     progress: bool,
     log,
     stage_cache: Path | None = None,
+    board: NodeBoard | None = None,
 ) -> bool:
     "Run the selected stages in order, recording `run.json` and the reports after each; stop at the first failure."
     for stage in selected:
         ok = False
         try:
-            ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log, stage_cache)
+            ok = _run_stage(stage, run, cfg, run_dir, settings, progress, log, stage_cache, board)
         except KeyboardInterrupt:
             run['stages'][stage.name].update(status='failed', error='interrupted')
             run['error'] = f'interrupted during {stage.name}'
@@ -886,6 +892,8 @@ def _run_stages(
                 run.update(status='failed', ended=now())
             write_json(RunLayout(run_dir).run_json, run)
             write_reports(run, run_dir, settings)
+            if board:
+                board.stage(stage.name, run['stages'][stage.name].get('status'))
         if not ok:
             return False
     return True
@@ -905,8 +913,14 @@ def run_pipeline(
     """Run (or resume) a recipe's stages (with `--set` style `overrides`) into a run dir; return its `run.json`.
 
     `stage_cache`: a folder of stage outputs by inputs hash, reused instead of recomputed (see `cache_store`);
-    `extra`: more fields for `run.json` (a sweep's `sweep_id` and trial parameters)."""
+    `extra`: more fields for `run.json` (a sweep's `sweep_id` and trial parameters).
+    On a node with `LLMWB_NODE_RANK` > 0 it follows node 0 instead (`follow_node0`)."""
     settings = settings or load_settings()
+    node = node_env()
+    if node.node_rank > 0:
+        return follow_node0(run_dir, node, settings, log=log)
+    if node.nnodes > 1 and not run_dir:
+        raise ValueError("a multi-node run needs --run-dir: the run dir every node shares")
     if isinstance(config, RunConfig) and overrides:
         raise ValueError("overrides apply to a recipe file, not a RunConfig")
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
@@ -920,14 +934,259 @@ def run_pipeline(
         run.update(extra or {})
         cache = Path(stage_cache).resolve() if stage_cache else None
         log(f"run {run['run_id']}  ({run_dir})")
-        with run_environment(run_dir, settings, run['run_id']):
-            ok = _run_stages(selected, run, cfg, run_dir, settings, progress, log, cache)
-        if ok:
-            done = all(run['stages'][s.name].get('status') in ('completed', 'disabled') for s in STAGES)
-            run.update(status='completed' if done else 'partial', ended=now(), error=None)
-            write_json(RunLayout(run_dir).run_json, run)
+        board = NodeBoard(run_dir, node) if node.nnodes > 1 else None
+        try:
+            with run_environment(run_dir, settings, run['run_id']):
+                ok = _run_stages(selected, run, cfg, run_dir, settings, progress, log, cache, board)
+            if ok:
+                done = all(run['stages'][s.name].get('status') in ('completed', 'disabled') for s in STAGES)
+                run.update(status='completed' if done else 'partial', ended=now(), error=None)
+                write_json(RunLayout(run_dir).run_json, run)
+        finally:
+            if board:
+                board.finish(run['status'] if run['status'] != 'running' else 'failed')
         report = write_reports(run, run_dir, settings)
         release_reserve(run_dir)
     run['report'] = str(report)
     log(_failure_hint(run, selected, run_dir, report) if not ok else f"\nrun {run['status']}: {report}")
     return run
+
+# %% ../nbs/80_runner.ipynb #9905e6a3
+@dataclass(frozen=True)
+class NodeEnv:
+    "Which node of a multi-node launch this process is (see `node_env`)."
+
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = ''
+    master_port: int = 0
+    launch_id: str = ''
+
+# %% ../nbs/80_runner.ipynb #485bde46
+def _env_int(env: dict, key: str, default: int) -> int:
+    "An integer environment variable, with the variable's name in the error."
+    value = env.get(key, '') or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{key}={value!r} is not an integer") from None
+
+
+def node_env(env: dict | None = None) -> NodeEnv:
+    "This node's place in a multi-node launch, from the `LLMWB_*` variables of `env` (default: os.environ)."
+    env = os.environ if env is None else env
+    node = NodeEnv(
+        nnodes=_env_int(env, 'LLMWB_NNODES', 1),
+        node_rank=_env_int(env, 'LLMWB_NODE_RANK', 0),
+        master_addr=env.get('LLMWB_MASTER_ADDR', ''),
+        master_port=_env_int(env, 'LLMWB_MASTER_PORT', 0),
+        launch_id=env.get('LLMWB_LAUNCH_ID', ''),
+    )
+    if node.nnodes < 1 or not 0 <= node.node_rank < node.nnodes:
+        raise ValueError(
+            f"LLMWB_NODE_RANK={node.node_rank} must lie in 0..LLMWB_NNODES-1 ({node.nnodes} nodes)"
+        )
+    if node.nnodes > 1 and not (node.master_addr and node.master_port and node.launch_id):
+        raise ValueError(
+            "a multi-node run needs LLMWB_MASTER_ADDR and LLMWB_MASTER_PORT (node 0's address and a free "
+            "port there) and LLMWB_LAUNCH_ID (the same on every node of this launch)"
+        )
+    return node
+
+# %% ../nbs/80_runner.ipynb #02ead2bd
+class NodeBoard:
+    "Node 0's record of the stages it runs in this launch (`stages/nodes.json`): what the other nodes follow."
+
+    def __init__(self, run_dir: Path | str, node: NodeEnv):
+        self.path = RunLayout(run_dir).stage_record('nodes')
+        self.state = dict(launch_id=node.launch_id, nnodes=node.nnodes, status='running', stages={})
+        self._write()
+
+    def _write(self):
+        write_json(self.path, self.state | dict(updated=now()))
+
+    def stage(self, name: str, status: str):
+        "Record a stage's state in this launch: `running` before its notebook starts, then how it ended."
+        self.state['stages'][name] = status
+        self._write()
+
+    def finish(self, status: str):
+        "Record how node 0's run ended (`completed`, `partial` or `failed`): the other nodes stop."
+        self.state['status'] = status
+        self._write()
+
+# %% ../nbs/80_runner.ipynb #aad1367d
+def read_board(run_dir: Path | str, launch_id: str) -> dict | None:
+    "Node 0's board for launch `launch_id`, or None while there is none (or only an earlier launch's)."
+    try:
+        board = json.loads(RunLayout(run_dir).stage_record('nodes').read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return board if board.get('launch_id') == launch_id else None
+
+# %% ../nbs/80_runner.ipynb #6c8e81cb
+TRAINED_BY = dict(pretrain='train', sft='sft', align='align')  # training stage -> its recipe section
+
+
+def joined_stages(cfg: RunConfig) -> tuple:
+    "The stages whose training the other nodes of a launch join (run data-parallel under torchrun)."
+    return tuple(stage for stage, section in TRAINED_BY.items() if getattr(cfg, section).enabled)
+
+# %% ../nbs/80_runner.ipynb #ccc60150
+def join_command(
+    run_dir: Path | str, stage: str, processes: int, node: NodeEnv, rdzv_timeout_s: int = 6 * 3600
+) -> list[str]:
+    "The torchrun line with which `node` joins node 0's training of `stage` (`processes` per node)."
+    from llm_workbench.train.launch import launch_command
+
+    env = dict(
+        LLMWB_NNODES=str(node.nnodes),
+        LLMWB_NODE_RANK=str(node.node_rank),
+        LLMWB_MASTER_ADDR=node.master_addr,
+        LLMWB_MASTER_PORT=str(node.master_port),
+    )
+    cmd = launch_command(run_dir, stage, processes, env)
+    script = cmd.index('-m', 3)  # `-m llm_workbench.train.launch ...`: what every process runs
+    return [*cmd[:script], '--rdzv-conf', f'timeout={rdzv_timeout_s}', *cmd[script:]]
+
+# %% ../nbs/80_runner.ipynb #ce5072cd
+def _stage_ended(run_dir: Path, node: NodeEnv, stage: str) -> bool:
+    "Whether node 0's board of this launch says `stage` has ended (an unreadable board says nothing)."
+    board = read_board(run_dir, node.launch_id)
+    if board is None:
+        return False
+    return board['stages'].get(stage) != 'running' or board['status'] != 'running'
+
+
+def join_stage(
+    run_dir: Path | str,
+    stage: str,
+    cmd: list,
+    node: NodeEnv,
+    env: dict | None = None,
+    poll_s: float = 2.0,
+    grace_s: float = 120.0,
+) -> int:
+    """Run this node's share of `stage` (`cmd`, its torchrun line) while node 0 runs it; its exit code.
+
+    Once node 0's board says the stage has ended, the command gets `grace_s` seconds to finish, then it is
+    stopped: a node never waits forever on a peer whose stage failed before or during training."""
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    ended_at = None
+    while proc.poll() is None:
+        if ended_at is None and _stage_ended(Path(run_dir), node, stage):
+            ended_at = time.time()
+        if ended_at is not None and time.time() - ended_at >= grace_s:
+            _stop(proc)
+            break
+        time.sleep(poll_s)
+    return proc.wait()
+
+# %% ../nbs/80_runner.ipynb #95f1dcd9
+def _stop(proc, wait_s: float = 30.0):
+    "Stop a process group politely (SIGTERM, which torchrun passes to its workers), then for good."
+    import signal, subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+# %% ../nbs/80_runner.ipynb #7c46ff47
+def inputs_visible(run_dir: Path | str, cfg: RunConfig, stage: str) -> bool:
+    "Whether this node sees the tokenizer and the starting weights node 0 wrote for training stage `stage`."
+    from llm_workbench.train.launch import start_model_dir
+
+    start, tok = start_model_dir(run_dir, cfg, stage), RunLayout(run_dir).tokenizer
+    weights = start.is_dir() and any(start.glob('*.safetensors'))
+    return weights and (start / 'config.json').is_file() and tok.is_dir() and any(tok.iterdir())
+
+# %% ../nbs/80_runner.ipynb #90b2ce7c
+class NodeWaitTimeout(RuntimeError):
+    "Node 0 of this launch never started its run."
+
+
+def _torchrun_env(run_dir: Path, settings: Settings) -> dict:
+    "This node's torchrun environment: the run's (offline hub, tracking), one thread per process on CPU."
+    import torch
+
+    with run_environment(run_dir, settings, run_dir.name):
+        env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env['OMP_NUM_THREADS'] = '1'
+    return env
+
+
+def _join(
+    run_dir: Path,
+    cfg: RunConfig,
+    stage: str,
+    node: NodeEnv,
+    settings: Settings,
+    poll_s: float,
+    grace_s: float,
+) -> int:
+    "Join node 0's training of `stage` once its inputs are visible here (not at all if the stage ends first)."
+    while not inputs_visible(run_dir, cfg, stage):
+        if _stage_ended(run_dir, node, stage):
+            return -1
+        time.sleep(poll_s)
+    cmd = join_command(run_dir, stage, getattr(cfg, TRAINED_BY[stage]).processes, node)
+    return join_stage(run_dir, stage, cmd, node, _torchrun_env(run_dir, settings), poll_s, grace_s)
+
+
+def _board(run_dir: Path, node: NodeEnv, wait_s: float, poll_s: float) -> dict:
+    "Node 0's board of this launch, once it appears (`NodeWaitTimeout` after `wait_s`)."
+    t0 = time.time()
+    while (board := read_board(run_dir, node.launch_id)) is None:
+        if time.time() - t0 > wait_s:
+            raise NodeWaitTimeout(
+                f"node 0 started no run of launch {node.launch_id!r} in {run_dir} in {wait_s:.0f}s"
+            )
+        time.sleep(poll_s)
+    return board
+
+
+def follow_node0(
+    run_dir: Path | str | None,
+    node: NodeEnv,
+    settings: Settings | None = None,
+    log=print,
+    poll_s: float = 2.0,
+    wait_s: float = 3600.0,
+    grace_s: float = 120.0,
+) -> dict:
+    "Follow node 0 of a launch through its run: join its data-parallel stages; return node 0's final status."
+    if not run_dir:
+        raise ValueError(
+            f"node {node.node_rank} of a multi-node run needs --run-dir: the run dir node 0 writes"
+        )
+    run_dir, settings = Path(run_dir).resolve(), settings or load_settings()
+    log(f"node {node.node_rank}/{node.nnodes}: following node 0 ({node.master_addr}) in {run_dir}")
+    board, joined = _board(run_dir, node, wait_s, poll_s), []
+    cfg = load_config(RunLayout(run_dir).recipe)
+    while True:
+        for name, state in board['stages'].items():
+            if state == 'running' and name in joined_stages(cfg) and name not in joined:
+                log(f"node {node.node_rank}: joining {name}")
+                rc = _join(run_dir, cfg, name, node, settings, poll_s, grace_s)
+                joined.append(name)
+                log(f"node {node.node_rank}: {name} done here (torchrun exit {rc})")
+        if board['status'] != 'running':
+            break
+        time.sleep(poll_s)
+        board = read_board(run_dir, node.launch_id) or board
+    log(f"node {node.node_rank}: node 0's run {board['status']}")
+    return dict(
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        status=board['status'],
+        node_rank=node.node_rank,
+        joined=joined,
+    )

@@ -16,6 +16,11 @@ from test_knob_effects import FINETUNE_ARGS  # the fields that test proves, name
 T, N = 'tests/', 'nbs/'
 K = T + 'test_knob_effects.py::'
 PROVEN = {
+    'train.strategy': T + 'test_ddp_finetune.py::test_fsdp_pretraining_is_sharded_and_consolidated',
+    'sft.processes': T + 'test_ddp_finetune.py::test_sft_two_processes_match_one',
+    'sft.strategy': T + 'test_ddp_finetune.py::test_fsdp_sft_shards_resumes_and_consolidates',
+    'align.processes': T + 'test_ddp_finetune.py::test_dpo_two_processes_match_one',
+    'align.strategy': T + 'test_ddp_finetune.py::test_dpo_two_processes_match_one',
     'data.engine': T + 'test_ray_curate.py::test_micro_corpus_is_the_same_on_ray',
     'data.ray.address': T + 'test_ray_curate.py::test_ray_address_joins_a_cluster_and_num_cpus_sizes_a_local_one',
     'data.ray.num_cpus': T + 'test_ray_curate.py::test_ray_address_joins_a_cluster_and_num_cpus_sizes_a_local_one',
@@ -216,12 +221,6 @@ METADATA = {
 UNPROVEN = {  # read by the library, no test shows the recipe value's effect yet
     'align.grpo.max_prompts',  # how many training doctest tasks the align stage verifies for GRPO
     'align.grpo.eval_prompts',  # how many validation doctest tasks the align stage scores for the held-out pass rate
-    # issue 16, being built: each moves to PROVEN with the test that shows its effect
-    'train.strategy',
-    'sft.processes',
-    'sft.strategy',
-    'align.processes',
-    'align.strategy',
 }
 
 

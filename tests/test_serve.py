@@ -334,6 +334,10 @@ def test_export_consented_traffic_feeds_the_next_curate(served, client, tmp_path
     kept = [t for s in ('train', 'val', 'test') for t in pq.read_table(layout.split(s)).to_pylist()]
     texts = {t['text'] for t in kept if t['source'] == 'traffic'}
     assert texts == {x['text'] for x in lines} - {lines[3]['text']}
+    cli_out = tmp_path / 'cli.jsonl'  # the same export from the command line
+    r = llmwb(ws, 'monitor', 'micro', '--export', cli_out)
+    assert r.returncode == 0 and f'exported {len(consented)} of' in r.stdout, r.stdout + r.stderr
+    assert cli_out.read_text() == out.read_text()
 
 
 def test_monitor_measures_drift_against_the_train_split(served, client, tmp_path):
@@ -383,3 +387,6 @@ def test_live_eval_rescores_the_endpoint_against_the_release(served, tmp_path):
         assert row['n'] == len(release['items'][row['metric']]) == suite['tasks'][row['metric']]['items']
     assert res['regressions'] == [], res['rows']
     assert json.loads((tmp_path / 'eval.json').read_text())['rows'] == res['rows']
+    r = llmwb(ws, 'monitor', '--eval', '--url', f'{url}/v1', '--out', tmp_path / 'cli-eval.json')
+    assert r.returncode == 0 and 'results ' in r.stdout, r.stdout + r.stderr  # the cron line's command
+    assert json.loads((tmp_path / 'cli-eval.json').read_text())['regressions'] == []

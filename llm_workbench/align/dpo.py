@@ -8,6 +8,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.dpo.html.md"""
 from __future__ import annotations
 import copy, logging, math
 from pathlib import Path
+from ..core import RunLayout
 from ..config import AlignConfig, PromptConfig
 from ..prompting import code_answer, code_request
 from ..train.loop import common_args, context_length, run_training
@@ -15,7 +16,7 @@ from ..train.sft import chat_prompt, split_prompt_boundary
 
 # %% auto #0
 __all__ = ['DPO_LOSSES', 'PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args',
-           'train_dpo']
+           'train_dpo', 'preference_rows']
 
 # %% ../../nbs/30_align.dpo.ipynb #dc774146
 def _chat_preference(prompt: str, chosen: str, rejected: str, chat: PromptConfig) -> tuple:
@@ -227,3 +228,14 @@ def train_dpo(
         processing_class=tokenizer,
     )
     return summary | dict(pairs_train=summary['train_examples'], pairs_eval=summary['eval_examples'])
+
+# %% ../../nbs/30_align.dpo.ipynb #6e2c9a01
+def preference_rows(run_dir: Path | str, split: str) -> list[dict]:
+    "The preference pairs of a run dir's `split`: those the curate stage built, then its sources' own pairs."
+    import pyarrow.parquet as pq
+    from llm_workbench.data.manifest import load_split
+
+    layout = RunLayout(run_dir)
+    mined = pq.read_table(layout.pairs('preference', split)).to_pylist()
+    own = [row for row in load_split(layout.data, split) if row['format'] == 'preference']
+    return mined + own

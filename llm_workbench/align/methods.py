@@ -7,15 +7,23 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.methods.html.md"""
 # %% ../../nbs/31_align.methods.ipynb #04806026
 from __future__ import annotations
 import random
+from functools import partial
 from pathlib import Path
-from ..config import AlignConfig, PromptConfig
-from .dpo import DPO_LOSSES, preference_dataset, reference_model, train_dpo
+from ..core import RunLayout, seed_everything
+from ..config import AlignConfig, PromptConfig, load_config
+from llm_workbench.align.dpo import (
+    DPO_LOSSES,
+    preference_dataset,
+    preference_rows,
+    reference_model,
+    train_dpo,
+)
 from ..train.loop import common_args, context_length, run_training
 from ..train.sft import chat_prompt
 
 # %% auto #0
 __all__ = ['REFERENCE_FREE', 'sequences_per_example', 'kto_dataset', 'answerable', 'PairTokens', 'method_args',
-           'train_preference']
+           'train_preference', 'align_from_run']
 
 # %% ../../nbs/31_align.methods.ipynb #2a84f106
 REFERENCE_FREE = ('simpo', 'orpo')  # methods trained without a reference model
@@ -176,3 +184,34 @@ def train_preference(
         pairs_train=summary['train_examples'] // per_pair,
         pairs_eval=summary['eval_examples'] // per_pair,
     )
+
+# %% ../../nbs/31_align.methods.ipynb #8f3d5b01
+def align_from_run(run_dir: Path | str) -> dict:
+    "Align the run dir's model as its align stage does, in this process (one of several under torchrun)."
+    from llm_workbench.train.launch import GRPO_SINGLE_PROCESS, start_model_dir, train_worker
+    from llm_workbench.train.model import load_model
+    from llm_workbench.train.tokenizer import load_tokenizer
+
+    layout = RunLayout(run_dir)
+    cfg = load_config(layout.recipe)
+    if cfg.align.method == 'grpo':
+        raise ValueError(GRPO_SINGLE_PROCESS)
+    seed_everything(cfg.seed)
+    start = start_model_dir(run_dir, cfg, 'align')
+    tok, model = load_tokenizer(start), load_model(start)
+    ref = None if cfg.align.method in REFERENCE_FREE else reference_model(model)
+    train, val = preference_rows(run_dir, 'train'), preference_rows(run_dir, 'val')
+    out_dir = layout.stage_dir('align')
+    fit = partial(
+        train_preference,
+        model,
+        tok,
+        train,
+        val,
+        cfg.align,
+        out_dir,
+        seed=cfg.seed,
+        ref_model=ref,
+        prompt=cfg.prompt,
+    )
+    return train_worker(run_dir, 'align', cfg.align, fit, sequences_per_example(cfg.align.method))

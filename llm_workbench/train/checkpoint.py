@@ -11,8 +11,9 @@ from pathlib import Path
 from ..core import sha256_file, write_json
 
 # %% auto #0
-__all__ = ['SEAL', 'seal_checkpoint', 'verify_checkpoint', 'checkpoints', 'last_good_checkpoint', 'AtomicCheckpoints',
-           'atomic_trainer']
+__all__ = ['SEAL', 'TOPOLOGY', 'SHARDS_STAY', 'WHOLE_STAYS', 'TOPOLOGY_KEYS', 'seal_checkpoint', 'verify_checkpoint',
+           'checkpoints', 'last_good_checkpoint', 'checkpoint_topology', 'read_topology', 'resume_topology',
+           'topology_change', 'AtomicCheckpoints', 'atomic_trainer']
 
 # %% ../../nbs/22_train.checkpoint.ipynb #6af79bfd
 SEAL = 'checkpoint.json'
@@ -71,6 +72,80 @@ def last_good_checkpoint(folder: Path | str) -> str | None:
         warnings.warn(f"skipping checkpoint {ck}: {why}", stacklevel=2)
     return None
 
+# %% ../../nbs/22_train.checkpoint.ipynb #7b0c1d01
+TOPOLOGY = 'topology.json'
+
+
+def checkpoint_topology(args) -> dict:
+    "The topology of `TrainingArguments` `args`: processes, per-process batch, accumulation, global batch, FSDP."
+    processes = max(int(args.world_size), 1)
+    batch, accum = int(args.per_device_train_batch_size), int(args.gradient_accumulation_steps)
+    global_batch = processes * batch * accum
+    sharded = bool(getattr(args, 'fsdp_plugin_args', None))
+    return dict(
+        processes=processes, batch_size=batch, grad_accum=accum, global_batch=global_batch, sharded=sharded
+    )
+
+# %% ../../nbs/22_train.checkpoint.ipynb #7b0c1d02
+def read_topology(checkpoint: Path | str | None) -> dict | None:
+    "The topology `checkpoint` was written with (None without one, or from before checkpoints kept it)."
+    path = Path(checkpoint) / TOPOLOGY if checkpoint else None
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+# %% ../../nbs/22_train.checkpoint.ipynb #7b0c1d03
+SHARDS_STAY = "the checkpoint holds FSDP shards: resume it with strategy fsdp and 2 or more processes"
+WHOLE_STAYS = "the checkpoint holds whole weights (one process or DDP): resume it with strategy ddp"
+
+
+def resume_topology(
+    saved: dict | None, processes: int, batch_size: int, grad_accum: int, sharded: bool = False
+) -> dict:
+    "Resume topology `saved` with `processes` x `batch_size`: the `grad_accum` that keeps its global batch."
+    if saved and saved.get('sharded', False) != sharded:
+        raise ValueError(SHARDS_STAY if saved.get('sharded') else WHOLE_STAYS)
+    accum = grad_accum
+    if saved and saved['global_batch'] != processes * batch_size * grad_accum:
+        total = saved['global_batch']
+        accum, rest = divmod(total, processes * batch_size)
+        if rest or accum < 1:
+            fits = [b for b in range(1, total + 1) if total % (processes * b) == 0]
+            hint = f"use a per-process batch_size in {fits}"
+            if not fits:
+                hint = f"use a number of processes dividing {total}"
+            was = (
+                f"{saved['processes']} processes x {saved['batch_size']} x {saved['grad_accum']} accumulated"
+            )
+            raise ValueError(
+                f"the checkpoint was trained with a global batch of {total} ({was}); {processes} processes "
+                f"x batch_size {batch_size} cannot make it up with whole micro-batches: {hint}"
+            )
+    now = dict(
+        processes=processes,
+        batch_size=batch_size,
+        grad_accum=accum,
+        global_batch=processes * batch_size * accum,
+    )
+    changed = bool(saved) and any(saved[k] != now[k] for k in ('processes', 'batch_size', 'grad_accum'))
+    return dict(now, changed=changed, adjusted=accum != grad_accum, saved=saved)
+
+# %% ../../nbs/22_train.checkpoint.ipynb #5e1f0a07
+TOPOLOGY_KEYS = ('processes', 'batch_size', 'grad_accum', 'global_batch')
+
+
+def topology_change(resume: str | None, plan: dict, metrics_path: Path | str | None = None) -> dict | None:
+    "The topology change `plan` makes at checkpoint `resume` (or None), also appended to `metrics_path`."
+    if not plan['changed']:
+        return None
+    change = dict(
+        at_step=int(Path(resume).name.split('-')[-1]),
+        before={k: plan['saved'][k] for k in TOPOLOGY_KEYS},
+        after={k: plan[k] for k in TOPOLOGY_KEYS},
+    )
+    if metrics_path is not None:
+        with open(metrics_path, 'a', encoding='utf-8') as f:
+            f.write(json.dumps(dict(step=change['at_step'], event='topology_change', **change)) + '\n')
+    return change
+
 # %% ../../nbs/22_train.checkpoint.ipynb #9a3c20c4
 class AtomicCheckpoints:
     "Mixin for a `transformers.Trainer` subclass: checkpoints are staged, sealed and renamed into place."
@@ -81,12 +156,15 @@ class AtomicCheckpoints:
         name = f'checkpoint-{self.state.global_step}'
         if self.args.should_save:
             shutil.rmtree(staging_root / name, ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # nobody writes before the staging folder is clear
         self._llmwb_staging = str(staging_root)
         try:
             super()._save_checkpoint(model, trial)
         finally:
             self._llmwb_staging = None
+        self.accelerator.wait_for_everyone()  # every process has written its part (RNG state, shards)
         if self.args.should_save:
+            write_json(staging_root / name / TOPOLOGY, checkpoint_topology(self.args))
             seal_checkpoint(staging_root / name, self.state.global_step)
             shutil.rmtree(final_root / name, ignore_errors=True)
             os.replace(staging_root / name, final_root / name)
@@ -99,6 +177,7 @@ class AtomicCheckpoints:
             if limit:
                 for old in checkpoints(final_root)[limit:]:
                     shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
 
     def _get_output_dir(self, trial):
         return getattr(self, '_llmwb_staging', None) or super()._get_output_dir(trial)

@@ -1,4 +1,4 @@
-"""Pretraining as a script, so the same recipe runs data-parallel under `torchrun` (or `accelerate launch`): each process reads the run dir, trains its share of every batch, and rank 0 writes the results.
+"""Any training stage as a script, so the same recipe runs data-parallel under `torchrun`: each process reads the run dir, trains its share of every global batch (DDP, or FSDP shards), and rank 0 writes the results; on one node or on several.
 
 Docs: https://llm-workbench.github.io/llm-workbench/train.launch.html.md"""
 
@@ -6,22 +6,57 @@ Docs: https://llm-workbench.github.io/llm-workbench/train.launch.html.md"""
 
 # %% ../../nbs/28_train.launch.ipynb #7e167bdd
 from __future__ import annotations
-import argparse, json, os, subprocess, sys
+import argparse, importlib, json, os, socket, subprocess, sys, warnings
+from functools import partial
 from pathlib import Path
 from ..core import RunLayout, load_settings, seed_everything, write_json
 from ..config import load_config
 
 # %% auto #0
-__all__ = ['pretrain_from_run', 'launch_command', 'launch_pretrain', 'main']
+__all__ = ['STAGE_WORKERS', 'TORCH_PORT', 'FSDP_CONFIG', 'GRPO_SINGLE_PROCESS', 'start_model_dir', 'train_worker',
+           'pretrain_from_run', 'stage_worker', 'train_from_run', 'node_topology', 'free_port', 'launch_command',
+           'parallel_args', 'wrap_units', 'name_wrap_units', 'KeepFSDP', 'sharded_units', 'world_processes',
+           'check_distributed', 'launch_stage', 'launch_pretrain', 'distributed_fit', 'main']
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e01
+def start_model_dir(run_dir: Path | str, cfg, stage: str) -> Path:
+    "The model training stage `stage` starts from: the initial weights, else the last enabled stage's."
+    layout = RunLayout(run_dir)
+    if stage == 'pretrain':
+        return layout.init_model
+    if stage not in ('sft', 'align'):
+        raise ValueError(f"{stage!r} is not a training stage: pretrain, sft or align")
+    return layout.model('sft') if stage == 'align' and cfg.sft.enabled else layout.model('pretrain')
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e03
+def train_worker(
+    run_dir: Path | str, stage: str, section, fit, sequences_per_example: int = 1, callbacks=()
+) -> dict:
+    "Run `fit(report_to=, run_name=, callbacks=)` as a process of `stage`; the summary keeps the budget."
+    from llm_workbench.train.loop import _finish_wandb, pruning_callback, stage_budget, tracking_report_to
+
+    settings = load_settings()
+    budget = stage_budget(section, settings, sequences_per_example)
+    pruning = pruning_callback(stage)
+    report_to = tracking_report_to(settings.tracking)
+    run_name = f"{os.environ.get('LLMWB_RUN_ID', Path(run_dir).name)}-{stage}"
+    own = [budget, *([pruning] if pruning else [])]
+    try:
+        summary = fit(report_to=report_to, run_name=run_name, callbacks=[*callbacks, *own])
+    finally:
+        _finish_wandb(report_to)
+    spent = budget.summary()
+    if pruning is not None and pruning.pruned:
+        spent = spent | dict(stopped_by='pruned')
+    return summary | dict(budget=spent)
 
 # %% ../../nbs/28_train.launch.ipynb #7d124843
 def pretrain_from_run(run_dir: Path | str, callbacks: list = ()) -> dict:
-    "Pretrain the run dir's model (its init weights, tokenizer, splits); rank 0 writes `pretrain/summary.json`."
+    "Pretrain the run dir's model (its init weights, tokenizer, splits) in this process; a summary."
     from llm_workbench.data.manifest import load_split
     from llm_workbench.train.tokenizer import load_tokenizer
     from llm_workbench.train.model import load_model
     from llm_workbench.train.pretrain import pack_texts, pretrain
-    from llm_workbench.train.loop import stage_budget
 
     layout = RunLayout(run_dir)
     cfg = load_config(layout.recipe)
@@ -32,69 +67,222 @@ def pretrain_from_run(run_dir: Path | str, callbacks: list = ()) -> dict:
         for split in ('train', 'val')
     }
     model = load_model(layout.init_model)
-    budget = stage_budget(cfg.train, load_settings())
-    summary = pretrain(
-        model,
-        tok,
-        blocks['train'],
-        blocks['val'],
-        cfg.train,
-        layout.stage_dir('pretrain'),
-        seed=cfg.seed,
-        callbacks=[*callbacks, budget],
-    )
-    summary['budget'] = budget.summary()
+    out_dir = layout.stage_dir('pretrain')
+    fit = partial(pretrain, model, tok, blocks['train'], blocks['val'], cfg.train, out_dir, seed=cfg.seed)
+    return train_worker(run_dir, 'pretrain', cfg.train, fit, callbacks=callbacks)
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e05
+STAGE_WORKERS = dict(
+    pretrain='llm_workbench.train.launch:pretrain_from_run',
+    sft='llm_workbench.train.sft:sft_from_run',
+    align='llm_workbench.align.methods:align_from_run',
+)
+
+
+def stage_worker(stage: str):
+    "The function that trains stage `stage` of a run dir in one process."
+    if stage not in STAGE_WORKERS:
+        raise ValueError(f"no training stage {stage!r}: {', '.join(STAGE_WORKERS)}")
+    module, name = STAGE_WORKERS[stage].split(':')
+    return getattr(importlib.import_module(module), name)
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e06
+def train_from_run(run_dir: Path | str, stage: str) -> dict:
+    "Train stage `stage` of the run dir in this process; rank 0 writes the summary."
+    summary = stage_worker(stage)(run_dir)
     if int(os.environ.get('RANK', '0')) == 0:
-        write_json(layout.summary('pretrain'), summary)
+        write_json(RunLayout(run_dir).summary(stage), summary)
     return summary
 
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e08
+def _whole(env: dict, name: str, default: int) -> int:
+    "The whole number in `env[name]` (the default when unset or empty)."
+    value = env.get(name) or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a whole number") from None
+
+
+TORCH_PORT = 29500  # torchrun's own default: every node agrees on it without being told
+
+
+def node_topology(env: dict | None = None) -> dict:
+    "This node's place in a launch, from `LLMWB_NNODES`, `_NODE_RANK`, `_MASTER_ADDR`, `_MASTER_PORT`."
+    env = os.environ if env is None else env
+    nnodes, node_rank = _whole(env, 'LLMWB_NNODES', 1), _whole(env, 'LLMWB_NODE_RANK', 0)
+    if nnodes < 1 or not 0 <= node_rank < nnodes:
+        raise ValueError(f"LLMWB_NODE_RANK={node_rank} is not a rank of LLMWB_NNODES={nnodes} nodes")
+    port = _whole(env, 'LLMWB_MASTER_PORT', 0) or (TORCH_PORT if nnodes > 1 else None)
+    addr = env.get('LLMWB_MASTER_ADDR') or '127.0.0.1'
+    return dict(nnodes=nnodes, node_rank=node_rank, master_addr=addr, master_port=port)
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e09
+def free_port(host: str = '127.0.0.1') -> int:
+    "A TCP port free on `host` right now (for a one-node rendezvous)."
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
 # %% ../../nbs/28_train.launch.ipynb #a93141c3
-def launch_command(run_dir: Path | str, processes: int) -> list[str]:
-    "The `torchrun` command line that pretrains the run dir with `processes` processes."
+def launch_command(run_dir: Path | str, stage: str, processes: int, env: dict | None = None) -> list[str]:
+    "The `torchrun` argv that trains stage `stage` of the run dir with `processes` processes on this node."
+    node = node_topology(env)
+    port = node['master_port'] or free_port(node['master_addr'])
     return [
         sys.executable,
         '-m',
         'torch.distributed.run',
-        '--standalone',
-        f'--nproc_per_node={processes}',
+        '--nnodes',
+        str(node['nnodes']),
+        '--node-rank',
+        str(node['node_rank']),
+        '--master-addr',
+        node['master_addr'],
+        '--master-port',
+        str(port),
+        '--nproc-per-node',
+        str(processes),
         '-m',
         'llm_workbench.train.launch',
         '--run-dir',
         str(run_dir),
+        '--stage',
+        stage,
     ]
 
+# %% ../../nbs/28_train.launch.ipynb #5e1f0a01
+FSDP_CONFIG = dict(
+    version=2,
+    reshard_after_forward=True,  # full shard: parameters are gathered for a layer's forward, then freed
+    cpu_offload=False,
+    auto_wrap_policy='TRANSFORMER_BASED_WRAP',
+    state_dict_type='SHARDED_STATE_DICT',  # checkpoints: every process writes its shard
+)
+
+
+def parallel_args(section, env: dict | None = None) -> dict:
+    "The `TrainingArguments` fields of `section.strategy` in this process's world (`WORLD_SIZE` of `env`)."
+    world = int((os.environ if env is None else env).get('WORLD_SIZE', '1'))
+    if getattr(section, 'strategy', 'ddp') != 'fsdp' or world < 2:
+        return {}
+    return dict(fsdp=True, fsdp_config=dict(FSDP_CONFIG))
+
+# %% ../../nbs/28_train.launch.ipynb #5e1f0a02
+def wrap_units(model) -> list[str]:
+    "The class names of `model`'s decoder layers (FSDP's wrap unit), through a PEFT wrapper."
+    base = model.get_base_model() if hasattr(model, 'get_base_model') else model
+    present = {type(m).__name__ for m in base.modules()}
+    return [name for name in getattr(base, '_no_split_modules', None) or [] if name in present]
+
+# %% ../../nbs/28_train.launch.ipynb #5e1f0a03
+def name_wrap_units(args, model):
+    "Name `model`'s decoder layer classes as the FSDP wrap unit in `args` (no change without FSDP); `args`."
+    if not getattr(args, 'fsdp_plugin_args', None):
+        return args
+    units = wrap_units(model)
+    if not units:
+        raise ValueError(f"strategy fsdp: {type(model).__name__} declares no decoder layer class to shard by")
+    args.fsdp_config['transformer_layer_cls_to_wrap'] = units
+    args.fsdp_plugin_args['transformer_cls_names_to_wrap'] = ','.join(units)
+    return args
+
+# %% ../../nbs/28_train.launch.ipynb #5e1f0a09
+class KeepFSDP:
+    "Mixin for a Trainer subclass: keep accelerate's FSDP plugin on CPU too, where accelerate 1.15 drops it."
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if self.args.fsdp_plugin_args is None or self.is_fsdp_enabled:
+            return
+        from accelerate.state import PartialState
+        from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+        state = self.accelerator.state
+        if state.distributed_type != DistributedType.MULTI_CPU:
+            raise RuntimeError(
+                f"strategy fsdp: accelerate dropped its FSDP plugin on {state.distributed_type}"
+            )
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+        state.distributed_type = DistributedType.FSDP
+        # as accelerate itself does for FSDP: every later `AcceleratorState()` copies the type from here
+        PartialState._shared_state['distributed_type'] = DistributedType.FSDP
+        self.is_fsdp_enabled = True
+
+# %% ../../nbs/28_train.launch.ipynb #5e1f0a10
+def sharded_units(model) -> int:
+    "How many FSDP units `model` is sharded into (0: not sharded)."
+    from torch.distributed.fsdp import FSDPModule
+
+    return sum(isinstance(m, FSDPModule) for m in model.modules())
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e12
+GRPO_SINGLE_PROCESS = (
+    "align.method grpo trains in one process: each step runs sampled programs in the sandbox, "
+    "whose worker pool and limits are sized for one trainer per machine, and processes would "
+    "sample from separate random streams; set align.processes: 1 (and a single node)"
+)
+
+
+def world_processes(section, env: dict | None = None) -> int:
+    "How many processes recipe `section` trains with: its `processes` per node times the launch's nodes."
+    return getattr(section, 'processes', 1) * node_topology(env)['nnodes']
+
+
+def check_distributed(stage: str, section, env: dict | None = None):
+    "Refuse a data-parallel launch that stage `stage`'s method cannot run, saying why."
+    if world_processes(section, env) > 1 and stage == 'align' and section.method == 'grpo':
+        raise ValueError(GRPO_SINGLE_PROCESS)
+
 # %% ../../nbs/28_train.launch.ipynb #e6cbd8dc
-def launch_pretrain(run_dir: Path | str, processes: int) -> dict:
-    "Run `pretrain_from_run` in `processes` data-parallel processes; return rank 0's summary."
+def launch_stage(run_dir: Path | str, stage: str, processes: int, env: dict | None = None) -> dict:
+    "Train stage `stage` of the run dir in `processes` data-parallel processes per node; rank 0's summary."
     import torch
 
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     if not torch.cuda.is_available():
         env['OMP_NUM_THREADS'] = '1'
-    out = RunLayout(run_dir).summary('pretrain')
-    out.unlink(missing_ok=True)
-    r = subprocess.run(launch_command(run_dir, processes), env=env, capture_output=True, text=True)
-    done = out.is_file() and (RunLayout(run_dir).model('pretrain') / 'model.safetensors').is_file()
-    if r.returncode and not done:
-        raise RuntimeError(f"distributed pretraining failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
-    if (
-        r.returncode
-    ):  # gloo on CPU sometimes aborts at process exit after training finished and rank 0 saved everything
-        import warnings
-
+    out = RunLayout(run_dir).summary(stage)
+    if node_topology(env)['node_rank'] == 0:  # the other nodes see node 0's file on the shared run dir
+        out.unlink(missing_ok=True)
+    r = subprocess.run(
+        launch_command(run_dir, stage, processes, env), env=env, capture_output=True, text=True
+    )
+    if r.returncode and not out.is_file():
+        raise RuntimeError(f"distributed {stage} failed (exit {r.returncode}):\n{r.stderr[-4000:]}")
+    if r.returncode:
         warnings.warn(
-            f"torchrun exited {r.returncode} after training finished; the saved model and summary count"
+            f"torchrun exited {r.returncode} after {stage} finished; the saved model and summary count"
         )
     return json.loads(out.read_text())
 
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e15
+def launch_pretrain(run_dir: Path | str, processes: int) -> dict:
+    "Pretrain the run dir in `processes` data-parallel processes (`launch_stage` for pretraining)."
+    return launch_stage(run_dir, 'pretrain', processes)
+
+# %% ../../nbs/28_train.launch.ipynb #3a0c2e17
+def distributed_fit(run_dir: Path | str, stage: str, section, fit):
+    "`fit`, or when `section` asks for several processes a stand-in that launches them (rank 0's summary)."
+    if world_processes(section) < 2:
+        return fit
+    check_distributed(stage, section)
+
+    def launched(report_to=(), run_name=None, callbacks=()):
+        return launch_stage(run_dir, stage, section.processes)
+
+    return launched
+
 # %% ../../nbs/28_train.launch.ipynb #c1547ffa
 def main(argv: list | None = None):
-    "Entry point: `python -m llm_workbench.train.launch --run-dir DIR` (under torchrun for several processes)."
+    "Entry point: `python -m llm_workbench.train.launch --run-dir DIR --stage STAGE`."
     p = argparse.ArgumentParser(
-        prog='python -m llm_workbench.train.launch', description=pretrain_from_run.__doc__
+        prog='python -m llm_workbench.train.launch', description=train_from_run.__doc__
     )
     p.add_argument('--run-dir', required=True)
-    pretrain_from_run(p.parse_args(argv).run_dir)
+    p.add_argument('--stage', default='pretrain', choices=list(STAGE_WORKERS))
+    a = p.parse_args(argv)
+    train_from_run(a.run_dir, a.stage)
 
 # %% ../../nbs/28_train.launch.ipynb #fdbc5f4a
 if __name__ == '__main__':

@@ -10,14 +10,23 @@ import contextlib, json, math, os, time
 from pathlib import Path
 from ..core import report_progress
 from ..config import LoRAConfig
-from .checkpoint import atomic_trainer, last_good_checkpoint
+from llm_workbench.train.checkpoint import (
+    TOPOLOGY_KEYS,
+    atomic_trainer,
+    last_good_checkpoint,
+    read_topology,
+    resume_topology,
+    topology_change,
+)
 from .model import count_params
+from .launch import KeepFSDP, name_wrap_units, parallel_args, sharded_units
 from .cost import budget_callback, cost_usd, current_device, ledger_entry, write_ledger
 
 # %% auto #0
 __all__ = ['ARG_FIELDS', 'EVAL_SKIP', 'common_args', 'context_length', 'metrics_callback', 'read_metrics', 'token_counter',
            'progress_callback', 'last_checkpoint', 'lora_model', 'merge_lora', 'probe_logits', 'final_eval',
-           'save_trained', 'run_training', 'stage_budget', 'tracking_report_to', 'pruning_callback', 'train_stage']
+           'whole_model', 'save_trained', 'plan_resume', 'run_training', 'stage_budget', 'tracking_report_to',
+           'pruning_callback', 'train_stage']
 
 # %% ../../nbs/25_train.loop.ipynb #4450926c
 ARG_FIELDS = dict(
@@ -70,6 +79,7 @@ def common_args(section, out_dir: Path | str, seed: int, report_to=(), run_name:
         run_name=run_name,
         disable_tqdm=False,
         include_num_input_tokens_seen='non_padding',
+        **parallel_args(section),
     )
 
 # %% ../../nbs/25_train.loop.ipynb #31f3d093
@@ -218,16 +228,35 @@ def final_eval(trainer, step: int) -> dict:
     ev = last if last and last.get('step') == step else trainer.evaluate()
     return {k.removeprefix('eval_'): round(v, 6) for k, v in ev.items() if not any(s in k for s in EVAL_SKIP)}
 
+# %% ../../nbs/25_train.loop.ipynb #5e1f0a05
+def whole_model(trainer, lora: LoRAConfig | None = None):
+    "The trained model whole: `trainer.model`, or under FSDP a CPU copy of the gathered shards (main process only)."
+    if not getattr(trainer, 'is_fsdp_enabled', False):
+        return trainer.model
+    from transformers import AutoModelForCausalLM
+
+    state = trainer.accelerator.get_state_dict(trainer.model)  # a collective: every process sends its shards
+    if not trainer.args.should_save:
+        return None
+    wrapped = trainer.accelerator.unwrap_model(trainer.model)
+    peft = hasattr(wrapped, 'get_base_model')
+    config = (wrapped.get_base_model() if peft else wrapped).config
+    twin = AutoModelForCausalLM.from_config(config, dtype=next(iter(state.values())).dtype)
+    if peft:
+        twin = lora_model(twin, lora)
+    twin.load_state_dict(state)
+    return twin
+
 # %% ../../nbs/25_train.loop.ipynb #6d40ec7e
 def save_trained(
     trainer, tokenizer, out_dir: Path | str, lora: LoRAConfig | None = None, probe: str | None = None
 ):
     "Save model and tokenizer to `out_dir/model`; with LoRA the adapter to `out_dir/adapter` (and merge)."
-    out_dir, final, diff = Path(out_dir), trainer.model, None
+    out_dir, final, diff = Path(out_dir), whole_model(trainer, lora), None
     use_lora, write = bool(lora and lora.enabled), trainer.args.should_save
     if use_lora and write:
         final.save_pretrained(str(out_dir / 'adapter'))
-    if use_lora and lora.merge:
+    if use_lora and lora.merge and final is not None:
         before = probe_logits(final, tokenizer, probe) if probe else None
         final = merge_lora(final)
         if probe:
@@ -242,6 +271,23 @@ def save_trained(
         model_dir=str(out_dir / 'model') if (out_dir / 'model').exists() else None,
         adapter_dir=str(out_dir / 'adapter') if use_lora else None,
     )
+
+# %% ../../nbs/25_train.loop.ipynb #5e1f0a06
+def plan_resume(out_dir: Path | str, args, callbacks=()) -> tuple[str | None, dict]:
+    "The checkpoint to resume from and the topology to train with; `args` and the budget adjusted to it."
+    resume = last_checkpoint(out_dir)
+    processes = max(int(args.world_size), 1)
+    batch, accum = args.per_device_train_batch_size, args.gradient_accumulation_steps
+    sharded = bool(getattr(args, 'fsdp_plugin_args', None))
+    plan = resume_topology(read_topology(resume), processes, batch, accum, sharded)
+    if plan['adjusted']:
+        for cb in callbacks:
+            if hasattr(cb, 'tokens_per_step'):  # the budget sized a step from the recipe's accumulation
+                cb.tokens_per_step = (
+                    cb.tokens_per_step * plan['grad_accum'] // args.gradient_accumulation_steps
+                )
+        args.gradient_accumulation_steps = plan['grad_accum']
+    return resume, plan
 
 # %% ../../nbs/25_train.loop.ipynb #260fff65
 def run_training(
@@ -271,10 +317,13 @@ def run_training(
     set_seed(args.seed)  # LoRA's initial adapters, before the trainer seeds
     if lora is not None and lora.enabled:
         model = lora_model(model, lora)
+    name_wrap_units(args, model)
+    resume, plan = plan_resume(out_dir, args, callbacks)  # before the trainer: its accumulation may change
+    change = topology_change(resume, plan, out_dir / 'metrics.jsonl' if args.process_index == 0 else None)
     counter = token_counter()
     own = [metrics_callback(out_dir / 'metrics.jsonl'), counter, progress_callback()]
     with _quiet_datasets():
-        trainer_class = atomic_trainer(trainer_cls)
+        trainer_class = atomic_trainer(type(trainer_cls.__name__, (KeepFSDP, trainer_cls), {}))
         trainer = trainer_class(
             model=model,
             args=args,
@@ -285,10 +334,12 @@ def run_training(
         )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = count_params(trainer.model)
-    resume = last_checkpoint(out_dir)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - t0
+    shards = sharded_units(trainer.model)
+    if args.fsdp_plugin_args and not shards:
+        raise RuntimeError(f"strategy fsdp: {type(trainer.model).__name__} was not sharded")
     ev = final_eval(trainer, result.global_step) if eval_ds is not None else {}
     saved = save_trained(trainer, tokenizer, out_dir, lora, probe)
     return dict(
@@ -304,6 +355,8 @@ def run_training(
         eval_examples=len(trainer.eval_dataset) if eval_ds is not None else 0,
         trainable_params=trainable,
         total_params=total,
+        topology={k: plan[k] for k in TOPOLOGY_KEYS} | dict(sharded_units=shards),
+        topology_change=change,
         **saved,
     )
 
@@ -400,5 +453,8 @@ def train_stage(ctx, stage: str, section, model, fit, sequences_per_example: int
         flops=ledger['flops_total'],
         stopped_by=spent['stopped_by'],
         resumed_from=Path(resumed).name if resumed else None,
+        processes=summary.get('topology', {}).get('processes', 1),
+        global_batch=summary.get('topology', {}).get('global_batch'),
+        topology_change=summary.get('topology_change'),
     )
     return dict(summary=summary, budget=spent, ledger=ledger, metrics=metrics)

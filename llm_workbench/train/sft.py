@@ -7,14 +7,16 @@ Docs: https://llm-workbench.github.io/llm-workbench/train.sft.html.md"""
 # %% ../../nbs/27_train.sft.ipynb #3346d694
 from __future__ import annotations
 import itertools, json
+from functools import partial
 from pathlib import Path
-from ..config import PromptConfig, SFTConfig
+from ..core import RunLayout, seed_everything
+from ..config import PromptConfig, SFTConfig, load_config
 from ..prompting import chat_pair, uses_chat
 from .loop import common_args, context_length, lora_model, merge_lora, run_training
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'FORMATS', 'set_chat_template', 'split_prompt_boundary', 'sft_dataset', 'chat_prompt', 'sft_args',
-           'inspect_batch', 'train_sft']
+           'inspect_batch', 'train_sft', 'sft_rows', 'sft_from_run']
 
 # %% ../../nbs/27_train.sft.ipynb #2ea1948c
 CHAT_TEMPLATE = (
@@ -169,3 +171,32 @@ def train_sft(
         processing_class=tokenizer,
     )
     return summary | dict(examples=len(train_ds))
+
+# %% ../../nbs/27_train.sft.ipynb #4d1b7e01
+def sft_rows(run_dir: Path | str, split: str) -> list[dict]:
+    "The SFT pairs of a run dir's `split`: those the curate stage mined, then its own prompt/completion rows."
+    import pyarrow.parquet as pq
+    from llm_workbench.data.manifest import load_split
+
+    layout = RunLayout(run_dir)
+    mined = pq.read_table(layout.pairs('sft', split)).to_pylist()
+    own = [row for row in load_split(layout.data, split) if row['format'] == 'prompt_completion']
+    return mined + own
+
+# %% ../../nbs/27_train.sft.ipynb #4d1b7e02
+def sft_from_run(run_dir: Path | str) -> dict:
+    "Fine-tune the run dir's model as its SFT stage does, in this process (one of several under torchrun)."
+    from llm_workbench.train.launch import start_model_dir, train_worker
+    from llm_workbench.train.model import load_model
+    from llm_workbench.train.tokenizer import load_tokenizer
+
+    layout = RunLayout(run_dir)
+    cfg = load_config(layout.recipe)
+    seed_everything(cfg.seed)
+    start = start_model_dir(run_dir, cfg, 'sft')
+    tok, model = load_tokenizer(start), load_model(start)
+    train, val = sft_rows(run_dir, 'train'), sft_rows(run_dir, 'val')
+    fit = partial(
+        train_sft, model, tok, train, val, cfg.sft, layout.stage_dir('sft'), seed=cfg.seed, prompt=cfg.prompt
+    )
+    return train_worker(run_dir, 'sft', cfg.sft, fit)
