@@ -3,7 +3,7 @@
 import json, os, shutil, signal, sqlite3, subprocess, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import LLMWB, MICRO, llmwb
+from conftest import LLMWB, MICRO, llmwb, make_workspace, run_dirs
 from llm_workbench.report import external_resources
 
 openai = pytest.importorskip('openai')
@@ -30,6 +30,16 @@ def _free_port() -> int:
     from llm_workbench.serve import free_port
 
     return free_port()
+
+
+@pytest.fixture(scope='module')
+def micro_run(tmp_path_factory):
+    "This module's own micro run: other modules promote the shared one's version, and the door tests need a candidate."
+    ws = make_workspace(tmp_path_factory.mktemp('serve-ws'))
+    r = llmwb(ws, 'run', MICRO, '--no-progress')
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (rd,) = run_dirs(ws)
+    return ws, r, rd
 
 
 @pytest.fixture(scope='module')
