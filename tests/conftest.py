@@ -37,14 +37,18 @@ def read_run(run_dir: Path) -> dict:
     return json.loads((run_dir / 'run.json').read_text())
 
 
-@pytest.fixture(scope='session')
-def micro_run(tmp_path_factory):
-    "One complete micro run through the CLI: (workspace, process result, run dir)."
-    ws = make_workspace(tmp_path_factory.mktemp('ws'))
+def complete_micro_run(ws: Path) -> tuple:
+    "One complete micro run through the CLI in workspace `ws`: (workspace, process result, run dir)."
     r = llmwb(ws, 'run', MICRO, '--no-progress')
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (rd,) = run_dirs(ws)
     return ws, r, rd
+
+
+@pytest.fixture(scope='session')
+def micro_run(tmp_path_factory):
+    "One complete micro run through the CLI, shared by the session: (workspace, process result, run dir)."
+    return complete_micro_run(make_workspace(tmp_path_factory.mktemp('ws')))
 
 
 @pytest.fixture(scope='session')

@@ -3,7 +3,7 @@
 import json, os, shutil, signal, sqlite3, subprocess, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import LLMWB, MICRO, llmwb, make_workspace, run_dirs
+from conftest import LLMWB, MICRO, complete_micro_run, llmwb, make_workspace
 from llm_workbench.report import external_resources
 
 openai = pytest.importorskip('openai')
@@ -35,11 +35,7 @@ def _free_port() -> int:
 @pytest.fixture(scope='module')
 def micro_run(tmp_path_factory):
     "This module's own micro run: other modules promote the shared one's version, and the door tests need a candidate."
-    ws = make_workspace(tmp_path_factory.mktemp('serve-ws'))
-    r = llmwb(ws, 'run', MICRO, '--no-progress')
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    (rd,) = run_dirs(ws)
-    return ws, r, rd
+    return complete_micro_run(make_workspace(tmp_path_factory.mktemp('serve-ws')))
 
 
 @pytest.fixture(scope='module')
