@@ -16,7 +16,7 @@ from .loop import common_args, context_length, lora_model, merge_lora, run_train
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'FORMATS', 'set_chat_template', 'split_prompt_boundary', 'sft_dataset', 'chat_prompt', 'sft_args',
-           'inspect_batch', 'train_sft', 'sft_rows', 'sft_from_run']
+           'inspect_batch', 'plain_head_sft_trainer', 'train_sft', 'sft_rows', 'sft_from_run']
 
 # %% ../../nbs/27_train.sft.ipynb #2ea1948c
 CHAT_TEMPLATE = (
@@ -120,6 +120,58 @@ def inspect_batch(trainer, n: int = 4) -> list[dict]:
         )
     return out
 
+# %% ../../nbs/27_train.sft.ipynb #7c1e0a51
+def _plain_head_metrics(logits, labels) -> tuple:
+    "(valid tokens, summed entropy, correct top-1 predictions) of next-token `logits` against shifted `labels`."
+    import torch
+
+    with torch.no_grad():
+        logits, labels = logits[:, :-1].float(), labels[:, 1:]
+        mask = labels != -100
+        logp = torch.log_softmax(logits, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        correct = (logits.argmax(-1) == labels) & mask
+        return mask.sum(), (entropy * mask).sum(), correct.sum()
+
+# %% ../../nbs/27_train.sft.ipynb #7c1e0a52
+def plain_head_sft_trainer():
+    "TRL's `SFTTrainer` with the model's own LM head for the `nll` loss off CUDA (class made on first use)."
+    from trl import SFTTrainer
+
+    class PlainHeadSFTTrainer(SFTTrainer):
+        def _plain_loss(self, model) -> bool:
+            device = getattr(self.model, 'device', None)
+            return (
+                getattr(device, 'type', 'cpu') != 'cuda'
+                and self.args.loss_type == 'nll'
+                and self.label_smoother is None
+                and self.compute_loss_func is None
+                and not self.aux_loss_enabled
+            )
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not self._plain_loss(model):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            mode = 'train' if self.model.training else 'eval'
+            batch = {k: v for k, v in inputs.items() if k != 'completion_mask'} | dict(use_cache=False)
+            outputs = model(**batch, num_items_in_batch=num_items_in_batch)
+            loss = outputs.loss
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            valid, entropy, correct = (
+                self.accelerator.gather_for_metrics(t).sum()
+                for t in _plain_head_metrics(outputs.logits, inputs['labels'])
+            )
+            self._metrics[mode]['entropy'].append((entropy / valid).item() if valid > 0 else 0.0)
+            self._metrics[mode]['mean_token_accuracy'].append((correct / valid).item() if valid > 0 else 0.0)
+            if mode == 'train':
+                tokens = self.accelerator.gather_for_metrics(inputs['attention_mask'].sum()).sum().item()
+                self._total_train_tokens += tokens // self._tp_size
+            self._metrics[mode]['num_tokens'] = [self._total_train_tokens]
+            return loss
+
+    return PlainHeadSFTTrainer
+
 # %% ../../nbs/27_train.sft.ipynb #c2e25a69
 def _probe_text(example: dict, tokenizer) -> str:
     "One training example as text: what the LoRA merge check runs through the model before and after merging."
@@ -146,8 +198,6 @@ def train_sft(
     prompt: PromptConfig | None = None,
 ) -> dict:
     "Fine-tune `model` on `train_rows` with TRL's `SFTTrainer` in the shared loop; save the (merged) model."
-    from trl import SFTTrainer
-
     chat = chat_prompt(tokenizer, prompt) if fmt == 'prompt_completion' else None
     train_ds = sft_dataset(train_rows, fmt, chat)
     eval_ds = sft_dataset(itertools.islice(eval_rows, max_eval_rows), fmt, chat)
@@ -158,7 +208,7 @@ def train_sft(
     args = sft_args(cfg, out_dir, seed, fmt, report_to, run_name)
     args.max_length = context_length(model, cfg.max_length)
     summary = run_training(
-        SFTTrainer,
+        plain_head_sft_trainer(),
         model,
         tokenizer,
         args,
