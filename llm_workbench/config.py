@@ -43,7 +43,9 @@ class SourceConfig(Strict):
 
     name: str  # unique name, recorded with every record
     kind: Literal['python_stdlib', 'python_packages', 'jsonl', 'text', 'parquet', 'hf_disk'] = 'jsonl'
-    format: Literal['text', 'chat', 'prompt_completion', 'preference'] = 'text'  # what each record holds
+    format: Literal['text', 'chat', 'prompt_completion', 'preference', 'kto'] = (
+        'text'  # what each record holds (kto: prompt, completion and a boolean label)
+    )
     path: str | None = None  # file or folder for jsonl/text/parquet/hf_disk (relative to the recipe)
     license: str = 'auto'  # SPDX id, or `auto`
     text_field: str = 'text'  # jsonl: the field holding the document

@@ -309,3 +309,41 @@ def test_simpo_sigkill_then_resume_is_bit_identical(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert sha(out / 'model' / 'model.safetensors') == sha(clean / 'model' / 'model.safetensors')
+
+
+def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
+    "A user's unpaired answers (`format: kto`) go through curate like any source, then KTO trains on them."
+    import yaml
+    from llm_workbench.align.dpo import preference_rows
+    from llm_workbench.align.methods import train_preference
+    from llm_workbench.core import RunLayout
+    from llm_workbench.data.curate import curate
+
+    good = [dict(prompt=r['prompt'], completion=r['chosen'], label=True) for r in data['rows']]
+    bad = [dict(prompt=r['prompt'], completion=r['rejected'], label=False) for r in data['rows']]
+    broken = [dict(prompt='def f():\n', completion='    pass\n', label='yes'), dict(prompt='def g():\n', label=True)]
+    source = tmp_path / 'kto.jsonl'
+    source.write_text(''.join(json.dumps(x) + '\n' for x in good + bad + broken))
+    recipe = yaml.safe_load((ROOT / 'configs' / 'micro.yaml').read_text())
+    recipe['data']['sources'] = [
+        dict(name='judged', kind='jsonl', path=str(source), format='kto', license='MIT', quality='none')
+    ]
+    recipe['data'] |= dict(split=dict(val=0.15, test=0.15), min_chars=16)  # short functions are fine here
+    (tmp_path / 'kto.yaml').write_text(yaml.safe_dump(recipe))
+    layout = RunLayout(tmp_path / 'run')
+    m = curate(load_config(tmp_path / 'kto.yaml'), layout.data)
+    (src,) = m['sources']
+    assert src['records_in'] == 98 and src['removed']['wrong_type'] == src['removed']['missing_field'] == 1, src
+    assert src['kept'] + sum(src['removed'].values()) == 98 and src['kept'] >= 48, src  # every record accounted for
+    quarantined = [json.loads(x) for x in layout.quarantine.read_text().splitlines()]
+    read = {q['location']: q for q in quarantined if q['stage'] == 'read'}
+    assert set(read) == {'kto.jsonl:97', 'kto.jsonl:98'}, read
+    assert "'label' is str, not a boolean" in read['kto.jsonl:97']['detail'], read
+    train, val = preference_rows(layout.root, 'train'), preference_rows(layout.root, 'val')
+    assert {r['format'] for r in train} == {'kto'} and {r['label'] for r in train} == {True, False}, train[:2]
+    assert len(train) + len(val) + len(preference_rows(layout.root, 'test')) == src['kept']
+    cfg = AlignConfig(method='kto', max_steps=4, batch_size=8, lr=8e-3, warmup_steps=1, save_every=4, max_length=128)
+    s = train_preference(data['model'](), data['tok'], train, val, cfg, tmp_path / 'kto', seed=0)
+    assert (s['method'], s['steps'], s['pairs_train']) == ('kto', 4, 0), s
+    assert s['unpaired_train'] == len(train) and s['unpaired_eval'] == len(val), s
+    assert s['tokens'] > 0, s

@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.dpo.html.md"""
 
 # %% ../../nbs/30_align.dpo.ipynb #cba4ddd1
 from __future__ import annotations
-import copy, logging, math
+import copy, json, logging, math
 from pathlib import Path
 from ..core import RunLayout
 from ..config import AlignConfig, PromptConfig
@@ -31,6 +31,8 @@ def preference_dataset(rows, chat: PromptConfig | None = None) -> 'datasets.Data
 
     out, ties = {'prompt': [], 'chosen': [], 'rejected': []}, 0
     for i, r in enumerate(rows):
+        if r.get('format') == 'kto':
+            continue  # an unpaired answer: only KTO trains on it (`align.methods.kto_dataset`)
         missing = [k for k in out if not isinstance(r.get(k), str)]
         if missing:
             raise ValueError(f"preference row {i} ({r.get('id', 'no id')}): missing or non-text {missing}")
@@ -231,11 +233,11 @@ def train_dpo(
 
 # %% ../../nbs/30_align.dpo.ipynb #6e2c9a01
 def preference_rows(run_dir: Path | str, split: str) -> list[dict]:
-    "The preference pairs of a run dir's `split`: those the curate stage built, then its sources' own pairs."
+    "A run dir's preference rows of `split`: the pairs curate built, its sources' own pairs and unpaired (kto) answers."
     import pyarrow.parquet as pq
     from llm_workbench.data.manifest import load_split
 
     layout = RunLayout(run_dir)
     mined = pq.read_table(layout.pairs('preference', split)).to_pylist()
-    own = [row for row in load_split(layout.data, split) if row['format'] == 'preference']
-    return mined + own
+    own = [row for row in load_split(layout.data, split) if row['format'] in ('preference', 'kto')]
+    return mined + [dict(r, label=json.loads(r['label'])) if r['format'] == 'kto' else r for r in own]

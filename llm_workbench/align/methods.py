@@ -1,4 +1,4 @@
-"""Every preference method by name, each a real TRL trainer in the shared loop: the DPO family (DPO, IPO, hinge, robust), SimPO and ORPO (reference-free), and KTO (unpaired answers derived from the pairs). One held-out measure for all of them.
+"""Every preference method by name, each a real TRL trainer in the shared loop: the DPO family (DPO, IPO, hinge, robust), SimPO and ORPO (reference-free), and KTO (unpaired answers derived from the pairs, plus a source's own in `format: kto`). One held-out measure for all of them.
 
 Docs: https://llm-workbench.github.io/llm-workbench/align.methods.html.md"""
 
@@ -19,11 +19,12 @@ from llm_workbench.align.dpo import (
     train_dpo,
 )
 from ..train.loop import common_args, context_length, run_training
-from ..train.sft import chat_prompt
+from ..prompting import chat_pair
+from ..train.sft import chat_prompt, split_prompt_boundary
 
 # %% auto #0
-__all__ = ['REFERENCE_FREE', 'sequences_per_example', 'kto_dataset', 'answerable', 'PairTokens', 'method_args',
-           'train_preference', 'align_from_run']
+__all__ = ['REFERENCE_FREE', 'sequences_per_example', 'unpaired_examples', 'kto_dataset', 'answerable', 'PairTokens',
+           'method_args', 'train_preference', 'align_from_run']
 
 # %% ../../nbs/31_align.methods.ipynb #2a84f106
 REFERENCE_FREE = ('simpo', 'orpo')  # methods trained without a reference model
@@ -34,8 +35,23 @@ def sequences_per_example(method: str) -> int:
     return 1 if method in ('kto', 'grpo') else 2
 
 # %% ../../nbs/31_align.methods.ipynb #f867de05
+def unpaired_examples(rows, chat: PromptConfig | None = None) -> list[dict]:
+    "The unpaired (`format: kto`) rows of `rows` as KTO examples: raw text split on a token boundary, or conversational with `chat`."
+    out = []
+    for r in rows:
+        if r.get('format') != 'kto':
+            continue
+        if chat is not None:
+            conv = chat_pair(r['prompt'], r['completion'], chat)
+            prompt, completion = conv['prompt'], conv['completion']
+        else:
+            prompt, completion = split_prompt_boundary(r['prompt'], r['completion'])
+        out.append(dict(prompt=prompt, completion=completion, label=bool(r['label'])))
+    return out
+
+# %% ../../nbs/31_align.methods.ipynb #35132616
 def kto_dataset(rows, chat: PromptConfig | None = None, seed: int = 0, pairs=None) -> 'datasets.Dataset':
-    "KTO's unpaired `prompt`/`completion`/`label` rows from preference `rows` (or ready `pairs`): chosen `True`, rejected `False`, shuffled by `seed`."
+    "KTO's `prompt`/`completion`/`label` rows: both sides of the pairs of `rows` (or ready `pairs`), chosen `True`, rejected `False`, and `rows`' own unpaired answers; shuffled by `seed`."
     from datasets import Dataset
 
     pairs = preference_dataset(rows, chat) if pairs is None else pairs
@@ -44,16 +60,18 @@ def kto_dataset(rows, chat: PromptConfig | None = None, seed: int = 0, pairs=Non
         for e in pairs
         for side in ('chosen', 'rejected')
     ]
+    out += unpaired_examples(rows or [], chat)
     random.Random(seed).shuffle(out)
     return Dataset.from_list(out) if out else Dataset.from_dict(dict(prompt=[], completion=[], label=[]))
 
 # %% ../../nbs/31_align.methods.ipynb #fe45ed34
 def answerable(pairs, tokenizer, max_length: int):
-    "The pairs of a `preference_dataset` whose prompt leaves at least one answer token within `max_length`."
+    "The examples of a `preference_dataset` (or `kto_dataset`) whose prompt leaves an answer token within `max_length`."
     from llm_workbench.align.dpo import _pair_ids
 
+    first, second = ('chosen', 'rejected') if 'chosen' in pairs.column_names else ('completion', 'completion')
     return pairs.filter(
-        lambda e: _pair_ids(tokenizer, e['prompt'], e['chosen'], e['rejected'])[2] < max_length - 1
+        lambda e: _pair_ids(tokenizer, e['prompt'], e[first], e[second])[2] < max_length - 1
     )
 
 # %% ../../nbs/31_align.methods.ipynb #79a7d83d
@@ -149,12 +167,16 @@ def train_preference(
     train_ds, eval_ds = (
         answerable(preference_dataset(r, chat), tokenizer, length) for r in (train_rows, eval_rows)
     )
+    pair_counts = dict(pairs_train=len(train_ds), pairs_eval=len(eval_ds))
+    if cfg.method == 'kto':
+        train_ds, eval_ds = (
+            answerable(kto_dataset(r, chat, seed, pairs=ds), tokenizer, length)
+            for r, ds in ((train_rows, train_ds), (eval_rows, eval_ds))
+        )
     if len(train_ds) == 0:
         raise ValueError(
-            f"no preference pairs to train on: none leaves room for an answer within {length} tokens"
+            f"no preference examples to train on: none leaves room for an answer within {length} tokens"
         )
-    if cfg.method == 'kto':
-        train_ds, eval_ds = (kto_dataset(None, seed=seed, pairs=ds) for ds in (train_ds, eval_ds))
     args = method_args(cfg, out_dir, seed, report_to, run_name)
     args.max_length = length
     extra = {}
@@ -178,12 +200,11 @@ def train_preference(
         processing_class=tokenizer,
         **extra,
     )
-    per_pair = 2 if cfg.method == 'kto' else 1
-    return summary | dict(
-        method=cfg.method,
-        pairs_train=summary['train_examples'] // per_pair,
-        pairs_eval=summary['eval_examples'] // per_pair,
+    unpaired = dict(
+        unpaired_train=summary['train_examples'] - 2 * pair_counts['pairs_train'],
+        unpaired_eval=summary['eval_examples'] - 2 * pair_counts['pairs_eval'],
     )
+    return summary | dict(method=cfg.method) | pair_counts | (unpaired if cfg.method == 'kto' else {})
 
 # %% ../../nbs/31_align.methods.ipynb #8f3d5b01
 def align_from_run(run_dir: Path | str) -> dict:

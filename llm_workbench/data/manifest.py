@@ -26,6 +26,7 @@ RECORD_COLUMNS = (
     'completion',
     'chosen',
     'rejected',
+    'label',
     'source',
     'location',
     'license',
@@ -42,11 +43,11 @@ def record_schema(columns: tuple = RECORD_COLUMNS):
 
 # %% ../../nbs/14_data.manifest.ipynb #8f42ba76
 def records_table(rows: list[dict], columns: tuple = RECORD_COLUMNS):
-    "An Arrow table of `rows` with string `columns` (the record schema by default); lists and dicts are stored as JSON."
+    "An Arrow table of `rows` with string `columns` (the record schema by default); lists, dicts and booleans as JSON."
     import pyarrow as pa
 
     enc = lambda v: (
-        json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else None if v is None else str(v)
+        json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict, bool)) else None if v is None else str(v)
     )
     return pa.Table.from_pydict(
         {c: [enc(r.get(c)) for r in rows] for c in columns}, schema=record_schema(columns)

@@ -32,6 +32,7 @@ FORMAT_FIELDS = dict(
     chat=('messages',),
     prompt_completion=('prompt', 'completion'),
     preference=('prompt', 'chosen', 'rejected'),
+    kto=('prompt', 'completion'),  # and a boolean `label`: is the completion a good answer?
 )
 CHAT_ROLES = ('system', 'user', 'assistant', 'tool')
 
@@ -102,7 +103,19 @@ def parse_fields(obj: dict, fmt: str = 'text', text_field: str = 'text') -> tupl
         return dict(text=obj[text_field]), '', ''
     if fmt == 'preference' and obj['chosen'].strip() == obj['rejected'].strip():
         return None, 'bad_preference', 'chosen equals rejected'
+    if fmt == 'kto':
+        return _kto_label(obj)
     return {k: obj[k] for k in names}, '', ''
+
+
+def _kto_label(obj: dict) -> tuple[dict | None, str, str]:
+    "The fields of a `kto` object whose string fields are checked: its `label` must be a JSON boolean."
+    label = obj.get('label')
+    if label is None:
+        return None, 'missing_field', "no 'label' field"
+    if not isinstance(label, bool):
+        return None, 'wrong_type', f"'label' is {type(label).__name__}, not a boolean (true or false)"
+    return dict(prompt=obj['prompt'], completion=obj['completion'], label=label), '', ''
 
 # %% ../../nbs/10_data.sources.ipynb #6b3d6e62
 def read_text_file(path: Path, max_bytes: int = 2_000_000) -> tuple[str | None, str, str]:
