@@ -41,8 +41,11 @@ export: install
 nbtest: export sandbox
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test
 
+# Test files run on PYTEST_JOBS workers (pytest-xdist; a file stays on one worker, so its module fixtures are built
+# once), one torch thread each: most tests keep one core busy, and two workers halve the suite on a 2-core machine.
+PYTEST_JOBS ?= 2
 pytest: install browser sandbox
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(PYTEST_JOBS) --dist loadfile
 
 test: nbtest pytest
 
