@@ -12,7 +12,7 @@ from ..core import RunLayout
 from ..config import AlignConfig, PromptConfig
 from ..prompting import code_answer, code_request
 from ..train.loop import common_args, context_length, run_training
-from ..train.sft import chat_prompt, split_prompt_boundary
+from ..train.sft import chat_prompt, probe_text, split_prompt_boundary
 
 # %% auto #0
 __all__ = ['DPO_LOSSES', 'PAIR_SEQUENCES', 'preference_dataset', 'reference_model', 'preference_accuracy', 'dpo_args',
@@ -211,10 +211,6 @@ def train_dpo(
     args.max_length = context_length(model, cfg.max_length)
     if not cfg.lora.enabled and ref_model is None:
         ref_model = reference_model(model)  # never None: TRL would try to reload it by name
-    first = train_ds[0]
-    probe = first['prompt'] + first['chosen']
-    if chat is not None:
-        probe = tokenizer.apply_chat_template(probe, tokenize=False)
     summary = run_training(
         DPOTrainer,
         model,
@@ -225,7 +221,7 @@ def train_dpo(
         out_dir,
         callbacks,
         lora=cfg.lora,
-        probe=probe,
+        probe=probe_text(train_ds[0], tokenizer, 'chosen'),
         ref_model=ref_model,
         processing_class=tokenizer,
     )

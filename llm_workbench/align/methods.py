@@ -20,7 +20,7 @@ from llm_workbench.align.dpo import (
 )
 from ..train.loop import common_args, context_length, run_training
 from ..prompting import chat_pair
-from ..train.sft import chat_prompt, split_prompt_boundary
+from ..train.sft import chat_prompt, probe_text, split_prompt_boundary
 
 # %% auto #0
 __all__ = ['REFERENCE_FREE', 'sequences_per_example', 'unpaired_examples', 'kto_dataset', 'answerable', 'PairTokens',
@@ -49,7 +49,7 @@ def unpaired_examples(rows, chat: PromptConfig | None = None) -> list[dict]:
         out.append(dict(prompt=prompt, completion=completion, label=bool(r['label'])))
     return out
 
-# %% ../../nbs/31_align.methods.ipynb #35132616
+# %% ../../nbs/31_align.methods.ipynb #4e6935fa
 def kto_dataset(rows, chat: PromptConfig | None = None, seed: int = 0, pairs=None) -> 'datasets.Dataset':
     "KTO's `prompt`/`completion`/`label` rows: both sides of the pairs of `rows` (or ready `pairs`), chosen `True`, rejected `False`, and `rows`' own unpaired answers; shuffled by `seed`."
     from datasets import Dataset
@@ -182,10 +182,6 @@ def train_preference(
     extra = {}
     if cfg.method == 'kto':
         extra['ref_model'] = ref_model if ref_model is not None else reference_model(model)
-    first = train_ds[0]
-    probe = first['prompt'] + (first['completion'] if cfg.method == 'kto' else first['chosen'])
-    if chat is not None:
-        probe = tokenizer.apply_chat_template(probe, tokenize=False)
     summary = run_training(
         _trainer_class(cfg.method),
         model,
@@ -196,7 +192,7 @@ def train_preference(
         out_dir,
         callbacks,
         lora=cfg.lora,
-        probe=probe,
+        probe=probe_text(train_ds[0], tokenizer, 'completion' if cfg.method == 'kto' else 'chosen'),
         processing_class=tokenizer,
         **extra,
     )

@@ -16,7 +16,7 @@ from .loop import common_args, context_length, lora_model, merge_lora, run_train
 
 # %% auto #0
 __all__ = ['CHAT_TEMPLATE', 'FORMATS', 'set_chat_template', 'split_prompt_boundary', 'sft_dataset', 'chat_prompt', 'sft_args',
-           'inspect_batch', 'plain_head_sft_trainer', 'train_sft', 'sft_rows', 'sft_from_run']
+           'inspect_batch', 'plain_head_sft_trainer', 'probe_text', 'train_sft', 'sft_rows', 'sft_from_run']
 
 # %% ../../nbs/27_train.sft.ipynb #2ea1948c
 CHAT_TEMPLATE = (
@@ -173,15 +173,15 @@ def plain_head_sft_trainer():
     return PlainHeadSFTTrainer
 
 # %% ../../nbs/27_train.sft.ipynb #c2e25a69
-def _probe_text(example: dict, tokenizer) -> str:
-    "One training example as text: what the LoRA merge check runs through the model before and after merging."
+def probe_text(example: dict, tokenizer, answer: str = 'completion') -> str:
+    "One training example (its `answer` field after the prompt) as text: what the LoRA merge check runs through the model."
     if 'messages' in example:
         return tokenizer.apply_chat_template(example['messages'], tokenize=False)
-    if isinstance(example['prompt'], list):  # conversational prompt/completion
-        return tokenizer.apply_chat_template(example['prompt'] + example['completion'], tokenize=False)
-    return example['prompt'] + example['completion']
+    if isinstance(example['prompt'], list):  # conversational prompt/completion (or pair)
+        return tokenizer.apply_chat_template(example['prompt'] + example[answer], tokenize=False)
+    return example['prompt'] + example[answer]
 
-
+# %% ../../nbs/27_train.sft.ipynb #67a8359f
 def train_sft(
     model,
     tokenizer,
@@ -217,7 +217,7 @@ def train_sft(
         out_dir,
         callbacks,
         lora=cfg.lora,
-        probe=_probe_text(train_ds[0], tokenizer),
+        probe=probe_text(train_ds[0], tokenizer),
         processing_class=tokenizer,
     )
     return summary | dict(examples=len(train_ds))
