@@ -2,6 +2,7 @@
 
 Modules:
 
+- `llm_workbench.data.accounting`: What a curation records and says: the manifest's accounting (every source's records read, kept and removed by reason, licenses, splits, filters, near-dedup, one hash for the dataset) and the warnings about a source that gave little or nothing. Split from `data.curate`, whose passes fill the tallies this module turns into the record.
 - `llm_workbench.eval.harness`: The code that runs *inside* the sandbox: a trusted test harness (T) and the untrusted program (U) in two processes, a value channel between them that only carries builtin values, and the OS hardening each side applies to itself.
 - `llm_workbench.eval.sandbox`: Run model-generated code where it cannot hurt the host and cannot forge its score: bubblewrap namespaces and a fresh read-only root, a seccomp filter, Landlock, rlimits, and a verdict decided by a separate trusted harness."""
 

@@ -6,18 +6,15 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.curate.html.md"""
 
 # %% ../../nbs/19_data.curate.ipynb #3c784eb0
 from __future__ import annotations
-import json, shutil, sys
+import json, shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 import numpy as np
-from .. import __version__
-from ..core import sha256_file, sha256_json, write_json, package_versions, report_progress
-from ..config import RunConfig, DataConfig, config_hash
+from ..core import write_json, report_progress
+from ..config import RunConfig, DataConfig
 from .sources import read_source
-from .reading import tree_sha256
-from .quality import quality_profile
 from .filters import ExactDedup
 from .splits import SPLITS, assign_split
 from .contamination import NgramIndex, hits_detail, contamination_index
@@ -31,6 +28,7 @@ from llm_workbench.data.neardup import (
 from .manifest import SplitWriter, records_table, load_split, data_card
 from .pairs import PAIR_COLUMNS, pairs_from_record
 from .canaries import make_canaries, canary_records
+from .accounting import EmptySourceError, _is_empty_warning, build_manifest
 from llm_workbench.data.records import (
     filter_options,
     removed_record,
@@ -40,11 +38,10 @@ from llm_workbench.data.records import (
 )
 
 # %% auto #0
-__all__ = ['FILTER_STAGES', 'Tallies', 'pii_example', 'ShingleStore', 'verified_pairs', 'similar_pairs', 'leakage_pairs',
-           'leaks_from_pairs', 'CurateContext', 'curate_context', 'admission', 'tally_admission', 'admit_record',
-           'write_shard', 'read_pass', 'split_pass', 'local_pair_finder', 'near_dedup_pass', 'plant_canaries',
-           'build_pair_files', 'write_contamination', 'write_pass', 'curate', 'build_manifest', 'EmptySourceError',
-           'source_warnings', 'announce']
+__all__ = ['Tallies', 'pii_example', 'ShingleStore', 'verified_pairs', 'similar_pairs', 'leakage_pairs', 'leaks_from_pairs',
+           'CurateContext', 'curate_context', 'admission', 'tally_admission', 'admit_record', 'write_shard',
+           'read_pass', 'split_pass', 'local_pair_finder', 'near_dedup_pass', 'plant_canaries', 'build_pair_files',
+           'write_contamination', 'write_pass', 'curate']
 
 # %% ../../nbs/19_data.curate.ipynb #1b29855b
 @dataclass
@@ -490,240 +487,3 @@ def curate(
     if cfg.data.empty_source == 'error' and (empty := [w for w in m['warnings'] if _is_empty_warning(w)]):
         raise EmptySourceError('data.empty_source is error: ' + ' '.join(empty))
     return m
-
-# %% ../../nbs/19_data.curate.ipynb #6f0f4c92
-FILTER_STAGES = ('read', 'license', 'quality', 'toxicity', 'dedup', 'contamination', 'near_dedup', 'leakage')
-
-
-def _source_hash(src) -> str | None:
-    "sha256 of a user source's files (None for this machine's Python corpus: package versions identify it)."
-    return tree_sha256(src.path) if src.path else None
-
-
-def _sources_record(ctx: CurateContext, tallies: Tallies) -> list[dict]:
-    "One manifest entry per source: what was read, kept and removed (by reason), with its content hash."
-    kept = Counter(k['source'] for k, _ in tallies.survivors())
-    out = []
-    for s in ctx.data.sources:
-        stats, n_in = tallies.source_stats[s.name], tallies.records_in[s.name]
-        out.append(
-            dict(
-                name=s.name,
-                kind=s.kind,
-                format=s.format,
-                path=s.path,
-                license=s.license,
-                quality=quality_profile(s),
-                sha256=_source_hash(s),
-                candidates=stats.get('candidates', n_in),
-                sampled=stats.get('sampled', n_in),
-                records_in=n_in,
-                kept=kept[s.name],
-                removed=dict(sorted(tallies.removed[s.name].items())),
-            )
-        )
-    return out
-
-# %% ../../nbs/19_data.curate.ipynb #570c8f13
-def _licenses_record(survivors: list) -> dict:
-    "{license: records, chars, share of chars} of the kept records, largest first."
-    records, chars = Counter(), Counter()
-    for k, _ in survivors:
-        records[k['license'] or 'unknown'] += 1
-        chars[k['license'] or 'unknown'] += k['chars']
-    total = sum(chars.values()) or 1
-    return {
-        k: dict(records=records[k], chars=chars[k], share=round(chars[k] / total, 6))
-        for k in sorted(chars, key=lambda k: -chars[k])
-    }
-
-
-def _splits_record(survivors: list, split_files: dict) -> dict:
-    "{split: path, records, chars, groups, sha256}."
-    by_split = defaultdict(list)
-    for k, s in survivors:
-        by_split[s].append(k)
-    return {
-        s: dict(
-            path=f'{s}.parquet',
-            records=split_files[s]['records'],
-            chars=sum(k['chars'] for k in by_split[s]),
-            groups=len({k['group'] for k in by_split[s]}),
-            sha256=split_files[s]['sha256'],
-        )
-        for s in SPLITS
-    }
-
-
-def _near_dedup_record(tallies: Tallies, d: DataConfig) -> dict:
-    "Near-dedup parameters, cluster-size histogram and removal counts."
-    sizes = Counter(len(c) for c in tallies.clusters)
-    reasons = Counter(v[1] for v in tallies.drop.values())
-    params = d.dedup.model_dump() | dict(
-        num_perm=d.dedup.num_perm, similarity='exact Jaccard of word n-gram sets (LSH candidates)'
-    )
-    return dict(
-        params=params,
-        clusters=len(tallies.clusters),
-        cluster_sizes={str(k): sizes[k] for k in sorted(sizes)},
-        removed=reasons['near_duplicate'],
-        leakage_removed=reasons['split_leakage'],
-    )
-
-# %% ../../nbs/19_data.curate.ipynb #a84df26b
-def _filters_record(ctx: CurateContext, tallies: Tallies) -> dict:
-    "The filter order and settings (with the classifier's counts, when one ran)."
-    d = ctx.data
-    toxicity = d.toxicity.model_dump()
-    if ctx.scorer is not None:
-        scores = tallies.classifier_scores
-        toxicity |= dict(
-            classifier_scored=len(scores), classifier_max_score=round(max(scores, default=0.0), 6)
-        )
-    lengths = dict(min_chars=d.min_chars, max_chars=d.max_chars, max_line_chars=d.max_line_chars)
-    order = [
-        'read',
-        'license',
-        'pii',
-        'quality',
-        'toxicity',
-        'dedup',
-        'contamination',
-        'near_dedup',
-        'leakage',
-    ]
-    return dict(
-        order=order,
-        license_policy=d.license_policy.model_dump(),
-        pii=d.pii.model_dump(),
-        quality=d.quality.model_dump() | lengths,
-        toxicity=toxicity,
-        dedup=d.dedup.model_dump(),
-        split=d.split.model_dump() | dict(seed=ctx.cfg.seed),
-    )
-
-
-def _dataset_hash(m: dict, data_dir: Path) -> str:
-    "sha256 over the split, quarantine, contamination and pair files' hashes: one number for the dataset."
-    contamination = data_dir / 'contamination.json'
-    pairs = m['pairs']
-    splits = {s: i['sha256'] for s, i in m['splits'].items()}
-    return sha256_json(
-        dict(
-            splits=splits,
-            quarantine=m['quarantine']['sha256'],
-            contamination=sha256_file(contamination) if contamination.exists() else None,
-            pairs={k: v['sha256'] for k, v in pairs['files'].items()} if pairs else None,
-        )
-    )
-
-# %% ../../nbs/19_data.curate.ipynb #de1d385b
-def build_manifest(ctx: CurateContext, tallies: Tallies) -> dict:
-    "The manifest dict of a curation, from its context and tallies (after the write pass)."
-    d, out = ctx.data, tallies.outputs
-    survivors = tallies.survivors()
-    by_reason = Counter()
-    for c in tallies.removed.values():
-        by_reason.update(c)
-    removed = sum(by_reason.values())
-    counts = dict(
-        records_in=sum(tallies.records_in.values()),
-        kept=len(survivors),
-        removed=removed,
-        removed_by_reason=dict(by_reason.most_common()),
-        removed_by_stage={k: tallies.by_stage[k] for k in FILTER_STAGES},
-    )
-    pii = dict(
-        kinds=dict(tallies.pii_kinds.most_common()),
-        records_redacted=tallies.pii_records,
-        examples=tallies.pii_examples,
-    )
-    quarantine = dict(path='quarantine.jsonl', records=removed, sha256=sha256_file(ctx.quarantine_path))
-    scale = dict(shard_size=d.shard_size, num_proc=d.num_proc, shards=tallies.shards, engine=d.engine)
-    scale |= dict(ray=out['ray']) if 'ray' in out else {}
-    code = dict(llm_workbench=__version__, **package_versions(('datasets', 'pyarrow', 'numpy')))
-    m = dict(
-        format=2,
-        config_sha256=config_hash(ctx.cfg, ('data', 'seed')),
-        sources=_sources_record(ctx, tallies),
-        filters=_filters_record(ctx, tallies),
-        counts=counts,
-        splits=_splits_record(survivors, out['splits']),
-        licenses=_licenses_record(survivors),
-        pii=pii,
-        contamination=out['contamination'],
-        near_dedup=_near_dedup_record(tallies, d),
-        pairs=out['pairs'],
-        canaries=out['canaries'],
-        quarantine=quarantine,
-        scale=scale,
-        code=code,
-    )
-    m['dataset_sha256'] = _dataset_hash(m, ctx.data_dir)
-    m['warnings'] = source_warnings(m['sources'], tallies.source_stats)
-    return m
-
-# %% ../../nbs/19_data.curate.ipynb #be4d3641
-class EmptySourceError(ValueError):
-    "A source yielded no records, or kept none, and the recipe says `data.empty_source: error`."
-
-
-_PATTERNS = dict(jsonl='*.jsonl or *.jsonl.gz', parquet='*.parquet')
-
-
-def _empty_cause(s: dict, stats: dict) -> str:
-    "Why source entry `s` (of the manifest) may have yielded nothing, from its reader's `stats`."
-    files, other, skipped = stats.get('files'), stats.get('other_files', 0), stats.get('skipped', 0)
-    if files == 0 and other:
-        return (
-            f"its folder holds {other} file(s) but none named {_PATTERNS.get(s['kind'], 'as expected')} "
-            f"(kind: {s['kind']}); a folder of plain text files needs `kind: text`"
-        )
-    if files == 0:
-        return 'its folder holds no readable files' + (
-            f' ({skipped} entries skipped, see quarantine.jsonl)' if skipped else ''
-        )
-    return 'its files hold no records (only blank lines?)'
-
-
-def _removal_hint(s: dict, reason: str) -> str:
-    if reason == 'long_line' and s.get('quality') == 'code':
-        return '; prose needs `quality: prose` (one paragraph is one long line)'
-    if reason in ('missing_field', 'wrong_type'):
-        return '; check `text_field` and `format`'
-    return ''
-
-
-def source_warnings(sources: list[dict], stats: dict) -> list[str]:
-    "Warnings for the manifest's `sources`: none read, none kept, or one filter removing more than half."
-    out = []
-    for s in sources:
-        removed, n = s['removed'], s['records_in']
-        top = max(removed.items(), key=lambda kv: kv[1], default=(None, 0))
-        if n == 0:
-            out.append(
-                f"source {s['name']!r} yielded no records: {_empty_cause(s, stats.get(s['name'], {}))}."
-            )
-        elif s['kept'] == 0:
-            why = ', '.join(f'{k} {v}' for k, v in sorted(removed.items(), key=lambda kv: -kv[1]))
-            out.append(
-                f"source {s['name']!r} kept no records: all {n} were removed ({why}){_removal_hint(s, top[0])}."
-            )
-        for reason, k in sorted(removed.items(), key=lambda kv: -kv[1]):
-            if s['kept'] and 2 * k > n:
-                out.append(
-                    f"source {s['name']!r}: `{reason}` removed {k} of {n} records "
-                    f"(quality profile: {s.get('quality')}){_removal_hint(s, reason)}."
-                )
-    return out
-
-
-def _is_empty_warning(w: str) -> bool:
-    return ' yielded no records' in w or ' kept no records' in w
-
-# %% ../../nbs/19_data.curate.ipynb #9d49eaf7
-def announce(warnings: list[str], stage: str = 'curate'):
-    "Print each warning on the terminal (the process's own stdout, also inside a notebook kernel)."
-    out = sys.__stdout__ or sys.stdout
-    for w in warnings:
-        print(f'WARNING [{stage}] {w}', file=out, flush=True)
