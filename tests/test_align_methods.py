@@ -321,7 +321,10 @@ def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
 
     good = [dict(prompt=r['prompt'], completion=r['chosen'], label=True) for r in data['rows']]
     bad = [dict(prompt=r['prompt'], completion=r['rejected'], label=False) for r in data['rows']]
-    broken = [dict(prompt='def f():\n', completion='    pass\n', label='yes'), dict(prompt='def g():\n', label=True)]
+    broken = [
+        dict(prompt='def f():\n', completion='    pass\n', label='yes'),
+        dict(prompt='def g():\n', label=True),
+    ]
     source = tmp_path / 'kto.jsonl'
     source.write_text(''.join(json.dumps(x) + '\n' for x in good + bad + broken))
     recipe = yaml.safe_load((ROOT / 'configs' / 'micro.yaml').read_text())
@@ -333,8 +336,12 @@ def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
     layout = RunLayout(tmp_path / 'run')
     m = curate(load_config(tmp_path / 'kto.yaml'), layout.data)
     (src,) = m['sources']
-    assert src['records_in'] == 98 and src['removed']['wrong_type'] == src['removed']['missing_field'] == 1, src
-    assert src['kept'] + sum(src['removed'].values()) == 98 and src['kept'] >= 48, src  # every record accounted for
+    assert src['records_in'] == 98 and src['removed']['wrong_type'] == src['removed']['missing_field'] == 1, (
+        src
+    )
+    assert src['kept'] + sum(src['removed'].values()) == 98 and src['kept'] >= 48, (
+        src
+    )  # every record accounted for
     quarantined = [json.loads(x) for x in layout.quarantine.read_text().splitlines()]
     read = {q['location']: q for q in quarantined if q['stage'] == 'read'}
     assert set(read) == {'kto.jsonl:97', 'kto.jsonl:98'}, read
@@ -342,8 +349,77 @@ def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
     train, val = preference_rows(layout.root, 'train'), preference_rows(layout.root, 'val')
     assert {r['format'] for r in train} == {'kto'} and {r['label'] for r in train} == {True, False}, train[:2]
     assert len(train) + len(val) + len(preference_rows(layout.root, 'test')) == src['kept']
-    cfg = AlignConfig(method='kto', max_steps=4, batch_size=8, lr=8e-3, warmup_steps=1, save_every=4, max_length=128)
+    cfg = AlignConfig(
+        method='kto', max_steps=4, batch_size=8, lr=8e-3, warmup_steps=1, save_every=4, max_length=128
+    )
     s = train_preference(data['model'](), data['tok'], train, val, cfg, tmp_path / 'kto', seed=0)
     assert (s['method'], s['steps'], s['pairs_train']) == ('kto', 4, 0), s
     assert s['unpaired_train'] == len(train) and s['unpaired_eval'] == len(val), s
     assert s['tokens'] > 0, s
+
+
+GRPO_RESUME = f'''
+import sys, torch
+from pathlib import Path
+from llm_workbench.config import AlignConfig, ModelConfig, SandboxConfig
+from llm_workbench.align.grpo import train_grpo
+from llm_workbench.eval.tasks import doctest_tasks
+from llm_workbench.train.model import build_model
+from llm_workbench.train.tokenizer import train_tokenizer
+
+torch.set_num_threads(1)
+ADD = {ADD!r}
+out, steps = Path(sys.argv[1]), int(sys.argv[2])
+(task,) = doctest_tasks([dict(id='r1', text=ADD, source='t', group='g', location='')], timeout=10)
+tok = train_tokenizer([ADD] * 4, vocab_size=300, min_frequency=1)
+mcfg = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=256)
+cfg = AlignConfig(method='grpo', max_steps=steps, batch_size=4, lr=1e-3, warmup_steps=0, log_every=1, save_every=2,
+                  max_length=256, grpo=dict(num_generations=4, max_completion_length=12, beta=0.04))
+model = build_model(mcfg, len(tok), tok.eos_token_id, seed=0)
+s = train_grpo(model, tok, [task], cfg, SandboxConfig(timeout_s=10), out, seed=0)
+print('RESUMED', s['resumed_from'])
+'''
+
+
+def test_grpo_sigkill_then_resume_is_bit_identical(tmp_path):
+    "GRPO killed mid-run resumes to the same bits: sampling, sandbox rewards and updates replay exactly."
+    from llm_workbench.train.loop import read_metrics
+
+    script = tmp_path / 'grpo.py'
+    script.write_text(GRPO_RESUME)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    steps, out = 10, tmp_path / 'killed'
+    p = subprocess.Popen(
+        [sys.executable, str(script), str(out), str(steps)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / 'checkpoints' / 'checkpoint-4').is_dir():
+        time.sleep(0.05)
+    assert (out / 'checkpoints' / 'checkpoint-4').is_dir(), 'no checkpoint appeared'
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(timeout=30)
+    assert not (out / 'model').exists(), 'the run finished before it was killed: raise steps'
+    runs = {}
+    for name in ('killed', 'clean'):
+        r = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / name), str(steps)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs[name] = r.stdout
+    assert 'checkpoint-' in runs['killed'].split('RESUMED')[1], runs['killed'][-500:]
+    assert 'RESUMED None' in runs['clean'], runs['clean'][-500:]
+    assert sha(out / 'model' / 'model.safetensors') == sha(tmp_path / 'clean' / 'model' / 'model.safetensors')
+    rewards = {
+        name: [r['reward'] for r in read_metrics(tmp_path / name / 'metrics.jsonl') if 'reward' in r][-4:]
+        for name in runs
+    }
+    assert rewards['killed'] == rewards['clean'], (
+        rewards
+    )  # the steps after the resume sampled the same answers
