@@ -336,12 +336,10 @@ def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
     layout = RunLayout(tmp_path / 'run')
     m = curate(load_config(tmp_path / 'kto.yaml'), layout.data)
     (src,) = m['sources']
-    assert src['records_in'] == 98 and src['removed']['wrong_type'] == src['removed']['missing_field'] == 1, (
-        src
-    )
-    assert src['kept'] + sum(src['removed'].values()) == 98 and src['kept'] >= 48, (
-        src
-    )  # every record accounted for
+    removed = src['removed']
+    assert src['records_in'] == 98 and removed['wrong_type'] == removed['missing_field'] == 1, src
+    # every record accounted for
+    assert src['kept'] + sum(removed.values()) == 98 and src['kept'] >= 48, src
     quarantined = [json.loads(x) for x in layout.quarantine.read_text().splitlines()]
     read = {q['location']: q for q in quarantined if q['stage'] == 'read'}
     assert set(read) == {'kto.jsonl:97', 'kto.jsonl:98'}, read
@@ -420,6 +418,5 @@ def test_grpo_sigkill_then_resume_is_bit_identical(tmp_path):
         name: [r['reward'] for r in read_metrics(tmp_path / name / 'metrics.jsonl') if 'reward' in r][-4:]
         for name in runs
     }
-    assert rewards['killed'] == rewards['clean'], (
-        rewards
-    )  # the steps after the resume sampled the same answers
+    # the steps after the resume sampled the same answers
+    assert rewards['killed'] == rewards['clean'], rewards
