@@ -7,83 +7,17 @@ Docs: https://llm-workbench.github.io/llm-workbench/eval.evaluate.html.md"""
 # %% ../../nbs/49b_eval.evaluate.ipynb #887546d4
 from __future__ import annotations
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 import numpy as np
-from ..core import report_progress, write_json
+from ..core import report_progress
 from ..metrics import direction
+from .results import Results
 
 # %% auto #0
-__all__ = ['SAFETY_FAMILIES', 'Results', 'perplexity_part', 'model_perplexity', 'clean_ids', 'score_tasks', 'task_metrics',
+__all__ = ['SAFETY_FAMILIES', 'perplexity_part', 'model_perplexity', 'clean_ids', 'score_tasks', 'task_metrics',
            'robustness_part', 'safety_part', 'bias_part', 'cost_part', 'sandbox_isolation', 'lm_eval_part',
-           'score_start', 'evaluate', 'base_vs_final']
-
-# %% ../../nbs/49b_eval.evaluate.ipynb #cec4b0b0
-@dataclass
-class Results:
-    "A run's evaluation: per-part records and the flat metric summary; `to_json()` is `eval/results.json`."
-
-    metrics: dict = field(default_factory=dict)  # flat metrics in the order the parts produced them
-    perplexity: list = field(default_factory=list)  # {model, split, loss, perplexity, tokens}
-    tasks: list = field(default_factory=list)  # summarize() rows, per model for choice tasks
-    per_item: dict = field(default_factory=dict)  # {task: scorer rows of the final model}
-    items: dict = field(default_factory=dict)  # {family: {item id: score}} for regression checks
-    directions: dict = field(default_factory=dict)  # {family: 'higher' | 'lower'}
-    robustness: list = field(default_factory=list)
-    safety: dict = field(default_factory=dict)
-    bias: dict | None = None
-    cost: dict = field(default_factory=dict)
-    suite: dict = field(default_factory=dict)  # save_suite's record: tasks, hashes
-    seen: dict = field(default_factory=dict)  # {task: sorted ids of items training saw}
-    samples: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-    isolation: dict = field(default_factory=dict)  # the sandbox's isolation level and layers (generated code)
-    lm_eval: list = field(
-        default_factory=list
-    )  # lm-evaluation-harness rows: {model, task, metric, filter, value, stderr}
-    by_model: dict = field(
-        default_factory=dict
-    )  # {name: {summary, items, directions}}: the base (eval.score_base)
-
-    def summary(self) -> dict:
-        "The flat metric dict (what the release gates and run summaries read)."
-        return dict(self.metrics)
-
-    def add(self, part: dict):
-        "Merge one part's `summary`, `items` and `directions`."
-        self.metrics.update(part.get('summary', {}))
-        self.items.update(part.get('items', {}))
-        self.directions.update(part.get('directions', {}))
-
-    def part_record(self) -> dict:
-        "{summary, items, directions}: what `by_model` holds per model (the final model's own, here)."
-        return dict(summary=self.summary(), items=self.items, directions=self.directions)
-
-    def to_json(self) -> dict:
-        "The content of `eval/results.json`."
-        return dict(
-            summary=self.summary(),
-            perplexity=self.perplexity,
-            tasks=self.tasks,
-            per_item=self.per_item,
-            items=self.items,
-            directions=self.directions,
-            robustness=self.robustness,
-            safety=self.safety,
-            bias=self.bias,
-            cost=self.cost,
-            suite=self.suite,
-            seen=self.seen,
-            samples=self.samples,
-            isolation=self.isolation,
-            timings={k: round(v, 2) for k, v in self.timings.items()},
-        ) | {k: v for k, v in dict(lm_eval=self.lm_eval, by_model=self.by_model).items() if v}
-
-    def save(self, path: Path | str) -> Path:
-        "Write `to_json()` to `path` (e.g. `RunLayout(run_dir).results`)."
-        write_json(path, self.to_json())
-        return Path(path)
+           'score_start', 'evaluate']
 
 # %% ../../nbs/49b_eval.evaluate.ipynb #f462f25f
 def perplexity_part(
@@ -585,34 +519,3 @@ def evaluate(
         ]
         progress(f'samples {m}')
     return res
-
-# %% ../../nbs/49b_eval.evaluate.ipynb #36390a9b
-def base_vs_final(results: dict, metrics=None) -> list[dict]:
-    "[{metric, label, base, final, change, verdict}]: each shared numeric metric of the base and the final model."
-    from llm_workbench.metrics import metric_info
-
-    final = results.get('summary', {})
-    start = next((name for name in results.get('by_model', {}) if name != final.get('final_model')), None)
-    if start is None:
-        return []
-    base = results['by_model'][start]['summary']
-    rows = []
-    for key in metrics or [k for k in final if k in base]:
-        b, f = base.get(key), final.get(key)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (b, f)):
-            continue
-        info = metric_info(key)
-        sign = {'higher': 1, 'lower': -1}.get(info.direction if info else 'none', 0)
-        verdict = 'same' if f == b else ('better' if sign * (f - b) > 0 else 'worse') if sign else ''
-        rows.append(
-            dict(
-                metric=key,
-                label=info.label if info else key,
-                base=b,
-                final=f,
-                change=round(f - b, 6),
-                verdict=verdict,
-                base_model=start,
-            )
-        )
-    return rows

@@ -65,8 +65,8 @@ def base_model_text(provenance: dict | None, name_or_path: str | None = None) ->
 
 # %% ../../nbs/54_release.card.ipynb #6a84f509
 def base_comparison(results: dict) -> list[dict]:
-    "Base-vs-final rows of the headline, task and safety metrics (`eval.evaluate.base_vs_final`); [] without `by_model`."
-    from llm_workbench.eval.evaluate import base_vs_final
+    "Base-vs-final rows of the headline, task and safety metrics (`eval.results.base_vs_final`); [] without `by_model`."
+    from llm_workbench.eval.results import base_vs_final
 
     shown = set(headline('evaluate')) | set(safety_metrics())
     keys = [
