@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve.html.md"""
 
 # %% ../nbs/85_serve.ipynb #21c57b75
 from __future__ import annotations
-import getpass, importlib.util, json, os, shutil, socket, subprocess, sys, time, urllib.error, urllib.request
+import getpass, importlib.util, json, os, shutil, socket, subprocess, sys, time, urllib.error, urllib.request, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from .core import offline_env, sha256_file
@@ -14,7 +14,7 @@ from .release.registry import GATED_STAGES, Registry
 
 # %% auto #0
 __all__ = ['ENGINES', 'ServeRefused', 'serve_ref', 'door', 'has_chat_template', 'serving_folder', 'pick_engine', 'engine_command',
-           'free_port', 'engine_env', 'start_engine', 'stop_engine']
+           'free_port', 'engine_env', 'start_engine', 'stop_engine', 'Backend', 'start_backend', 'Follower']
 
 # %% ../nbs/85_serve.ipynb #6a081377
 class ServeRefused(ValueError):
@@ -76,7 +76,7 @@ def door(
         )
     if why and record:
         _record_override(reg, row, reason, actor, why)
-    return row | dict(forced=bool(why), why=why)
+    return row | dict(forced=bool(why), why=why, requested=ref, registry=str(reg.path))
 
 # %% ../nbs/85_serve.ipynb #53e26f02
 def has_chat_template(folder: Path | str) -> bool:
@@ -95,15 +95,32 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def serving_folder(row: dict, dest: Path | str) -> Path:
-    "`dest`: the version's model and tokenizer files side by side (hard links), checksums checked."
+def _same_file(a: Path, b: Path, sha: str | None) -> bool:
+    try:
+        return os.path.samefile(a, b) or sha256_file(a) == sha
+    except OSError:
+        return False
+
+
+def _intact(folder: Path, row: dict) -> bool:
+    "Whether `folder` is a finished serving folder of exactly `row`'s bundle (same files, same content)."
+    try:
+        info = json.loads((folder / 'serving.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return False
+    if (info.get('ref'), info.get('bundle_sha256')) != (row['ref'], row['bundle_sha256']):
+        return False
+    src = Path(row['path'])
+    files = [(sub, p) for sub in ('model', 'tokenizer') for p in sorted((src / sub).glob('*')) if p.is_file()]
+    return all(_same_file(folder / p.name, p, row['checksums'].get(f'{sub}/{p.name}')) for sub, p in files)
+
+
+def _build_folder(row: dict, tmp: Path) -> None:
+    "Fill the new folder `tmp`: hard links into the bundle, each checked, a chat template, `serving.json`."
     from llm_workbench.train.sft import CHAT_TEMPLATE
 
-    src, out = Path(row['path']), Path(dest)
-    tmp = out.with_name(f'.{out.name}.tmp{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
+    src, problems = Path(row['path']), []
     tmp.mkdir(parents=True)
-    problems = []
     for sub in ('model', 'tokenizer'):
         for p in sorted((src / sub).iterdir()) if (src / sub).is_dir() else []:
             if p.is_file() and not (tmp / p.name).exists():
@@ -120,8 +137,28 @@ def serving_folder(row: dict, dest: Path | str) -> Path:
         (tmp / 'chat_template.jinja').write_text(CHAT_TEMPLATE, encoding='utf-8')
     info = dict(ref=row['ref'], bundle_sha256=row['bundle_sha256'], chat_template=template)
     (tmp / 'serving.json').write_text(json.dumps(info, indent=2), encoding='utf-8')
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+
+
+def serving_folder(row: dict, dest: Path | str) -> Path:
+    "`dest` (or a sibling): the version's model and tokenizer files side by side (hard links), checked."
+    dest = Path(dest)
+    for out in (dest, dest.with_name(f"{dest.name}-{row['bundle_sha256'][:12]}")):
+        if out.exists():
+            if _intact(out, row):  # made by another server (or an earlier run): shared, never replaced
+                return out
+            continue
+        tmp = out.with_name(f'.{out.name}.tmp-{uuid.uuid4().hex[:8]}')
+        _build_folder(row, tmp)
+        try:
+            os.replace(tmp, out)  # atomic; fails when another process created `out` meanwhile
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if _intact(out, row):
+                return out
+            continue
+        return out
+    out = dest.with_name(f'{dest.name}-{uuid.uuid4().hex[:8]}')  # both names hold something else
+    _build_folder(row, out)
     return out
 
 # %% ../nbs/85_serve.ipynb #89693482
@@ -194,7 +231,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_engine(cmd: list[str], port: int, log: Path | str, timeout: float = 300) -> subprocess.Popen:
+def start_engine(
+    cmd: list[str], port: int, log: Path | str, timeout: float = 300, started: list | None = None
+) -> subprocess.Popen:
     "Start the engine `cmd` on 127.0.0.1:`port`, its output in `log`; return it once `/health` is 200."
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +241,8 @@ def start_engine(cmd: list[str], port: int, log: Path | str, timeout: float = 30
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=engine_env(), start_new_session=True
         )
+    if started is not None:  # the caller can stop it even while this waits (a server shutting down)
+        started.append(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -224,3 +265,53 @@ def stop_engine(proc: subprocess.Popen, timeout: float = 10) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+# %% ../nbs/85_serve.ipynb #6f7be2a4
+class Backend:
+    "One engine behind the gateway: the served row, the engine's URL, model id, process; requests in flight."
+
+    def __init__(self, served: dict, url: str, model: str, engine: str = 'transformers', proc=None):
+        self.served, self.url, self.model, self.engine, self.proc = served, url, model, engine, proc
+        self.inflight, self.client = 0, None
+
+    def __repr__(self):
+        return f"Backend({self.served['ref']} at {self.url}, {self.inflight} in flight)"
+
+
+def start_backend(
+    row: dict,
+    workdir: Path | str,
+    engine: str = 'transformers',
+    continuous_batching: bool = False,
+    started: list | None = None,
+    timeout: float = 300,
+) -> Backend:
+    "A healthy engine serving the door's `row` from its folder under `workdir/models`, on a free port."
+    workdir, tag = Path(workdir), f"{row['name']}-v{row['version']}"
+    folder = serving_folder(row, workdir / 'models' / tag)
+    port = free_port()
+    cmd = engine_command(engine, folder, port, continuous_batching)
+    proc = start_engine(cmd, port, workdir / 'logs' / f'engine-{tag}-{port}.log', timeout, started)
+    return Backend(row, f'http://127.0.0.1:{port}', str(folder), engine, proc)
+
+# %% ../nbs/85_serve.ipynb #011f2291
+class Follower:
+    "Follows a stage (`NAME@production`): the next backend when the registry's version changed, else None."
+
+    def __init__(self, registry: Path | str, ref: str, start):
+        self.registry, self.ref, self.start = Path(registry), ref, start
+        self.reg, self.failed = None, {}
+
+    def __call__(self, current: dict) -> Backend | None:
+        "A started backend for the version `ref` points to now; None when that is `current` or failed before."
+        self.reg = self.reg or Registry(self.registry, create=False)
+        row = self.reg.get(self.ref)  # a LookupError (nothing in the stage now): the caller keeps serving
+        key = (row['ref'], row['bundle_sha256'])
+        if key == (current['ref'], current.get('bundle_sha256')) or key in self.failed:
+            return None
+        try:
+            row = door(self.reg, row['ref'], record=False) | dict(requested=self.ref)
+            return self.start(row)
+        except Exception as e:
+            self.failed[key] = f'{type(e).__name__}: {e}'
+            raise

@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve_gateway.html.md"""
 
 # %% ../nbs/85a_serve_gateway.ipynb #2d6ea272
 from __future__ import annotations
-import configparser, json, queue, re, sqlite3, threading, time, uuid
+import configparser, json, os, queue, re, sqlite3, sys, threading, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from fastapi import Request  # at module level: FastAPI reads the routes' annotations from the module
@@ -14,7 +14,7 @@ from .data.pii import redact_pii
 
 # %% auto #0
 __all__ = ['LOG_COLUMNS', 'TRAFFIC_DEFAULTS', 'redacted', 'TrafficLog', 'answer_text', 'StreamReader', 'traffic_policy',
-           'consent_tag', 'served_card', 'build_gateway', 'serve_version']
+           'consent_tag', 'served_card', 'build_gateway', 'reload_interval', 'serve_version']
 
 # %% ../nbs/85a_serve_gateway.ipynb #f8a63edc
 _SCHEMA = """
@@ -30,27 +30,9 @@ CREATE TRIGGER IF NOT EXISTS requests_no_update BEFORE UPDATE ON requests
 CREATE TRIGGER IF NOT EXISTS requests_no_delete BEFORE DELETE ON requests
   BEGIN SELECT RAISE(ABORT, 'the traffic log is append-only'); END
 """
-LOG_COLUMNS = (
-    'request_id',
-    'time',
-    'endpoint',
-    'model',
-    'version',
-    'engine',
-    'stream',
-    'status',
-    'http_status',
-    'error',
-    'latency_ms',
-    'ttft_ms',
-    'prompt_tokens',
-    'completion_tokens',
-    'prompt',
-    'response',
-    'params',
-    'pii_prompt',
-    'pii_response',
-    'consent',
+LOG_COLUMNS = tuple(
+    'request_id time endpoint model version engine stream status http_status error latency_ms ttft_ms '
+    'prompt_tokens completion_tokens prompt response params pii_prompt pii_response consent'.split()
 )
 
 
@@ -80,10 +62,10 @@ def redacted(record: dict) -> dict:
 class TrafficLog:
     "Append-only SQLite (WAL) log of served requests, written by one thread from a bounded set of slots."
 
-    def __init__(self, path: Path | str, capacity: int = 1024, batch: int = 64):
+    def __init__(self, path: Path | str, capacity: int = 1024, batch: int = 64, busy_timeout: float = 5):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.capacity, self.batch = capacity, batch
+        self.capacity, self.batch, self.busy_timeout = capacity, batch, busy_timeout
         self._slots = threading.BoundedSemaphore(capacity)
         self._queue = queue.Queue()
         self.written, self.error = 0, None
@@ -96,8 +78,9 @@ class TrafficLog:
     def _connect(self) -> sqlite3.Connection:
         c = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         c.row_factory = sqlite3.Row
-        c.execute('PRAGMA journal_mode=WAL')
         c.execute('PRAGMA busy_timeout=60000')
+        c.execute('PRAGMA journal_mode=WAL')
+        c.execute(f'PRAGMA busy_timeout={int(self.busy_timeout * 1000)}')  # then /health says it is blocked
         return c
 
     def reserve(self, timeout: float = 0) -> bool:
@@ -251,22 +234,8 @@ def consent_tag(value: str | None) -> str | None:
 # %% ../nbs/85a_serve_gateway.ipynb #5ea35043
 def served_card(served: dict, engine: str, engine_models: list) -> dict:
     "The `/v1/models` entry of the served version: OpenAI's fields, then `llmwb` (registry facts)."
-    facts = {
-        k: served.get(k)
-        for k in (
-            'ref',
-            'name',
-            'version',
-            'stage',
-            'run_id',
-            'gate_passed',
-            'gate',
-            'bundle_sha256',
-            'checksums',
-            'forced',
-            'why',
-        )
-    }
+    keys = 'ref name version stage run_id gate_passed gate bundle_sha256 checksums forced why'.split()
+    facts = {k: served.get(k) for k in keys}
     return dict(
         id=served['ref'],
         object='model',
@@ -295,67 +264,137 @@ def build_gateway(
     reserve_timeout: float = 5.0,
     timeout: float = 600.0,
     default_consent: str | None = None,
+    follow=None,
+    interval: float = 5.0,
 ):
     "The gateway: OpenAI routes forwarded to the engine at `engine_url` (as `engine_model`), each one logged."
     import asyncio, httpx
     from contextlib import asynccontextmanager
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, StreamingResponse
+    from llm_workbench.serve import Backend
 
-    ref = served['ref']
-    names = {None, ref, served.get('name'), f"{served.get('name')}@{served.get('stage')}"}
-    state = {}
+    first = Backend(served, engine_url, engine_model, engine)
+    state = dict(backend=first, backends=[first], events=[])
+    new_client = lambda b: httpx.AsyncClient(base_url=b.url, timeout=httpx.Timeout(timeout, connect=10))
+
+    def note(text: str) -> None:
+        "A reload event: on stderr (the server's output) and in `/health`; a repeated message once."
+        if state['events'] and state['events'][-1]['event'] == text:
+            return
+        state['events'] = state['events'][-19:] + [dict(time=_now(), event=text)]
+        print(f'llmwb serve: {text}', file=sys.stderr, flush=True)
+
+    async def retire(old) -> None:
+        "Let the requests in flight on `old` finish (none outlives `timeout`), then stop its engine."
+        deadline = time.monotonic() + timeout
+        while old.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await old.client.aclose()
+        if old.proc is not None:
+            from llm_workbench.serve import stop_engine
+
+            await asyncio.to_thread(stop_engine, old.proc)
+        note(f"stopped the engine of {old.served['ref']} ({old.inflight} request(s) still open)")
+
+    async def watch() -> None:
+        "Every `interval` s: ask `follow` for a new backend; switch to it, retire the old one."
+        while True:
+            await asyncio.sleep(interval)
+            current = state['backend']
+            try:
+                new = await asyncio.to_thread(follow, current.served)
+            except Exception as e:  # refused or failed: the old version keeps serving
+                note(f"keeps serving {current.served['ref']}: {type(e).__name__}: {e}")
+                continue
+            if new is None:
+                continue
+            new.client = new_client(new)
+            state['backend'] = new
+            state['backends'].append(new)
+            note(
+                f"now serving {new.served['ref']} (was {current.served['ref']}; "
+                f"{current.inflight} request(s) finishing there)"
+            )
+            asyncio.create_task(retire(current))
 
     @asynccontextmanager
     async def lifespan(app):
-        state['client'] = httpx.AsyncClient(base_url=engine_url, timeout=httpx.Timeout(timeout, connect=10))
+        first.client = new_client(first)
+        task = asyncio.create_task(watch()) if follow else None
         yield
-        await state['client'].aclose()
+        if task:
+            task.cancel()
+        for b in state['backends']:
+            await b.client.aclose()
 
-    app = FastAPI(title=f'llm-workbench gateway: {ref}', lifespan=lifespan)
+    app = FastAPI(title=f"llm-workbench gateway: {served['ref']}", lifespan=lifespan)
+    app.state.llmwb = state
 
     @app.get('/health')
     async def health():
+        b = state['backend']
+        reload = dict(follows=served.get('requested'), interval=interval, events=state['events'][-5:])
+        info = dict(model=b.served['ref'], engine=b.engine, reload=reload if follow else None)
+        info['log'] = dict(written=log.written, pending=log.pending, error=log.error)
         try:
-            r = await state['client'].get('/health', timeout=10)
+            r = await b.client.get('/health', timeout=10)
         except httpx.HTTPError as e:
             return JSONResponse(
-                dict(status='unhealthy', reason=f'engine unreachable: {e!r}'), status_code=503
+                info | dict(status='unhealthy', reason=f'engine unreachable: {e!r}'), status_code=503
             )
         if r.status_code != 200:
-            return JSONResponse(dict(status='unhealthy', reason=f'engine: {r.text[:500]}'), status_code=503)
+            return JSONResponse(
+                info | dict(status='unhealthy', reason=f'engine: {r.text[:500]}'), status_code=503
+            )
         if log.error:
-            return JSONResponse(dict(status='unhealthy', reason=f'traffic log: {log.error}'), status_code=503)
-        return dict(status='ok', model=ref, engine=engine, log=dict(written=log.written, pending=log.pending))
+            return JSONResponse(
+                info | dict(status='unhealthy', reason=f'traffic log: {log.error}'), status_code=503
+            )
+        return info | dict(status='ok')
 
     @app.get('/v1/models')
     async def models():
+        b = state['backend']
         try:
-            r = await state['client'].get('/v1/models', timeout=30)
+            r = await b.client.get('/v1/models', timeout=30)
             r.raise_for_status()
         except httpx.HTTPError as e:
             return _error(502, f'engine: {e!r}', 'api_error')
         ids = [m.get('id') for m in r.json().get('data', [])]
-        return dict(object='list', data=[served_card(served, engine, ids)])
+        return dict(object='list', data=[served_card(b.served, b.engine, ids)])
 
     async def forward(request: Request, endpoint: str):
-        "Forward one request; whatever happens, its record is logged exactly once."
+        "Forward one request on the backend serving now; whatever happens, its record is logged exactly once."
+        b = state['backend']
+        b.inflight += 1
+        held = [b]
+
+        def release():  # the backend may be retired once its requests are done
+            if held:
+                held.pop().inflight -= 1
+
         try:
-            return await _forward(request, endpoint, record := {})
+            response = await _forward(request, endpoint, record := {}, b, release)
         except Exception as e:
             if not record.get('logged') and 'done' in record:
                 record['done']('error', 500, error=f'gateway: {e!r}')
-            return _error(500, f'gateway: {e!r}', 'api_error')
+            response = _error(500, f'gateway: {e!r}', 'api_error')
+        if not isinstance(response, StreamingResponse):
+            release()
+        return response
 
-    async def _forward(request: Request, endpoint: str, record: dict):
+    async def _forward(request: Request, endpoint: str, record: dict, b, release):
         t0, rid = time.perf_counter(), request.headers.get('x-request-id') or str(uuid.uuid4())
+        ref, row = b.served['ref'], b.served
+        names = {None, ref, row.get('name'), f"{row.get('name')}@{row.get('stage')}", row.get('requested')}
         record.update(
             request_id=rid,
             time=_now(),
             endpoint=endpoint,
             model=ref,
-            version=served.get('version'),
-            engine=engine,
+            version=row.get('version'),
+            engine=b.engine,
             consent=consent_tag(request.headers.get('x-llmwb-consent')) or default_consent,
             prompt='',
         )
@@ -394,10 +433,10 @@ def build_gateway(
                 f"model {body.get('model')!r} is not served here; this server serves {ref}",
                 code='model_not_found',
             )
-        body['model'] = engine_model
+        body['model'] = b.model
         headers = {'x-request-id': rid}
         out_headers = {'x-request-id': rid, 'x-llmwb-model': ref}
-        client = state['client']
+        client = b.client
         if not body.get('stream'):
             try:
                 r = await client.post(endpoint, json=body, headers=headers)
@@ -442,6 +481,7 @@ def build_gateway(
                     status, 200, error=error, response=reader.text, usage=reader.usage, ttft_ms=reader.ttft_ms
                 )
                 await resp.aclose()
+                release()
 
         return StreamingResponse(events(), media_type='text/event-stream', headers=out_headers)
 
@@ -455,6 +495,22 @@ def build_gateway(
 
     return app
 
+# %% ../nbs/85a_serve_gateway.ipynb #21f557b1
+def reload_interval(settings_file: Path | str | None = None, default: float = 5.0) -> float:
+    "Seconds between registry checks: `LLMWB_SERVE_RELOAD_S`, else `[serve] reload_interval`, else `default`."
+    value = os.environ.get('LLMWB_SERVE_RELOAD_S')
+    if value is None and settings_file is not None and Path(settings_file).is_file():
+        cp = configparser.ConfigParser()
+        cp.read(settings_file, encoding='utf-8')
+        value = cp.get('serve', 'reload_interval', fallback=None)
+    try:
+        seconds = default if value is None else float(value)
+    except ValueError:
+        raise ValueError(f"reload_interval {value!r}: a number of seconds (0: do not follow the registry)")
+    if seconds < 0:
+        raise ValueError(f"reload_interval {value!r}: a number of seconds (0: do not follow the registry)")
+    return seconds
+
 # %% ../nbs/85a_serve_gateway.ipynb #66f619dd
 def serve_version(
     row: dict,
@@ -467,34 +523,42 @@ def serve_version(
 ) -> int:
     "Serve the door's version `row` on 127.0.0.1:`port`: engine behind the logging gateway, until stopped."
     import uvicorn
-    from llm_workbench.serve import (
-        engine_command,
-        free_port,
-        pick_engine,
-        serving_folder,
-        start_engine,
-        stop_engine,
-    )
+    from functools import partial
+    from llm_workbench.serve import Follower, pick_engine, start_backend, stop_engine
 
     engine, workdir = pick_engine(engine), Path(workdir)
-    tag = f"{row['name']}-v{row['version']}"
-    folder = serving_folder(row, workdir / 'models' / tag)
-    consent = traffic_policy(settings_file or workdir.parent / 'settings.ini')['default_consent']
-    engine_port = free_port()
-    cmd = engine_command(engine, folder, engine_port, continuous_batching)
-    proc = start_engine(cmd, engine_port, workdir / 'logs' / f'engine-{tag}.log')
-    log = TrafficLog(workdir / 'traffic.db')
+    settings_file = settings_file or workdir.parent / 'settings.ini'
+    consent = traffic_policy(settings_file)['default_consent']
+    interval, follows = reload_interval(settings_file), row.get('requested') or ''
+    procs = []  # every engine this server started, stopped on the way out
+    start = partial(start_backend, workdir=workdir, engine=engine, continuous_batching=continuous_batching)
     try:
-        url = f'http://127.0.0.1:{engine_port}'
-        app = build_gateway(url, str(folder), row, log, engine, default_consent=consent)
-        if ready:
-            ready(f'http://127.0.0.1:{port}/v1')
-        uvicorn.Server(
-            uvicorn.Config(
-                app, host='127.0.0.1', port=port, log_level='warning', timeout_graceful_shutdown=15
+        first = start(row, started=procs)
+        follow = None
+        if interval > 0 and '@' in follows and row.get('registry'):
+            follow = Follower(row['registry'], follows, partial(start, started=procs))
+        log = TrafficLog(workdir / 'traffic.db')
+        try:
+            app = build_gateway(
+                first.url,
+                first.model,
+                row,
+                log,
+                engine,
+                default_consent=consent,
+                follow=follow,
+                interval=interval,
             )
-        ).run()
+            if ready:
+                ready(f'http://127.0.0.1:{port}/v1')
+            uvicorn.Server(
+                uvicorn.Config(
+                    app, host='127.0.0.1', port=port, log_level='warning', timeout_graceful_shutdown=15
+                )
+            ).run()
+        finally:
+            log.close()
     finally:
-        log.close()
-        stop_engine(proc)
+        for proc in procs:
+            stop_engine(proc)
     return 0

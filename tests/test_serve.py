@@ -1,6 +1,8 @@
 "`llmwb serve` as a user meets it: a released micro model behind the gateway, called by the `openai` client."
 
-import json, os, shutil, signal, sqlite3, subprocess, time, urllib.request
+import contextlib, json, os, shutil, signal, sqlite3, subprocess, threading, time
+import urllib.error, urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import pytest
 from conftest import LLMWB, MICRO, complete_micro_run, llmwb, make_workspace
@@ -11,11 +13,55 @@ openai = pytest.importorskip('openai')
 EMAIL = 'jane.doe@gmail.com'
 
 
+def _tail(proc: subprocess.Popen, n: int = 3000) -> str:
+    "The end of a server's output (a file for long-lived servers: a full pipe would block them)."
+    path = getattr(proc, 'out_path', None)
+    if path is not None:
+        return Path(path).read_text(errors='replace')[-n:]
+    return proc.stdout.read()[-n:] if proc.poll() is not None else '(still running)'
+
+
+def _health(url: str) -> str:
+    "The gateway's /health answer, whatever its status."
+    try:
+        with urllib.request.urlopen(f'{url}/health', timeout=10) as r:
+            return r.read().decode()
+    except urllib.error.HTTPError as e:
+        return f'HTTP {e.code}: {e.read().decode(errors="replace")}'
+    except OSError as e:
+        return repr(e)
+
+
+def _start_serve(ws: Path, args: list, out: Path, **env) -> subprocess.Popen:
+    "`llmwb serve ARGS` in workspace `ws`, its output in the file `out`."
+    env = {k: v for k, v in os.environ.items() if not k.startswith('LLMWB_')} | {'OMP_NUM_THREADS': '1'} | env
+    with open(out, 'w') as f:
+        proc = subprocess.Popen(
+            [str(LLMWB), 'serve', *map(str, args)],
+            cwd=ws,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    proc.out_path = out
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)  # graceful: up to 15 s for requests in flight, 10 s for the engine
+    try:
+        proc.wait(90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f'llmwb serve exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}')
+            raise AssertionError(f'llmwb serve exited with {proc.returncode}:\n{_tail(proc)}')
         try:
             with urllib.request.urlopen(f'{url}/health', timeout=2) as r:
                 if r.status == 200:
@@ -23,7 +69,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> Non
         except OSError:
             pass
         time.sleep(0.5)
-    raise AssertionError('llmwb serve never got healthy')
+    raise AssertionError(f'llmwb serve never got healthy: {_health(url)}\n{_tail(proc)}')
 
 
 def _free_port() -> int:
@@ -61,26 +107,13 @@ def served(micro_run, candidate_registry):
         r = llmwb(ws, 'registry', 'promote', 'micro:1', 'staging', *force)
     assert r.returncode == 0, r.stderr
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith('LLMWB_')} | {'OMP_NUM_THREADS': '1'}
-    proc = subprocess.Popen(
-        [str(LLMWB), 'serve', 'micro@staging', '--port', str(port), *force],
-        cwd=ws,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_serve(ws, ['micro@staging', '--port', port, *force], ws / 'serve-staging.out')
     url = f'http://127.0.0.1:{port}'
     try:
         _wait_healthy(url, proc)
         yield ws, url, proc
     finally:
-        proc.send_signal(signal.SIGINT)  # graceful: up to 15 s for requests in flight, 10 s for the engine
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @pytest.fixture(scope='module')
@@ -99,11 +132,17 @@ def _rows(ws: Path) -> list:
         c.close()
 
 
-def _wait_rows(ws: Path, n: int, timeout: float = 30) -> list:
-    "The log's rows once it holds `n` (the writer commits a moment after the answer)."
+def _wait_rows(served: tuple, n: int, timeout: float = 30) -> list:
+    "The log's rows once it holds `n` (the writer commits a moment after the answer); else why not."
+    ws, url, proc = served
     deadline = time.monotonic() + timeout
     while len(rows := _rows(ws)) < n and time.monotonic() < deadline:
         time.sleep(0.2)
+    if len(rows) < n:
+        raise AssertionError(
+            f'the traffic log holds {len(rows)} rows, not {n}, after {timeout:.0f} s\n'
+            f'gateway /health: {_health(url)}\nllmwb serve output:\n{_tail(proc)}'
+        )
     return rows
 
 
@@ -144,7 +183,7 @@ def test_chat_and_completion_round_trips(served, client):
     assert chunks[-1].usage is not None and 0 < chunks[-1].usage.completion_tokens <= 8
     parts = list(client.completions.create(model='micro:1', prompt='def f(x):', max_tokens=5, stream=True))
     streamed = ''.join(p.choices[0].text for p in parts if p.choices)
-    rows = _wait_rows(ws, before + 4)[before:]
+    rows = _wait_rows(served, before + 4)[before:]
     assert [(r['endpoint'], r['stream'], r['status'], r['http_status']) for r in rows] == [
         ('/v1/chat/completions', 0, 'ok', 200),
         ('/v1/completions', 0, 'ok', 200),
@@ -167,14 +206,16 @@ def test_the_log_is_redacted_and_complete(served, client):
     )
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model='gpt-4', prompt=f'from {EMAIL}', max_tokens=4)
-    rows = _wait_rows(ws, before + 2)[before:]
+    rows = _wait_rows(served, before + 2)[before:]
     assert [(r['status'], r['http_status']) for r in rows] == [('ok', 200), ('error', 404)]
     assert json.loads(rows[0]['prompt']) == [{'role': 'user', 'content': 'mail <EMAIL> the report'}]
     assert json.loads(rows[0]['pii_prompt']) == {'email': 1} and rows[1]['prompt'] == 'from <EMAIL>'
     for f in (ws / 'serving').glob('traffic.db*'):  # the address is nowhere on disk, WAL included
         assert EMAIL.encode() not in f.read_bytes(), f
-    with pytest.raises(sqlite3.DatabaseError, match='append-only'):
-        sqlite3.connect(ws / 'serving' / 'traffic.db').execute('DELETE FROM requests')
+    with contextlib.closing(sqlite3.connect(ws / 'serving' / 'traffic.db')) as c:  # closed: a refused DELETE
+        with pytest.raises(sqlite3.DatabaseError, match='append-only'):  # leaves its transaction open, and
+            c.execute('DELETE FROM requests')  # an unclosed connection would block the gateway's writer
+    #  until the garbage collector found it (the CI failure of the export test)
 
 
 def test_health_and_curl(served):
@@ -186,11 +227,11 @@ def test_health_and_curl(served):
 
 
 def test_monitor_reports_and_fails_on_policy(served, client):
-    ws = served[0]
+    ws, before = served[0], len(_rows(served[0]))
     client.completions.create(model='micro:1', prompt='x = ', max_tokens=3)
     with pytest.raises(openai.NotFoundError):  # an error in the log: above the default 5% error rate
         client.completions.create(model='no-such-model', prompt='x', max_tokens=3)
-    n = len(_rows(ws))
+    n = len(_wait_rows(served, before + 2))  # both committed (the writer commits a moment after the answer)
     r = llmwb(ws, 'monitor', 'micro', '--since', '1h')
     assert r.returncode == 1 and 'monitoring policy violated: max_error_rate' in r.stderr, r.stdout + r.stderr
     assert f'{n} request(s) logged for micro since 1h' in r.stdout, r.stdout
@@ -215,12 +256,11 @@ def test_the_door_refuses_a_candidate_and_records_an_override(candidate_registry
     assert r.returncode == 1 and 'needs a reason' in r.stderr, r.stderr
     r = llmwb(ws, 'serve', 'micro:1', '--registry-path', reg, '--check', '--force', '--reason', 'dry')
     assert r.returncode == 0 and 'dry run: not recorded' in r.stdout, r.stdout + r.stderr
+    live = ws / 'serving' / 'models' / 'micro-v1' / 'serving.json'  # the folder of the module's own server
+    before = live.stat().st_ino if live.exists() else None
     port = _free_port()
-    proc = subprocess.Popen(
-        [str(LLMWB), 'serve', 'micro:1', '--registry-path', str(reg), '--port', str(port), '--force']
-        + ['--reason', 'staging smoke test', '--actor', 'dana'],
-        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    args = ['micro:1', '--registry-path', reg, '--port', port, '--force', '--reason', 'staging smoke test']
+    proc = _start_serve(ws, args + ['--actor', 'dana'], ws / 'serve-door.out')
     try:
         _wait_healthy(f'http://127.0.0.1:{port}', proc)
     finally:
@@ -236,6 +276,10 @@ def test_the_door_refuses_a_candidate_and_records_an_override(candidate_registry
     )
     assert 'staging smoke test' in last['reason'] and "stage is 'candidate'" in last['reason']
     assert [e['to_stage'] for e in show['history']] == ['candidate', 'served']  # the dry run left no event
+    if (
+        before is not None
+    ):  # a second server in the workspace reused the live engine's folder, never replaced it
+        assert live.stat().st_ino == before
 
 
 def test_a_tampered_bundle_is_refused_even_forced(candidate_registry, micro_run, tmp_path):
@@ -312,7 +356,7 @@ def test_export_consented_traffic_feeds_the_next_curate(served, client, tmp_path
     client.completions.create(model='micro:1', prompt=CODE_PROMPTS[0] + '\n', max_tokens=3)  # no consent
     no = {'X-LLMWB-Consent': 'no'}
     client.completions.create(model='micro:1', prompt=CODE_PROMPTS[1] + '\n', max_tokens=3, extra_headers=no)
-    rows = _wait_rows(ws, before + len(consented) + 2)[before:]
+    rows = _wait_rows(served, before + len(consented) + 2)[before:]
     assert [r['consent'] for r in rows] == ['user-consent'] * len(consented) + [None, 'no']
     assert all(r['status'] == 'ok' for r in rows), [r['error'] for r in rows]
 
@@ -360,7 +404,7 @@ def test_monitor_measures_drift_against_the_train_split(served, client, tmp_path
     client.completions.create(
         model='micro:1', prompt='import os\nimport sys\n\n\ndef main():\n    return 0\n', max_tokens=3
     )
-    _wait_rows(ws, before + 2)
+    _wait_rows(served, before + 2)
     reg = Registry(ws / 'registry', create=False)
     policy = MONITOR_DEFAULTS | dict(min_requests=1, max_drift_share=0.0, max_error_rate=None)
     res = monitor(ws / 'serving', tmp_path / 'drift.html', 'micro', registry=reg, policy=policy)
@@ -396,3 +440,129 @@ def test_live_eval_rescores_the_endpoint_against_the_release(served, tmp_path):
     r = llmwb(ws, 'monitor', '--eval', '--url', f'{url}/v1', '--out', tmp_path / 'cli-eval.json')
     assert r.returncode == 0 and 'results ' in r.stdout, r.stdout + r.stderr  # the cron line's command
     assert json.loads((tmp_path / 'cli-eval.json').read_text())['regressions'] == []
+
+
+def _reload_registry(candidate_registry: Path, dest: Path) -> Path:
+    "A registry copy with micro:2 and micro:3 (the micro bundle again, gate passed), micro:2 in production."
+    from llm_workbench.release.registry import Registry
+
+    shutil.copytree(candidate_registry, dest)
+    reg = Registry(dest, create=False)
+    v1 = reg.get('micro:1')
+    for run_id in ('reload-a', 'reload-b'):
+        reg.register(
+            'micro', v1['path'], run_id=run_id, config_hash=v1['config_hash'],
+            dataset_sha256=v1['dataset_sha256'], eval_summary=v1['eval_summary'],
+            gate=dict(passed=True, failed=[]),
+        )  # fmt: skip
+    reg.promote('micro:2', 'production')
+    return dest
+
+
+def test_a_promotion_reloads_without_dropping_requests(served, candidate_registry, tmp_path):
+    "Clients keep calling across a promotion (blue/green): all answered, the later ones by the new version."
+    ws = served[0]  # a second server in the same workspace, next to the module's own
+    reg = _reload_registry(candidate_registry, tmp_path / 'registry')
+    port = _free_port()
+    url = f'http://127.0.0.1:{port}'
+    proc = _start_serve(
+        ws, ['micro@production', '--registry-path', reg, '--port', port], tmp_path / 'serve.out',
+        LLMWB_SERVE_RELOAD_S='1',
+    )  # fmt: skip
+    client = openai.OpenAI(base_url=f'{url}/v1', api_key='unused', max_retries=0, timeout=120)
+    answers, errors, stop = [], [], threading.Event()
+
+    def call(worker: int) -> None:
+        for i in range(10_000):
+            if stop.is_set():
+                return
+            rid = f'reload-{worker}-{i}'
+            try:
+                if i % 2:
+                    parts = list(client.completions.create(
+                        model='micro', prompt='def f(x):', max_tokens=16, stream=True,
+                        extra_headers={'X-Request-Id': rid},
+                    ))  # fmt: skip
+                    answers.append((rid, parts[-1].model))
+                else:
+                    msgs = [{'role': 'user', 'content': 'def add(a, b):'}]
+                    chat = client.chat.completions.create(
+                        model='micro', messages=msgs, max_tokens=16, extra_headers={'X-Request-Id': rid}
+                    )
+                    answers.append((rid, chat.model))
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                errors.append(f'{rid}: {e!r}')
+
+    try:
+        _wait_healthy(url, proc)
+        assert client.models.list().data[0].id == 'micro:2'
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(call, w) for w in range(4)]
+            time.sleep(2)
+            r = llmwb(ws, 'registry', '--registry-path', reg, 'promote', 'micro:3', 'production')
+            assert r.returncode == 0, r.stdout + r.stderr
+            deadline = time.monotonic() + 180
+            while json.loads(_health(url)).get('model') != 'micro:3' and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(3)  # clients keep calling the new version
+            stop.set()
+            for f in futures:
+                f.result()
+        health = json.loads(_health(url))
+        assert health['model'] == 'micro:3', f'{health}\n{_tail(proc)}'
+        assert errors == [], errors[:5]
+        models = [m for _, m in answers]
+        assert models[0] == 'micro:2' and models[-1] == 'micro:3' and set(models) == {'micro:2', 'micro:3'}
+        (m,) = client.models.list().data
+        assert (m.id, m.model_extra['llmwb']['stage']) == ('micro:3', 'production')
+        ours = {rid: model for rid, model in answers}
+        rows = [r for r in _rows(ws) if r['request_id'] in ours]
+        while len(rows) < len(ours) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            rows = [r for r in _rows(ws) if r['request_id'] in ours]
+        assert len(rows) == len(ours) and all(r['status'] == 'ok' for r in rows)
+        assert all(ours[r['request_id']] == r['model'] == f"micro:{r['version']}" for r in rows)
+        started = sorted((r['time'], r['version']) for r in rows)  # one switch: v2 requests, then v3 ones
+        assert [v for _, v in started] == sorted(v for _, v in started)
+        deadline = time.monotonic() + 60  # the old engine is stopped once its requests are done
+        while not any('stopped the engine of micro:2' in e['event'] for e in health['reload']['events']):
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+            health = json.loads(_health(url))
+        events = [e['event'] for e in health['reload']['events']]
+        assert any(e.startswith('now serving micro:3 (was micro:2') for e in events), events
+
+        # a promoted version the door refuses (its gate failed; forced in the registry) is not served
+        from llm_workbench.release.registry import Registry
+
+        v1 = Registry(reg, create=False).get('micro:1')
+        Registry(reg, create=False).register(
+            'micro', v1['path'], run_id='reload-c', config_hash='', dataset_sha256='', eval_summary={},
+            gate=dict(passed=False, failed=['regressions']),
+        )  # fmt: skip
+        r = llmwb(
+            ws,
+            'registry',
+            '--registry-path',
+            reg,
+            'promote',
+            'micro:4',
+            'production',
+            '--force',
+            '--reason',
+            'x',
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        deadline = time.monotonic() + 60
+        while not any('micro:4' in e['event'] for e in health['reload']['events']):
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+            health = json.loads(_health(url))
+        assert health['model'] == 'micro:3' and health['status'] == 'ok', health
+        (refusal,) = [e['event'] for e in health['reload']['events'] if 'micro:4' in e['event']]
+        assert refusal.startswith('keeps serving micro:3: ServeRefused') and 'release gate failed' in refusal
+        assert client.completions.create(model='micro', prompt='x', max_tokens=2).model == 'micro:3'
+    finally:
+        client.close()
+        _stop(proc)
+    assert 'keeps serving micro:3' in _tail(proc, 20000)  # the refusal is in the server's output too

@@ -11,6 +11,7 @@ NAMES = [
     '02_finetune_a_code_assistant',
     '03_align_with_preferences',
     '04_compare_two_runs',
+    '05_close_the_loop',
 ]
 WIDGET = 'application/vnd.jupyter.widget-view+json'
 PLOTLY = 'application/vnd.plotly.v1+json'
