@@ -58,7 +58,7 @@ def export_traffic(
 ) -> dict:
     "Write the consented answered requests of the log to `out` (JSONL, a curation source); what was exported."
     from llm_workbench.core import sha256_file
-    from llm_workbench.serve_gateway import traffic_policy
+    from llm_workbench.serve_log import traffic_policy
 
     allowed = tuple(allowed) if allowed else traffic_policy(settings_file)['export_consent']
     if bad := [t for t in allowed if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9.-]*', t)]:

@@ -6,152 +6,14 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve_gateway.html.md"""
 
 # %% ../nbs/85a_serve_gateway.ipynb #2d6ea272
 from __future__ import annotations
-import configparser, json, os, queue, re, sqlite3, sys, threading, time, uuid
+import configparser, json, os, sys, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from fastapi import Request  # at module level: FastAPI reads the routes' annotations from the module
-from .data.pii import redact_pii
+from .serve_log import TrafficLog, consent_tag, traffic_policy
 
 # %% auto #0
-__all__ = ['LOG_COLUMNS', 'TRAFFIC_DEFAULTS', 'redacted', 'TrafficLog', 'answer_text', 'StreamReader', 'traffic_policy',
-           'consent_tag', 'served_card', 'build_gateway', 'reload_interval', 'serve_version']
-
-# %% ../nbs/85a_serve_gateway.ipynb #f8a63edc
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL, time TEXT NOT NULL, endpoint TEXT NOT NULL,
-  model TEXT NOT NULL, version INTEGER, engine TEXT, stream INTEGER NOT NULL, status TEXT NOT NULL,
-  http_status INTEGER NOT NULL, error TEXT, latency_ms REAL NOT NULL, ttft_ms REAL, prompt_tokens INTEGER,
-  completion_tokens INTEGER, prompt TEXT NOT NULL, response TEXT NOT NULL, params TEXT NOT NULL,
-  pii_prompt TEXT NOT NULL, pii_response TEXT NOT NULL, consent TEXT);
-CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
-CREATE TRIGGER IF NOT EXISTS requests_no_update BEFORE UPDATE ON requests
-  BEGIN SELECT RAISE(ABORT, 'the traffic log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS requests_no_delete BEFORE DELETE ON requests
-  BEGIN SELECT RAISE(ABORT, 'the traffic log is append-only'); END
-"""
-LOG_COLUMNS = tuple(
-    'request_id time endpoint model version engine stream status http_status error latency_ms ttft_ms '
-    'prompt_tokens completion_tokens prompt response params pii_prompt pii_response consent'.split()
-)
-
-
-def redacted(record: dict) -> dict:
-    "A log row from a raw `record`: prompt (text or chat messages) and response redacted, PII counts kept."
-    prompt, pii_prompt = record.get('prompt'), {}
-    if isinstance(prompt, list):
-        msgs = []
-        for m in prompt:
-            text, found = redact_pii(str(m.get('content') or '')) if isinstance(m, dict) else (str(m), {})
-            msgs.append(dict(role=m.get('role', '?') if isinstance(m, dict) else '?', content=text))
-            pii_prompt = {k: pii_prompt.get(k, 0) + found.get(k, 0) for k in pii_prompt | found}
-        prompt = json.dumps(msgs, ensure_ascii=False)
-    else:
-        prompt, pii_prompt = redact_pii(str(prompt or ''))
-    response, pii_response = redact_pii(str(record.get('response') or ''))
-    error = redact_pii(str(record['error']))[0] if record.get('error') else None
-    row = {k: record.get(k) for k in LOG_COLUMNS} | dict(prompt=prompt, response=response, error=error)
-    return row | dict(
-        stream=int(bool(record.get('stream'))),
-        params=json.dumps(record.get('params') or {}, default=str),
-        pii_prompt=json.dumps(pii_prompt),
-        pii_response=json.dumps(pii_response),
-    )
-
-# %% ../nbs/85a_serve_gateway.ipynb #001a3eda
-class TrafficLog:
-    "Append-only SQLite (WAL) log of served requests, written by one thread from a bounded set of slots."
-
-    def __init__(self, path: Path | str, capacity: int = 1024, batch: int = 64, busy_timeout: float = 5):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.capacity, self.batch, self.busy_timeout = capacity, batch, busy_timeout
-        self._slots = threading.BoundedSemaphore(capacity)
-        self._queue = queue.Queue()
-        self.written, self.error = 0, None
-        c = self._connect()
-        c.executescript(_SCHEMA)
-        c.close()
-        self._thread = threading.Thread(target=self._run, name='traffic-log', daemon=True)
-        self._thread.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        c = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        c.row_factory = sqlite3.Row
-        c.execute('PRAGMA busy_timeout=60000')
-        c.execute('PRAGMA journal_mode=WAL')
-        c.execute(f'PRAGMA busy_timeout={int(self.busy_timeout * 1000)}')  # then /health says it is blocked
-        return c
-
-    def reserve(self, timeout: float = 0) -> bool:
-        "Take a slot for one request's record; False when all `capacity` slots are taken after `timeout` s."
-        return self._slots.acquire(timeout=timeout) if timeout > 0 else self._slots.acquire(blocking=False)
-
-    def put(self, record: dict) -> None:
-        "Queue the record of a request that holds a slot (redaction and writing happen on the writer thread)."
-        self._queue.put(record)
-
-    @property
-    def pending(self) -> int:
-        "Records queued but not yet committed."
-        return self._queue.qsize()
-
-    def _write(self, c: sqlite3.Connection, records: list) -> None:
-        rows = [tuple(redacted(r)[k] for k in LOG_COLUMNS) for r in records]
-        c.execute('BEGIN IMMEDIATE')
-        try:
-            c.executemany(
-                f"INSERT INTO requests({','.join(LOG_COLUMNS)}) VALUES({','.join('?' * len(LOG_COLUMNS))})",
-                rows,
-            )
-        except BaseException:
-            c.execute('ROLLBACK')
-            raise
-        c.execute('COMMIT')
-
-    def _run(self) -> None:
-        c, stop = self._connect(), False
-        while not stop:
-            records = [self._queue.get()]
-            while len(records) < self.batch:
-                try:
-                    records.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(r is None for r in records)
-            records = [r for r in records if r is not None]
-            while records:
-                try:
-                    self._write(c, records)
-                except Exception as e:  # kept in memory and retried; /health reports it meanwhile
-                    self.error = f'{type(e).__name__}: {e}'
-                    time.sleep(0.5)
-                    continue
-                self.error = None
-                self.written += len(records)
-                for _ in records:
-                    self._slots.release()
-                records = []
-        c.close()
-
-    def close(self, timeout: float = 60) -> None:
-        "Write every queued record, then stop the writer."
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout)
-
-    def rows(self, since: str | None = None) -> list[dict]:
-        "The logged requests (from time `since`, ISO format), oldest first."
-        c = self._connect()
-        try:
-            q, args = (
-                ('SELECT * FROM requests WHERE time >= ? ORDER BY id', (since,))
-                if since
-                else ('SELECT * FROM requests ORDER BY id', ())
-            )
-            return [dict(r) for r in c.execute(q, args).fetchall()]
-        finally:
-            c.close()
+__all__ = ['answer_text', 'StreamReader', 'served_card', 'build_gateway', 'reload_interval', 'serve_version']
 
 # %% ../nbs/85a_serve_gateway.ipynb #b4ec22ae
 def answer_text(data: dict) -> str:
@@ -197,39 +59,6 @@ class StreamReader:
     @property
     def text(self) -> str:
         return ''.join(self.parts)
-
-# %% ../nbs/85a_serve_gateway.ipynb #eff0fcea
-TRAFFIC_DEFAULTS = dict(default_consent=None, export_consent=('user-consent',))
-_TAG = re.compile(r'[A-Za-z0-9][A-Za-z0-9.-]{0,62}')
-
-
-def traffic_policy(settings_file: Path | str | None = None) -> dict:
-    "The traffic data policy: TRAFFIC_DEFAULTS updated by the `[traffic]` section of `settings_file`."
-    policy = dict(TRAFFIC_DEFAULTS)
-    if settings_file is None or not Path(settings_file).is_file():
-        return policy
-    cp = configparser.ConfigParser()
-    cp.read(settings_file, encoding='utf-8')
-    for key, value in cp['traffic'].items() if cp.has_section('traffic') else ():
-        if key not in TRAFFIC_DEFAULTS:
-            raise ValueError(
-                f"{settings_file}: unknown key {key!r} in [traffic]; known: {', '.join(TRAFFIC_DEFAULTS)}"
-            )
-        tags = [t.strip() for t in value.split(',') if t.strip() and t.strip().lower() != 'none']
-        if bad := [t for t in tags if not _TAG.fullmatch(t)]:
-            raise ValueError(
-                f"{settings_file}: [traffic] {key}: {bad[0]!r} is not a tag (letters, digits, '.' and '-')"
-            )
-        if key == 'default_consent' and len(tags) > 1:
-            raise ValueError(f"{settings_file}: [traffic] default_consent takes one tag, got {value!r}")
-        policy[key] = (tags[0] if tags else None) if key == 'default_consent' else tuple(tags)
-    return policy
-
-# %% ../nbs/85a_serve_gateway.ipynb #8e89f43b
-def consent_tag(value: str | None) -> str | None:
-    "A consent tag as the gateway logs it from a header: stripped, at most 64 characters; None when empty."
-    value = (value or '').strip()[:64]
-    return value or None
 
 # %% ../nbs/85a_serve_gateway.ipynb #5ea35043
 def served_card(served: dict, engine: str, engine_models: list) -> dict:
