@@ -4,7 +4,9 @@ The same trials (a grid over sft.lr, curate and pretrain unchanged) run twice in
 `llmwb sweep` trials sharing the stage cache, once as independent runs without it. Prints and writes (--out) the
 wall time of each trial both ways and the saving.
 
-    python benchmarks/sweep_reuse.py [--trials 3] [--out benchmarks/results/sweep_reuse.json]
+    python benchmarks/sweep_reuse.py [--trials 3] [--jobs 1] [--out benchmarks/results/sweep_reuse.json]
+
+--jobs N runs the sweep's trials N at once (`llmwb sweep --jobs N`); the independent runs stay sequential.
 """
 
 import argparse, json, tempfile, time
@@ -21,6 +23,7 @@ LRS = [0.001, 0.003, 0.01, 0.02, 0.03]
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--trials', type=int, default=3)
+    ap.add_argument('--jobs', type=int, default=1, help='trials at once in the sweep')
     ap.add_argument('--out', type=Path)
     a = ap.parse_args()
     ws = Path(tempfile.mkdtemp(prefix='sweep-bench-'))
@@ -32,7 +35,7 @@ def main():
         f"set: [align.enabled=false]\nbudget: {{max_trials: {a.trials}}}\npruner: {{kind: none}}\n"
     )
     t0 = time.time()
-    summary = run_sweep(MICRO, ws / 'sweep.yaml', settings, log=lambda m: None, select_best=False)
+    summary = run_sweep(MICRO, ws / 'sweep.yaml', settings, log=lambda m: None, select_best=False, jobs=a.jobs)
     swept = time.time() - t0
     with_cache = {t['params']['sft.lr']: t['seconds'] for t in summary['trials']}
     without, t0 = {}, time.time()
@@ -51,6 +54,7 @@ def main():
     plain = time.time() - t0
     out = dict(
         trials=a.trials,
+        jobs=a.jobs,
         sweep_wall_s=round(swept, 1),
         independent_wall_s=round(plain, 1),
         saved_s=round(plain - swept, 1),

@@ -13,7 +13,7 @@ from .config import ConfigError
 from .runner import NodeWaitTimeout, RunDirBusy, disk_full
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
+__all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'group_runs', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',
            'cmd_reproduce', 'cmd_sweep', 'cmd_serve', 'cmd_monitor', 'cmd_launch', 'main']
 
 # %% ../nbs/90_cli.ipynb #a0bc57fb
@@ -186,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument('config', help='the YAML recipe to sweep')
     sw.add_argument('sweep', help='the sweep file: objective, search space, sampler, budget, selection')
     sw.add_argument('--no-select', action='store_true', help='search only: no seed re-runs, no final run')
+    sw.add_argument(
+        '--jobs', type=int, default=1, help='trials at once, in separate processes (torch threads divided among them)'
+    )
     _serve_parsers(sub)
     _launch_parser(sub)
     return p
@@ -214,21 +217,43 @@ def cmd_run(a) -> int:
 def _fmt_metrics(m: dict) -> str:
     return ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in m.items())
 
+# %% ../nbs/90_cli.ipynb #3a7b9c1d
+def group_runs(runs: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
+    "Split runs (newest first) into plain runs and `{sweep_id: runs in name order}`, newest sweep first."
+    plain, sweeps = [], {}
+    for r in runs:
+        if r.get('sweep_id'):
+            sweeps.setdefault(r['sweep_id'], []).append(r)
+        else:
+            plain.append(r)
+    return plain, {k: sorted(v, key=lambda r: r['run_id']) for k, v in sweeps.items()}
+
 # %% ../nbs/90_cli.ipynb #2416b3d5
+def _ls_line(r: dict, width: int, indent: str = '') -> str:
+    "One `llmwb ls` line: id, status, start, headline metrics."
+    rid = f"{indent}{r['run_id']}"
+    started = r.get('started', '')
+    return f"{rid:<{width}}  {r.get('status', '?'):<9}  {started:<25}  {_fmt_metrics(r.get('metrics') or {})}"
+
+
 def cmd_ls(a) -> int:
-    "Print one line per run: id, status, start, headline metrics."
+    "Print one line per run (id, status, start, headline metrics), the runs of each sweep under its sweep id."
     from llm_workbench.runner import list_runs
 
     runs = list_runs(_settings(a))
     if not runs:
         print(f"no runs under {_settings(a).runs_path}")
         return 0
-    w = max(len(r['run_id']) for r in runs)
+    plain, sweeps = group_runs(runs)
+    w = max(len(r['run_id']) for r in runs) + (2 if sweeps else 0)
     print(f"{'RUN':<{w}}  {'STATUS':<9}  {'STARTED':<25}  METRICS")
-    for r in runs:
-        print(
-            f"{r['run_id']:<{w}}  {r.get('status', '?'):<9}  {r.get('started', ''):<25}  {_fmt_metrics(r.get('metrics') or {})}"
-        )
+    for r in plain:
+        print(_ls_line(r, w))
+    for sid, members in sweeps.items():
+        trials = sum(r.get('sweep_trial') is not None for r in members)
+        print(f"sweep {sid}  ({trials} trials, {len(members) - trials} other runs)")
+        for r in members:
+            print(_ls_line(r, w, '  '))
     return 0
 
 # %% ../nbs/90_cli.ipynb #95e36a24
@@ -481,7 +506,10 @@ def cmd_sweep(a) -> int:
     "Run or continue a sweep; exit 0 when it completed (whatever its trials' states), 2 on an invalid sweep file."
     from llm_workbench.sweep_run import run_sweep
 
-    s = run_sweep(a.config, a.sweep, _settings(a), select_best=not a.no_select)
+    if a.jobs < 1:
+        print(f"llmwb: --jobs must be at least 1, got {a.jobs}", file=sys.stderr)
+        return 2
+    s = run_sweep(a.config, a.sweep, _settings(a), select_best=not a.no_select, jobs=a.jobs)
     sel = s.get('selection')
     print(f"\nsweep {s['sweep_id']}: {s['spent']['trials']} trials; search stopped: {s['stop_reason']}")
     if sel:

@@ -14,7 +14,7 @@ __all__ = ['WIDGET_VIEW', 'funnel_figure', 'removed_figure', 'loss_figure', 'gra
            'external_resources', 'offline_plotly', 'gate_table_html', 'is_progress_line', 'strip_progress',
            'clean_output', 'is_import_cell', 'hidden_cell', 'report_cells', 'path_substitutions', 'scrub_paths',
            'scrub_cells', 'metric_value_html', 'metric_label', 'findings_html', 'stage_findings', 'toc_html',
-           'notebook_link', 'render_html', 'run_index_html', 'runs_index_html']
+           'notebook_link', 'render_html', 'stage_reuse_html', 'run_index_html', 'runs_index_html']
 
 # %% ../nbs/60_report.ipynb #a412e9ea
 def _wrap(text: str, width: int) -> str:
@@ -533,6 +533,17 @@ def _fmt(v) -> str:
         return f'{v:.4g}'
     return html.escape(str(v))
 
+# %% ../nbs/60_report.ipynb #5c1d2e3f
+def stage_reuse_html(st: dict) -> str:
+    "The 'reused' cell of a stage row: the run the cached stage came from (linked) and the seconds it saved."
+    reused = st.get('reused')
+    if not reused:
+        return ''
+    src = html.escape(str(reused.get('from_run', '?')))
+    saved = reused.get('saved_s')
+    what = f' (saved {saved:.1f} s)' if isinstance(saved, (int, float)) else ''
+    return f'reused from <a href="../{src}/index.html">{src}</a>{what}'
+
 # %% ../nbs/60_report.ipynb #a95a2ad5
 def run_index_html(run: dict) -> str:
     "The HTML summary page of one run, from its `run.json` dict."
@@ -551,6 +562,7 @@ def run_index_html(run: dict) -> str:
                 link,
                 f'<span class="{e(s.get("status", ""))}">{e(s.get("status", ""))}</span>',
                 _fmt(s.get('duration_s', '')),
+                stage_reuse_html(s),
                 metrics,
                 f'<code>{e((s.get("outputs_sha256") or "")[:16])}</code>',
             ]
@@ -583,7 +595,8 @@ def run_index_html(run: dict) -> str:
             '<h2>Headline metrics</h2>',
             _table(['metric', 'value'], [[e(k), _fmt(v)] for k, v in hm.items()]),
         ]
-    body += ['<h2>Stages</h2>', _table(['stage', 'status', 'seconds', 'metrics', 'outputs sha256'], rows)]
+    heads = ['stage', 'status', 'seconds', 'reused', 'metrics', 'outputs sha256']
+    body += ['<h2>Stages</h2>', _table(heads, rows)]
     env = run.get('environment', {})
     body += [
         '<h2>Environment</h2>',

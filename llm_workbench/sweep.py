@@ -17,10 +17,11 @@ from .metrics import metric_info
 from .runner import STAGE_NAMES
 
 # %% auto #0
-__all__ = ['DISTRIBUTIONS', 'SEARCH_STAGES', 'FINISHED', 'SweepBudget', 'PrunerConfig', 'SelectionConfig', 'SweepConfig',
-           'candidate_values', 'override', 'objective_stage', 'objective_direction', 'SweepError', 'load_sweep',
-           'trial_stages', 'sweep_id', 'make_sampler', 'grid_size', 'make_pruner', 'storage_url', 'open_study',
-           'suggest', 'trial_spend', 'trial_records', 'budget_stop']
+__all__ = ['DISTRIBUTIONS', 'SEARCH_STAGES', 'FINISHED', 'STAGE_SECTIONS', 'SweepBudget', 'PrunerConfig', 'SelectionConfig',
+           'SweepConfig', 'candidate_values', 'override', 'objective_stage', 'objective_direction', 'SweepError',
+           'load_sweep', 'trial_stages', 'sweep_id', 'make_sampler', 'grid_size', 'make_pruner', 'storage_url',
+           'open_study', 'suggest', 'trial_spend', 'trial_records', 'budget_stop', 'remaining_budget',
+           'budget_overrides']
 
 # %% ../nbs/81_sweep.ipynb #503c44da
 DISTRIBUTIONS = ('log_uniform', 'uniform', 'int_uniform', 'choice')
@@ -327,6 +328,7 @@ def trial_records(study) -> list[dict]:
                 run_dir=a.get('run_dir'),
                 run_id=Path(a['run_dir']).name if a.get('run_dir') else None,
                 reused=a.get('reused', []),
+                share=a.get('budget_share'),
                 note=a.get('note'),
             )
         )
@@ -334,22 +336,63 @@ def trial_records(study) -> list[dict]:
 
 # %% ../nbs/81_sweep.ipynb #88146d1d
 FINISHED = ('COMPLETE', 'PRUNED', 'FAIL')
+_SPEND = ('seconds', 'tokens', 'cost')
+
+
+def _caps(budget: SweepBudget) -> dict:
+    "The sweep's spend caps that are set: {'seconds': cap, 'tokens': cap, 'cost': cap}."
+    caps = dict(seconds=budget.max_seconds, tokens=budget.max_tokens, cost=budget.max_cost)
+    return {k: v for k, v in caps.items() if v is not None}
+
+
+def _spent_and_estimate(trials: list[dict], key: str) -> tuple[float, float, int]:
+    "What finished trials spent of `key`, the last finished trial's spend, and how many trials are running."
+    done = [t for t in trials if t['state'] in FINISHED and t.get('seconds') is not None]
+    running = sum(t['state'] == 'RUNNING' for t in trials)
+    return sum(t.get(key) or 0 for t in trials), (done[-1][key] or 0) if done else 0, running
 
 
 def budget_stop(budget: SweepBudget, trials: list[dict]) -> str | None:
-    "Why no further trial may start (None: one may), from the trial records."
+    "Why no further trial may start (None: one may), from the trial records (running ones as estimated)."
     if len(trials) >= budget.max_trials:
         return f"max_trials: {len(trials)} trials of {budget.max_trials}"
-    done = [t for t in trials if t['state'] in FINISHED and t.get('seconds') is not None]
-    for key, cap in (
-        ('seconds', budget.max_seconds),
-        ('tokens', budget.max_tokens),
-        ('cost', budget.max_cost),
-    ):
-        if cap is None:
-            continue
-        spent = sum(t.get(key) or 0 for t in trials)
-        estimate = done[-1][key] if done else 0
-        if spent + estimate > cap:
-            return f"max_{key}: spent {spent:.4g} + {estimate:.4g} estimated for the next trial > {cap:g}"
+    for key, cap in _caps(budget).items():
+        spent, estimate, running = _spent_and_estimate(trials, key)
+        if spent + estimate * (1 + running) > cap:
+            what = f"next trial (and {running} running)" if running else 'next trial'
+            return f"max_{key}: spent {spent:.4g} + {estimate:.4g} estimated for the {what} > {cap:g}"
     return None
+
+# %% ../nbs/81_sweep.ipynb #6b2c8d31
+def remaining_budget(budget: SweepBudget, trials: list[dict], slots: int = 1) -> dict:
+    "A starting trial's share: {'seconds': s, 'tokens': n, 'cost': c} left (less running trials' shares) / `slots`."
+    out = {}
+    for key, cap in _caps(budget).items():
+        spent, _, _ = _spent_and_estimate(trials, key)
+        held = sum((t.get('share') or {}).get(key) or 0 for t in trials if t['state'] == 'RUNNING')
+        out[key] = (cap - spent - held) / max(1, slots)
+    return out
+
+# %% ../nbs/81_sweep.ipynb #8d4eaf53
+STAGE_SECTIONS = dict(pretrain='train', sft='sft', align='align')
+
+
+def budget_overrides(spec: SweepConfig, recipe: Path | str, remaining: dict, stages: list[str]) -> list[str]:
+    "`--set` overrides that give the swept training stages the remaining sweep budget (at most the recipe's)."
+    if not remaining:
+        return []
+    cfg = load_config(recipe, spec.set)
+    swept = {key.split('.')[0] for key in spec.space}
+    out = []
+    for stage, section in STAGE_SECTIONS.items():
+        if stage not in stages or section not in swept:
+            continue
+        sec = getattr(cfg, section)
+        length = getattr(sec, 'seq_len', None) or sec.max_length
+        one_step = sec.batch_size * sec.grad_accum * length
+        for key, left in remaining.items():
+            own = getattr(sec.budget, f'max_{key}')
+            value = left if own is None else min(own, left)
+            value = max(int(value), one_step) if key == 'tokens' else round(max(value, 1e-3), 3)
+            out.append(override(f'{section}.budget.max_{key}', value))
+    return out

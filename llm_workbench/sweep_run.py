@@ -30,7 +30,7 @@ from llm_workbench.sweep import (
 
 # %% auto #0
 __all__ = ['objective_values', 'was_pruned', 'tell_study', 'run_trial', 'bootstrap_interval', 'best_trial', 'write_selected',
-           'select', 'sweep_context', 'run_sweep']
+           'select', 'sweep_context', 'next_trial', 'job_threads', 'run_sweep']
 
 # %% ../nbs/81b_sweep.run.ipynb #90c58a26
 @contextlib.contextmanager
@@ -98,7 +98,8 @@ def run_trial(ctx: dict, study, trial, params: dict, log=print) -> str:
     "Run one trial as an ordinary run (resuming its run dir if it exists) and tell the study; its final state."
     run_dir = ctx['settings'].runs_path / f"{ctx['sweep_id']}-t{trial.number:03d}"
     trial.set_user_attr('run_dir', str(run_dir))
-    sets = [*ctx['spec'].set, *(override(k, v) for k, v in params.items())]
+    budget = trial.user_attrs.get('budget_sets', [])  # the remaining sweep budget, fixed when it started
+    sets = [*ctx['spec'].set, *(override(k, v) for k, v in params.items()), *budget]
     log(f"trial {trial.number}: {' '.join(sets[len(ctx['spec'].set) :])}")
     spec = ctx['spec']
     info = dict(
@@ -274,25 +275,106 @@ def _write_summary(ctx: dict, study, **fields) -> dict:
     return out
 
 # %% ../nbs/81b_sweep.run.ipynb #bfa1cebf
-def _search(ctx: dict, study, log) -> str:
-    "Finish orphaned trials, then run new ones until the budget (or the grid) says stop; the reason."
+@contextlib.contextmanager
+def _ask_lock(sweep_dir: Path):
+    "An exclusive lock, across the processes of one sweep, around deciding and asking for the next trial."
+    import fcntl
+
+    with open(Path(sweep_dir) / '.ask', 'a+', encoding='utf-8') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _stop_reason(ctx: dict, trials: list[dict]) -> str | None:
+    "Why no further trial may start: the budget, or a grid whose points were all tried."
+    reason = budget_stop(ctx['spec'].budget, trials)
+    size = grid_size(ctx['spec'])
+    if reason is None and size is not None and len(trials) >= size:
+        reason = f"grid: all {size} points tried"
+    return reason
+
+
+def next_trial(ctx: dict, study) -> tuple:
+    "`(trial, params, None)`: a new trial with its budget share; `(None, None, reason)` when none may start."
+    from llm_workbench.sweep import budget_overrides, remaining_budget
+
+    with _ask_lock(ctx['sweep_dir']):
+        trials = trial_records(study)
+        if reason := _stop_reason(ctx, trials):
+            return None, None, reason
+        running = sum(t['state'] == 'RUNNING' for t in trials)
+        share = remaining_budget(ctx['spec'].budget, trials, slots=ctx.get('jobs', 1) - running)
+        trial = study.ask()
+        params = suggest(trial, ctx['spec'].space)
+        trial.set_user_attr('budget_share', share)
+        trial.set_user_attr('budget_sets', budget_overrides(ctx['spec'], ctx['recipe'], share, ctx['stages']))
+        return trial, params, None
+
+# %% ../nbs/81b_sweep.run.ipynb #c7d1e2f3
+def _resume_orphans(ctx: dict, study, log):
+    "Finish the trials a killed sweep left running, in their own run dirs."
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         log(f"trial {t.number} was running when the sweep stopped: resuming it")
         run_trial(ctx, study, optuna.trial.Trial(study, t._trial_id), dict(t.params), log)
         _write_summary(ctx, study, status='running')
-    size = grid_size(ctx['spec'])
-    while True:
-        trials = trial_records(study)
-        reason = budget_stop(ctx['spec'].budget, trials)
-        if reason is None and size is not None and len(trials) >= size:
-            reason = f"grid: all {size} points tried"
+
+
+def _search(ctx: dict, study, log, max_new: int | None = None) -> str | None:
+    "Run new trials until the budget (or the grid) says stop or `max_new` ran; the reason (None: max_new)."
+    n = 0
+    while max_new is None or n < max_new:
+        trial, params, reason = next_trial(ctx, study)
         if reason:
             return reason
-        trial = study.ask()
-        run_trial(ctx, study, trial, suggest(trial, ctx['spec'].space), log)
-        _write_summary(ctx, study, status='running')
+        run_trial(ctx, study, trial, params, log)
+        n += 1
+        with _ask_lock(ctx['sweep_dir']):
+            _write_summary(ctx, study, status='running')
+    return None
+
+# %% ../nbs/81b_sweep.run.ipynb #d8e2f3a4
+def job_threads(jobs: int, cores: int | None = None) -> int:
+    "Torch threads for each of `jobs` parallel trials on `cores` CPU cores (this machine's by default)."
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // max(1, jobs))
+
+# %% ../nbs/81b_sweep.run.ipynb #f0a4b5c6
+def _job(recipe, sweep_file, settings, job: int, jobs: int, threads: int):
+    "One parallel job of a sweep: ask for trials and run them until none may start (a `spawn` target)."
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    ctx = sweep_context(recipe, sweep_file, settings) | dict(jobs=jobs)
+    study = open_study(ctx['spec'], ctx['sweep_dir'], ctx['sweep_id'])
+    _search(ctx, study, lambda m: print(f"[job {job}] {m}", flush=True))
+
+
+def _parallel_search(ctx: dict, study, jobs: int, log) -> str:
+    "Resume orphans, run the first trial alone, then `jobs` processes until the budget says stop; the reason."
+    import multiprocessing
+
+    _resume_orphans(ctx, study, log)
+    if not trial_records(study):
+        if reason := _search(ctx, study, log, max_new=1):  # fills the stage cache with the shared stages
+            return reason
+    threads = job_threads(jobs)
+    log(f"{jobs} jobs of {threads} torch thread(s) each")
+    mp = multiprocessing.get_context('spawn')
+    args = (ctx['recipe'], ctx['sweep_file'], ctx['settings'])
+    procs = [mp.Process(target=_job, args=(*args, j, jobs, threads)) for j in range(jobs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    if failed := [j for j, p in enumerate(procs) if p.exitcode != 0]:
+        raise RuntimeError(f"sweep job(s) {failed} exited with an error; rerun the same command to continue")
+    return _stop_reason(ctx, trial_records(study))
 
 # %% ../nbs/81b_sweep.run.ipynb #2096b315
 def run_sweep(
@@ -301,8 +383,9 @@ def run_sweep(
     settings: Settings | None = None,
     log=print,
     select_best: bool = True,
+    jobs: int = 1,
 ) -> dict:
-    "Run (or continue) the sweep of `sweep_file` over `recipe`; its summary (`sweeps/<sweep_id>/sweep.json`)."
+    "Run (or continue) the sweep of `sweep_file` over `recipe`, `jobs` trials at once; its `sweep.json`."
     from llm_workbench.sweep_report import write_sweep_report
 
     ctx = sweep_context(recipe, sweep_file, settings)
@@ -311,7 +394,11 @@ def run_sweep(
     with _sweep_lock(ctx['sweep_dir']):
         study = open_study(ctx['spec'], ctx['sweep_dir'], ctx['sweep_id'])
         _write_summary(ctx, study, status='running')
-        reason = _search(ctx, study, log)
+        if jobs > 1:
+            reason = _parallel_search(ctx, study, jobs, log)
+        else:
+            _resume_orphans(ctx, study, log)
+            reason = _search(ctx, study, log)
         log(f"search stopped: {reason}")
         summary = _write_summary(ctx, study, status='selecting', stop_reason=reason)
         selection = select(ctx, study, log) if select_best else summary.get('selection')

@@ -168,3 +168,59 @@ def test_sweep_file_errors_name_file_and_line(tmp_path):
 def test_example_sweep_file():
     spec = load_sweep(ROOT / 'configs' / 'sweeps' / 'micro-sft.yaml', MICRO)
     assert spec.objective == ['sft_eval_loss'] and set(spec.space) == {'sft.lr', 'sft.warmup_steps'}
+
+
+JOBS = """name: jobs
+objective: sft_eval_loss
+sampler: grid
+seed: 1                             # grid order: sft.max_steps 2, 9, 8
+space:
+  sft.max_steps: {choice: [2, 9, 8]}
+set: [align.enabled=false]
+budget: {max_trials: 3, max_tokens: 3000}
+pruner: {kind: none}
+"""
+
+
+def test_parallel_jobs_share_the_study_and_the_budget(killed_sweep):
+    "--jobs 2: trial 0 alone (shared stages), then trials 1 and 2 at once, each with a share of the budget."
+    ws, _ = killed_sweep
+    (ws / 'jobs.yaml').write_text(JOBS)
+    r = llmwb(ws, 'sweep', MICRO, 'jobs.yaml', '--no-select', '--jobs', '2')
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    (d,) = [p for p in (ws / 'sweeps').iterdir() if p.name.startswith('jobs-')]
+    trials = json.loads((d / 'sweep.json').read_text())['trials']
+    assert [t['number'] for t in trials] == [0, 1, 2], trials
+    assert sorted(t['params']['sft.max_steps'] for t in trials) == [2, 8, 9]  # no point twice
+    assert all(t['state'] in ('COMPLETE', 'FAIL') and t['reused'] == ['curate', 'pretrain'] for t in trials)
+    assert '2 jobs of 1 torch thread(s) each' in r.stdout and '[job 0]' in r.stdout and '[job 1]' in r.stdout
+    runs = [read_run(ws / 'runs' / t['run_id']) for t in trials]
+    sft = [run['stages']['sft'] for run in runs]
+    assert sft[1]['started'] < sft[2]['ended'] and sft[2]['started'] < sft[1]['ended']  # ran at the same time
+    # in-trial budget: trial 0 alone gets all 3000 tokens; trials 1 and 2 split what it left (2 jobs)
+    spent0 = trials[0]['tokens']
+    assert spent0 == 2 * 4 * 64  # two SFT steps of 4 x 64 tokens
+    budgets = [run['config']['sft']['budget']['max_tokens'] for run in runs]
+    share = (3000 - spent0) // 2  # 1244 tokens: 4 steps, then the next would pass it
+    assert budgets == [3000, share, share], budgets
+    for t, st, cap in zip(trials[1:], sft[1:], budgets[1:]):
+        assert st['metrics']['stopped_by'] == 'max_tokens' and t['tokens'] <= cap  # stopped inside its share
+    assert sum(t['tokens'] for t in trials) <= 3000  # the sweep did not overrun its budget
+
+
+def test_ls_groups_runs_by_sweep(killed_sweep):
+    ws, _ = killed_sweep
+    r = llmwb(ws, 'run', MICRO, '--stages', 'curate', '--no-progress')  # a plain run beside the sweeps
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = llmwb(ws, 'ls')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    sid = json.loads((_sweep_dir(ws) / 'sweep.json').read_text())['sweep_id']
+    head = lines.index(f'sweep {sid}  (3 trials, 1 other runs)')  # the trials and the seed re-run
+    members = lines[head + 1 : head + 5]
+    expected = [f'{sid}-best-seed8', f'{sid}-t000', f'{sid}-t001', f'{sid}-t002']
+    assert [m.split()[0] for m in members] == expected
+    assert all(m.startswith('  ') and m.split()[1] == 'partial' for m in members)  # curate to sft only
+    first_sweep = min(i for i, line in enumerate(lines) if line.startswith('sweep '))
+    plain = lines[1:first_sweep]
+    assert len(plain) == 1 and 'micro' in plain[0] and not plain[0].startswith(' ')  # plain runs first

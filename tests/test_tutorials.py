@@ -199,6 +199,8 @@ def test_03_align_with_preferences(ws):
 def test_04_compare_two_runs(ws):
     nb = execute(NAMES[3], ws)
     runs = [read_run(d) for d in new_runs(ws, 'lr-sweep')]
+    trial_runs = [r for r in runs if r.get('sweep_id')]
+    runs = [r for r in runs if not r.get('sweep_id')]  # part 2's runs (part 5's trials use the same recipe)
     assert len(runs) == 2 and sorted(r['config']['train']['lr'] for r in runs) == pytest.approx([0.001, 0.01])
     assert (
         runs[0]['stages']['curate']['metrics']['dataset_sha256']
@@ -213,3 +215,20 @@ def test_04_compare_two_runs(ws):
     assert mimes(cell(nb, "rb.curves_figure('pretrain'")).count(PLOTLY) == 1
     links = re.findall(r'(/\S+\.html)', text(cell(nb, 'for run_id, pages in rb.report_links()')))
     assert len(links) == 6 and all(Path(p).is_file() for p in links)  # index, curate, pretrain per run
+    # part 5: a grid sweep over two SFT keys, its shared stages taken from the stage cache, and its report
+    (d,) = [p for p in (ws / 'sweeps').iterdir() if p.name.startswith('tutorial-sft-')]
+    summary = json.loads((d / 'sweep.json').read_text())
+    trials = summary['trials']
+    assert summary['status'] == 'completed' and summary['stop_reason'] == 'max_trials: 3 trials of 3'
+    assert len(trials) == 3 and all(t['state'] == 'COMPLETE' and t['values'] for t in trials), trials
+    assert len({tuple(sorted(t['params'].items())) for t in trials}) == 3
+    assert all(set(t['params']) == {'sft.lr', 'sft.warmup_steps'} for t in trials)
+    assert all(t['reused'] == ['curate', 'pretrain'] for t in trials)  # run A's stages, linked from the cache
+    assert sorted(r['run_id'] for r in trial_runs) == sorted(t['run_id'] for t in trials)
+    run_a = next(r for r in runs if r['config']['train']['lr'] == pytest.approx(0.001))
+    assert {r['stages']['pretrain']['reused']['from_run'] for r in trial_runs} == {run_a['run_id']}
+    report = d / 'report.html'
+    assert report.is_file() and 'Optimisation history' in report.read_text()
+    assert str(report) in text(cell(nb, 'from IPython.display import HTML'))
+    assert 'sft_eval_loss' in text(cell(nb, 'import pandas as pd'))
+    assert (d / 'selected.yaml').is_file()

@@ -173,6 +173,7 @@ class RunBrowser(Explorer):
         self.stage = W.Dropdown(description='stage', options=CURVE_STAGES, value='pretrain')
         self.metrics = W.SelectMultiple(description='metrics', rows=4)
         self.diff_all = W.Checkbox(description='all keys', value=False, indent=False)
+        self.sweep = W.Dropdown(description='sweep', options=[('all runs', '*')], value='*')
         self.overview, self.diff_html, self.metrics_html, self.links_html = (
             W.HTML(),
             W.HTML(),
@@ -193,6 +194,7 @@ class RunBrowser(Explorer):
         self.refresh_button.on_click(lambda _: self.refresh())
         self.runs_list.observe(lambda _: self._update(), 'value')
         self.diff_all.observe(lambda _: self._draw_diff(), 'value')
+        self.sweep.observe(lambda _: self._show_runs(), 'value')
         self.stage.observe(lambda _: self._stage_changed(), 'value')
         self.metrics.observe(lambda _: self._draw_curves(), 'value')
         self.widget = W.VBox(
@@ -200,6 +202,7 @@ class RunBrowser(Explorer):
                 W.HBox(
                     [
                         W.HTML('<b>Runs</b> (newest first; ctrl/shift-click to select several)'),
+                        self.sweep,
                         self.refresh_button,
                     ]
                 ),
@@ -212,12 +215,25 @@ class RunBrowser(Explorer):
     def refresh(self) -> list[str]:
         "Rescan the runs folder (keeping the selection where it still exists); return the run ids, newest first."
         self.runs = {r['run_id']: r for r in list_runs(self.settings)}
-        keep = [i for i in self.runs_list.value if i in self.runs]
-        self.runs_list.options = [(self._label(r), i) for i, r in self.runs.items()]
-        self.runs_list.value = tuple(keep)
+        sweeps = sorted({r['sweep_id'] for r in self.runs.values() if r.get('sweep_id')})
+        current = self.sweep.value if self.sweep.value in ('*', '', *sweeps) else '*'
+        self.sweep.options = [('all runs', '*'), ('runs of no sweep', ''), *((f'sweep {s}', s) for s in sweeps)]
+        self.sweep.value = current
+        self._show_runs()
         self.overview.value = f"{_CSS}<div class='llmwb-lab'><p>{len(self.runs)} runs in <code>{html.escape(str(self.settings.runs_path))}</code></p>{_table(self.table(), 200)}</div>"
         self._update()
         return list(self.runs)
+
+    def shown(self) -> list[str]:
+        "The ids of the runs the sweep filter shows ('*': all, '': runs of no sweep, else one sweep id's runs)."
+        want = self.sweep.value
+        return [i for i, r in self.runs.items() if want == '*' or (r.get('sweep_id') or '') == want]
+
+    def _show_runs(self):
+        shown = self.shown()
+        keep = [i for i in self.runs_list.value if i in shown]
+        self.runs_list.options = [(self._label(self.runs[i]), i) for i in shown]
+        self.runs_list.value = tuple(keep)
 
     @staticmethod
     def _label(r: dict) -> str:
@@ -225,10 +241,11 @@ class RunBrowser(Explorer):
             f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
             for k, v in list((r.get('metrics') or {}).items())[:4]
         )
-        return f"{r['run_id']} · {r.get('status', '')}" + (f" · {hm}" if hm else '')
+        sweep = f" · sweep {r['sweep_id']}" if r.get('sweep_id') else ''
+        return f"{r['run_id']} · {r.get('status', '')}{sweep}" + (f" · {hm}" if hm else '')
 
     def table(self):
-        "DataFrame of all runs: id, recipe, status, start, headline metrics."
+        "DataFrame of all runs: id, recipe, sweep id (of a sweep's runs), status, start, headline metrics."
         import pandas as pd
 
         return pd.DataFrame(
@@ -236,6 +253,7 @@ class RunBrowser(Explorer):
                 dict(
                     run_id=i,
                     recipe=r.get('config', {}).get('name'),
+                    sweep=r.get('sweep_id'),
                     status=r.get('status'),
                     started=r.get('started'),
                     **(r.get('metrics') or {}),
@@ -249,7 +267,8 @@ class RunBrowser(Explorer):
         return self.settings.runs_path / run_id
 
     def select(self, refs: list[str]) -> list[str]:
-        "Select runs by id or unique id prefix; return the selected ids."
+        "Select runs by id or unique id prefix (the sweep filter is reset to all runs); return the selected ids."
+        self.sweep.value = '*'
         ids = []
         for ref in refs:
             hits = [i for i in self.runs if i == ref] or [i for i in self.runs if i.startswith(ref)]
