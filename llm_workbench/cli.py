@@ -10,7 +10,8 @@ import argparse, json, os, secrets, shutil, subprocess, sys
 from pathlib import Path
 from .core import load_settings
 from .config import ConfigError
-from .runner import NodeWaitTimeout, RunDirBusy, disk_full
+from .nodes import NodeWaitTimeout
+from .rundir import RunDirBusy, disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'build_parser', 'cmd_run', 'group_runs', 'cmd_ls', 'cmd_show', 'ensure_kernel', 'cmd_lab', 'cmd_registry',

@@ -13,9 +13,9 @@ from importlib import metadata
 
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES', 'find_settings', 'Settings', 'load_settings',
-           'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'fingerprint', 'write_json',
-           'seed_everything', 'package_versions', 'git_info', 'environment_info', 'offline_env', 'report_progress',
-           'read_progress', 'RunLayout']
+           'now', 'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'fingerprint',
+           'write_json', 'seed_everything', 'package_versions', 'git_info', 'environment_info', 'offline_env',
+           'report_progress', 'read_progress', 'RunLayout']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(
@@ -100,6 +100,13 @@ def load_settings(start: Path | str | None = None, env: dict | None = None, **ov
         model_cache_path=path('model_cache_path'),
         source=f,
     )
+
+# %% ../nbs/00_core.ipynb #d57696ab
+def now() -> str:
+    "The current UTC time, ISO 8601 to the second."
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 # %% ../nbs/00_core.ipynb #573c5773
 def sha256_bytes(b: bytes) -> str:

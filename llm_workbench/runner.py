@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from llm_workbench.core import (
     TRAIN_STAGES,
+    now,
     RunLayout,
     Settings,
     load_settings,
@@ -20,7 +21,6 @@ from llm_workbench.core import (
     fingerprint,
     sha256_file,
     sha256_json,
-    sha256_tree,
     write_json,
     git_info,
     environment_info,
@@ -29,16 +29,16 @@ from llm_workbench.core import (
 )
 from .config import RunConfig, load_config, config_hash, dump_config
 from .metrics import headline
+from .nodes import NodeBoard, follow_node0, node_env
+from .rundir import clean_partial, disk_full, disk_full_message, make_reserve
+from .rundir import release_reserve, run_lock
+from .stage_cache import cache_entry, cache_restore, cache_store, outputs_hash, unshare_outputs
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'RESERVE_BYTES', 'TRAINED_BY', 'Stage', 'stages_dir', 'package_dir', 'get_stage',
-           'stage_enabled', 'model_dir', 'outputs_hash', 'stage_files', 'stage_fingerprints', 'inputs_hash', 'now',
-           'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext', 'stage_context', 'run_environment',
-           'ipc_kernel_manager', 'execute_stage', 'format_progress', 'StageProgress', 'write_reports', 'RunDirBusy',
-           'run_lock', 'disk_full', 'disk_full_message', 'make_reserve', 'release_reserve', 'clean_partial',
-           'link_tree', 'unshare_outputs', 'cache_entry', 'cache_store', 'cache_restore', 'run_pipeline', 'NodeEnv',
-           'node_env', 'NodeBoard', 'read_board', 'joined_stages', 'join_command', 'join_stage', 'inputs_visible',
-           'NodeWaitTimeout', 'follow_node0']
+__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'Stage', 'stages_dir', 'package_dir', 'get_stage', 'stage_enabled', 'model_dir',
+           'stage_files', 'stage_fingerprints', 'inputs_hash', 'new_run_id', 'read_run', 'find_run', 'list_runs',
+           'StageContext', 'stage_context', 'run_environment', 'ipc_kernel_manager', 'execute_stage', 'format_progress',
+           'StageProgress', 'write_reports', 'run_pipeline']
 
 # %% ../nbs/80_runner.ipynb #c5734d41
 @dataclass(frozen=True)
@@ -118,14 +118,6 @@ def model_dir(run_dir: Path | str, cfg: RunConfig, before: str = 'evaluate') -> 
             return Path(run_dir) / name / 'model'
     raise ValueError(f"no training stage runs before {before!r}")
 
-# %% ../nbs/80_runner.ipynb #b14038bf
-def outputs_hash(run_dir: Path, stage: Stage) -> str | None:
-    "sha256 over a stage's output folders (None if one is missing)."
-    dirs = [Path(run_dir) / o for o in stage.outputs]
-    if not all(d.is_dir() for d in dirs):
-        return None
-    return sha256_json({d.name: sha256_tree(d, exclude=('checkpoints',)) for d in dirs})
-
 # %% ../nbs/80_runner.ipynb #3c5d7e02
 def stage_files(cfg: RunConfig, stage: Stage) -> dict:
     "The files and folders named in the recipe that `stage` reads, by label."
@@ -178,11 +170,6 @@ def inputs_hash(cfg: RunConfig, stage: Stage, upstream: dict, files: dict | None
             upstream={d: upstream.get(d) for d in stage.deps},
         )
     )
-
-# %% ../nbs/80_runner.ipynb #2e87835b
-def now() -> str:
-    "The current UTC time, ISO 8601 to the second."
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 # %% ../nbs/80_runner.ipynb #54a00e41
 def new_run_id(cfg: RunConfig) -> str:
@@ -503,200 +490,6 @@ def _start_run(cfg: RunConfig, run_dir: Path, settings: Settings) -> dict:
     write_json(layout.run_json, run)
     return run
 
-# %% ../nbs/80_runner.ipynb #4d6e8f02
-class RunDirBusy(RuntimeError):
-    "Another `llmwb` invocation holds the run dir."
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path):
-    "Hold an exclusive lock on `run_dir` (`stages/.lock`) for the duration; `RunDirBusy` if another process has it."
-    import fcntl
-
-    path = RunLayout(run_dir).lock
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, 'a+', encoding='utf-8')
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or 'another process'
-        f.close()
-        raise RunDirBusy(
-            f"{run_dir} is in use by another llmwb run ({holder}): wait for it to end, "
-            f"or use another --run-dir"
-        ) from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} since {now()}\n")
-    f.flush()
-    try:
-        yield
-    finally:
-        f.truncate(0)
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
-
-# %% ../nbs/80_runner.ipynb #4d6e8f04
-RESERVE_BYTES = 4 << 20
-
-
-def disk_full(err) -> bool:
-    "Whether `err` (an exception or a stage's error text) is a full disk (`ENOSPC`) or an exceeded quota."
-    import errno
-
-    if isinstance(err, OSError):
-        return err.errno in (errno.ENOSPC, errno.EDQUOT)
-    return any(t in str(err) for t in ('No space left on device', 'Disk quota exceeded', 'ENOSPC'))
-
-
-def disk_full_message(path: Path) -> str:
-    "What to tell a user whose disk filled up under `path`."
-    import shutil
-
-    try:
-        u = shutil.disk_usage(path)
-    except OSError:
-        return f"no space left on the device holding {path}"
-    return (
-        f"no space left on the device holding {path} ({u.free / 2**20:.1f} MiB free of {u.total / 2**20:.0f} MiB): "
-        f"free some space and rerun the same command to resume"
-    )
-
-
-def make_reserve(run_dir: Path, size: int = RESERVE_BYTES) -> bool:
-    "Write the run dir's reserve file (space the runner can free to record a failure); False if it does not fit."
-    p = RunLayout(run_dir).reserve
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.is_file() and p.stat().st_size == size:
-        return True
-    try:
-        with open(p, 'wb') as f:
-            f.write(b'\0' * size)
-            f.flush()
-            os.fsync(f.fileno())
-        return True
-    except OSError:
-        p.unlink(missing_ok=True)
-        return False
-
-
-def release_reserve(run_dir: Path):
-    "Delete the reserve file so the runner has room to write `run.json`."
-    RunLayout(run_dir).reserve.unlink(missing_ok=True)
-
-# %% ../nbs/80_runner.ipynb #4d6e8f05
-def clean_partial(run_dir: Path) -> list[str]:
-    "Remove half-written files a failed stage may leave (atomic-write temp files, checkpoint staging folders)."
-    import re, shutil
-
-    gone = []
-    for p in sorted(Path(run_dir).rglob('*')):
-        if p.is_dir() and p.name == '.staging' and p.parent.name == 'checkpoints':
-            shutil.rmtree(p, ignore_errors=True)
-            gone.append(str(p.relative_to(run_dir)))
-        elif p.is_file() and re.fullmatch(r'\..+\.tmp\d+', p.name):
-            p.unlink(missing_ok=True)
-            gone.append(str(p.relative_to(run_dir)))
-    return gone
-
-# %% ../nbs/80_runner.ipynb #0bd773cf
-def link_tree(src: Path, dst: Path, exclude: tuple = ('checkpoints',)) -> int:
-    "Recreate folder `src` at `dst` with hard links to its files (copies where linking fails); the files linked."
-    import shutil
-
-    n = 0
-    for root, dirs, files in os.walk(src):
-        dirs[:] = [d for d in dirs if d not in exclude]
-        out = Path(dst) / Path(root).relative_to(src)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in files:
-            try:
-                os.link(Path(root, name), out / name)
-            except OSError:
-                shutil.copy2(Path(root, name), out / name)
-            n += 1
-    return n
-
-# %% ../nbs/80_runner.ipynb #2dffd7cd
-def unshare_outputs(run_dir: Path, stage: Stage) -> int:
-    "Replace the hard-linked files of `stage`'s output folders by private copies; how many there were."
-    import shutil
-
-    n = 0
-    for o in stage.outputs:
-        for p in (Path(run_dir) / o).rglob('*') if (Path(run_dir) / o).is_dir() else []:
-            if p.is_file() and not p.is_symlink() and p.stat().st_nlink > 1:
-                tmp = p.with_name(f'.{p.name}.tmp{os.getpid()}')
-                shutil.copy2(p, tmp)
-                os.replace(tmp, p)
-                n += 1
-    return n
-
-# %% ../nbs/80_runner.ipynb #8f31545a
-def cache_entry(cache: Path | str, stage: Stage, ih: str) -> Path:
-    "The folder of stage cache `cache` that holds `stage`'s outputs for inputs hash `ih`."
-    return Path(cache) / stage.name / ih
-
-# %% ../nbs/80_runner.ipynb #20637a76
-def cache_store(
-    cache: Path | str, stage: Stage, st: dict, run_dir: Path, report: Path | None = None
-) -> Path | None:
-    "Store a completed stage (its `run.json` entry `st`) in the stage cache; the entry, or None when not cacheable."
-    import shutil
-
-    if stage.external or st.get('status') != 'completed' or (st.get('metrics') or {}).get('stopped_by'):
-        return None
-    entry = cache_entry(cache, stage, st['inputs_sha256'])
-    if entry.is_dir():
-        return entry
-    tmp = entry.with_name(f'.{entry.name}.tmp{os.getpid()}')
-    shutil.rmtree(tmp, ignore_errors=True)
-    layout = RunLayout(run_dir)
-    for o in stage.outputs:
-        link_tree(Path(run_dir) / o, tmp / 'outputs' / o)
-    shutil.copy2(layout.stage_record(stage.name), tmp / 'record.json')
-    for src, name in ((Path(run_dir) / st.get('notebook', ''), 'notebook.ipynb'), (report, 'report.html')):
-        if src and Path(src).is_file():
-            shutil.copy2(src, tmp / name)
-    keep = ('inputs_sha256', 'outputs_sha256', 'metrics', 'duration_s', 'files', 'notebook')
-    write_json(tmp / 'entry.json', {k: st.get(k) for k in keep} | dict(source_run=run_dir.name, stored=now()))
-    try:
-        tmp.rename(entry)
-    except OSError:  # another process stored it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return entry
-
-# %% ../nbs/80_runner.ipynb #e605c7de
-def cache_restore(entry: Path, stage: Stage, st: dict, run_dir: Path, report: Path | None = None) -> bool:
-    "Link a cache entry's outputs into `run_dir` and fill `st` as a completed, reused stage; False if it is damaged."
-    import shutil
-
-    meta = json.loads((entry / 'entry.json').read_text())
-    for o in stage.outputs:
-        shutil.rmtree(Path(run_dir) / o, ignore_errors=True)
-        link_tree(entry / 'outputs' / o, Path(run_dir) / o)
-    if outputs_hash(run_dir, stage) != meta['outputs_sha256']:
-        for o in stage.outputs:
-            shutil.rmtree(Path(run_dir) / o, ignore_errors=True)
-        shutil.rmtree(entry, ignore_errors=True)
-        return False
-    layout = RunLayout(run_dir)
-    layout.stage_record(stage.name).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(entry / 'record.json', layout.stage_record(stage.name))
-    copies = [(entry / 'notebook.ipynb', Path(run_dir) / meta['notebook']), (entry / 'report.html', report)]
-    for src, dst in copies:
-        if dst and src.is_file():
-            Path(dst).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    st.clear()
-    st.update({k: meta[k] for k in ('inputs_sha256', 'outputs_sha256', 'metrics', 'files', 'notebook')})
-    st.update(status='completed', started=now(), ended=now(), duration_s=0.0)
-    st['reused'] = dict(from_run=meta['source_run'], entry=str(entry), saved_s=meta['duration_s'])
-    if report and Path(report).is_file():
-        st['report'] = Path(report).name
-    return True
-
 # %% ../nbs/80_runner.ipynb #0c9c3213
 def _base_model(run: dict, run_dir: Path, stage: Stage):
     "Copy the stage record's `base_model` (where the run's weights came from) into `run`, however the stage ended."
@@ -950,243 +743,3 @@ def run_pipeline(
     run['report'] = str(report)
     log(_failure_hint(run, selected, run_dir, report) if not ok else f"\nrun {run['status']}: {report}")
     return run
-
-# %% ../nbs/80_runner.ipynb #9905e6a3
-@dataclass(frozen=True)
-class NodeEnv:
-    "Which node of a multi-node launch this process is (see `node_env`)."
-
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = ''
-    master_port: int = 0
-    launch_id: str = ''
-
-# %% ../nbs/80_runner.ipynb #485bde46
-def _env_int(env: dict, key: str, default: int) -> int:
-    "An integer environment variable, with the variable's name in the error."
-    value = env.get(key, '') or str(default)
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{key}={value!r} is not an integer") from None
-
-
-def node_env(env: dict | None = None) -> NodeEnv:
-    "This node's place in a multi-node launch, from the `LLMWB_*` variables of `env` (default: os.environ)."
-    env = os.environ if env is None else env
-    node = NodeEnv(
-        nnodes=_env_int(env, 'LLMWB_NNODES', 1),
-        node_rank=_env_int(env, 'LLMWB_NODE_RANK', 0),
-        master_addr=env.get('LLMWB_MASTER_ADDR', ''),
-        master_port=_env_int(env, 'LLMWB_MASTER_PORT', 0),
-        launch_id=env.get('LLMWB_LAUNCH_ID', ''),
-    )
-    if node.nnodes < 1 or not 0 <= node.node_rank < node.nnodes:
-        raise ValueError(
-            f"LLMWB_NODE_RANK={node.node_rank} must lie in 0..LLMWB_NNODES-1 ({node.nnodes} nodes)"
-        )
-    if node.nnodes > 1 and not (node.master_addr and node.master_port and node.launch_id):
-        raise ValueError(
-            "a multi-node run needs LLMWB_MASTER_ADDR and LLMWB_MASTER_PORT (node 0's address and a free "
-            "port there) and LLMWB_LAUNCH_ID (the same on every node of this launch)"
-        )
-    return node
-
-# %% ../nbs/80_runner.ipynb #02ead2bd
-class NodeBoard:
-    "Node 0's record of the stages it runs in this launch (`stages/nodes.json`): what the other nodes follow."
-
-    def __init__(self, run_dir: Path | str, node: NodeEnv):
-        self.path = RunLayout(run_dir).stage_record('nodes')
-        self.state = dict(launch_id=node.launch_id, nnodes=node.nnodes, status='running', stages={})
-        self._write()
-
-    def _write(self):
-        write_json(self.path, self.state | dict(updated=now()))
-
-    def stage(self, name: str, status: str):
-        "Record a stage's state in this launch: `running` before its notebook starts, then how it ended."
-        self.state['stages'][name] = status
-        self._write()
-
-    def finish(self, status: str):
-        "Record how node 0's run ended (`completed`, `partial` or `failed`): the other nodes stop."
-        self.state['status'] = status
-        self._write()
-
-# %% ../nbs/80_runner.ipynb #aad1367d
-def read_board(run_dir: Path | str, launch_id: str) -> dict | None:
-    "Node 0's board for launch `launch_id`, or None while there is none (or only an earlier launch's)."
-    try:
-        board = json.loads(RunLayout(run_dir).stage_record('nodes').read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return board if board.get('launch_id') == launch_id else None
-
-# %% ../nbs/80_runner.ipynb #6c8e81cb
-TRAINED_BY = dict(pretrain='train', sft='sft', align='align')  # training stage -> its recipe section
-
-
-def joined_stages(cfg: RunConfig) -> tuple:
-    "The stages whose training the other nodes of a launch join (run data-parallel under torchrun)."
-    return tuple(stage for stage, section in TRAINED_BY.items() if getattr(cfg, section).enabled)
-
-# %% ../nbs/80_runner.ipynb #ccc60150
-def join_command(
-    run_dir: Path | str, stage: str, processes: int, node: NodeEnv, rdzv_timeout_s: int = 6 * 3600
-) -> list[str]:
-    "The torchrun line with which `node` joins node 0's training of `stage` (`processes` per node)."
-    from llm_workbench.train.launch import launch_command
-
-    env = dict(
-        LLMWB_NNODES=str(node.nnodes),
-        LLMWB_NODE_RANK=str(node.node_rank),
-        LLMWB_MASTER_ADDR=node.master_addr,
-        LLMWB_MASTER_PORT=str(node.master_port),
-    )
-    cmd = launch_command(run_dir, stage, processes, env)
-    script = cmd.index('-m', 3)  # `-m llm_workbench.train.launch ...`: what every process runs
-    return [*cmd[:script], '--rdzv-conf', f'timeout={rdzv_timeout_s}', *cmd[script:]]
-
-# %% ../nbs/80_runner.ipynb #ce5072cd
-def _stage_ended(run_dir: Path, node: NodeEnv, stage: str) -> bool:
-    "Whether node 0's board of this launch says `stage` has ended (an unreadable board says nothing)."
-    board = read_board(run_dir, node.launch_id)
-    if board is None:
-        return False
-    return board['stages'].get(stage) != 'running' or board['status'] != 'running'
-
-
-def join_stage(
-    run_dir: Path | str,
-    stage: str,
-    cmd: list,
-    node: NodeEnv,
-    env: dict | None = None,
-    poll_s: float = 2.0,
-    grace_s: float = 120.0,
-) -> int:
-    """Run this node's share of `stage` (`cmd`, its torchrun line) while node 0 runs it; its exit code.
-
-    Once node 0's board says the stage has ended, the command gets `grace_s` seconds to finish, then it is
-    stopped: a node never waits forever on a peer whose stage failed before or during training."""
-    import subprocess
-
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    ended_at = None
-    while proc.poll() is None:
-        if ended_at is None and _stage_ended(Path(run_dir), node, stage):
-            ended_at = time.time()
-        if ended_at is not None and time.time() - ended_at >= grace_s:
-            _stop(proc)
-            break
-        time.sleep(poll_s)
-    return proc.wait()
-
-# %% ../nbs/80_runner.ipynb #95f1dcd9
-def _stop(proc, wait_s: float = 30.0):
-    "Stop a process group politely (SIGTERM, which torchrun passes to its workers), then for good."
-    import signal, subprocess
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-# %% ../nbs/80_runner.ipynb #7c46ff47
-def inputs_visible(run_dir: Path | str, cfg: RunConfig, stage: str) -> bool:
-    "Whether this node sees the tokenizer and the starting weights node 0 wrote for training stage `stage`."
-    from llm_workbench.train.launch import start_model_dir
-
-    start, tok = start_model_dir(run_dir, cfg, stage), RunLayout(run_dir).tokenizer
-    weights = start.is_dir() and any(start.glob('*.safetensors'))
-    return weights and (start / 'config.json').is_file() and tok.is_dir() and any(tok.iterdir())
-
-# %% ../nbs/80_runner.ipynb #90b2ce7c
-class NodeWaitTimeout(RuntimeError):
-    "Node 0 of this launch never started its run."
-
-
-def _torchrun_env(run_dir: Path, settings: Settings) -> dict:
-    "This node's torchrun environment: the run's (offline hub, tracking), one thread per process on CPU."
-    import torch
-
-    with run_environment(run_dir, settings, run_dir.name):
-        env = dict(os.environ)
-    if not torch.cuda.is_available():
-        env['OMP_NUM_THREADS'] = '1'
-    return env
-
-
-def _join(
-    run_dir: Path,
-    cfg: RunConfig,
-    stage: str,
-    node: NodeEnv,
-    settings: Settings,
-    poll_s: float,
-    grace_s: float,
-) -> int:
-    "Join node 0's training of `stage` once its inputs are visible here (not at all if the stage ends first)."
-    while not inputs_visible(run_dir, cfg, stage):
-        if _stage_ended(run_dir, node, stage):
-            return -1
-        time.sleep(poll_s)
-    cmd = join_command(run_dir, stage, getattr(cfg, TRAINED_BY[stage]).processes, node)
-    return join_stage(run_dir, stage, cmd, node, _torchrun_env(run_dir, settings), poll_s, grace_s)
-
-
-def _board(run_dir: Path, node: NodeEnv, wait_s: float, poll_s: float) -> dict:
-    "Node 0's board of this launch, once it appears (`NodeWaitTimeout` after `wait_s`)."
-    t0 = time.time()
-    while (board := read_board(run_dir, node.launch_id)) is None:
-        if time.time() - t0 > wait_s:
-            raise NodeWaitTimeout(
-                f"node 0 started no run of launch {node.launch_id!r} in {run_dir} in {wait_s:.0f}s"
-            )
-        time.sleep(poll_s)
-    return board
-
-
-def follow_node0(
-    run_dir: Path | str | None,
-    node: NodeEnv,
-    settings: Settings | None = None,
-    log=print,
-    poll_s: float = 2.0,
-    wait_s: float = 3600.0,
-    grace_s: float = 120.0,
-) -> dict:
-    "Follow node 0 of a launch through its run: join its data-parallel stages; return node 0's final status."
-    if not run_dir:
-        raise ValueError(
-            f"node {node.node_rank} of a multi-node run needs --run-dir: the run dir node 0 writes"
-        )
-    run_dir, settings = Path(run_dir).resolve(), settings or load_settings()
-    log(f"node {node.node_rank}/{node.nnodes}: following node 0 ({node.master_addr}) in {run_dir}")
-    board, joined = _board(run_dir, node, wait_s, poll_s), []
-    cfg = load_config(RunLayout(run_dir).recipe)
-    while True:
-        for name, state in board['stages'].items():
-            if state == 'running' and name in joined_stages(cfg) and name not in joined:
-                log(f"node {node.node_rank}: joining {name}")
-                rc = _join(run_dir, cfg, name, node, settings, poll_s, grace_s)
-                joined.append(name)
-                log(f"node {node.node_rank}: {name} done here (torchrun exit {rc})")
-        if board['status'] != 'running':
-            break
-        time.sleep(poll_s)
-        board = read_board(run_dir, node.launch_id) or board
-    log(f"node {node.node_rank}: node 0's run {board['status']}")
-    return dict(
-        run_id=run_dir.name,
-        run_dir=str(run_dir),
-        status=board['status'],
-        node_rank=node.node_rank,
-        joined=joined,
-    )

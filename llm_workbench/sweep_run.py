@@ -10,7 +10,9 @@ import contextlib, json, math, os, time
 from pathlib import Path
 from .core import Settings, load_settings, write_json
 from .config import load_config, dump_config
-from .runner import RunDirBusy, now, run_pipeline
+from .core import now
+from .rundir import RunDirBusy
+from .runner import run_pipeline
 from llm_workbench.sweep import (
     SweepConfig,
     budget_stop,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import LLMWB, MICRO, llmwb, make_workspace, read_run, run_dirs
 from llm_workbench.cluster import SKY_CONTRACT
-from llm_workbench.runner import NodeEnv, join_command
+from llm_workbench.nodes import NodeEnv, join_command
 from llm_workbench.train.loop import read_metrics
 
 
@@ -172,7 +172,7 @@ def test_slurm_task_gives_the_torchrun_line(tmp_path):
     "In a Slurm task (submitit's view of SLURM_*), node 1 joins node 0's torchrun with the contract's flags."
     code = (
         "import json\nfrom llm_workbench.cluster import slurm_contract\n"
-        "from llm_workbench.runner import node_env, join_command\nenv = slurm_contract()\n"
+        "from llm_workbench.nodes import node_env, join_command\nenv = slurm_contract()\n"
         "print(json.dumps([env, join_command('/shared/r1', 'sft', 4, node_env(env))]))"
     )
     slurm = dict(
