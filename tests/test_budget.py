@@ -5,17 +5,24 @@ from conftest import MICRO, llmwb, make_workspace, read_run, run_dirs
 
 
 def test_token_budget_stops_pretraining(tmp_path):
+    "Pretraining stops at its 12th step; SFT, whose budget is reached at its second step, stops there just as cleanly."
     ws = make_workspace(tmp_path / 'ws', tracking='none')
     per_step = 8 * 64  # micro: batch 8 x seq_len 64
     recipe = MICRO.read_text().replace(
         '  max_eval_blocks: 8\n', f'  max_eval_blocks: 8\n  budget: {{max_tokens: {per_step * 12}}}\n'
     )
     (ws / 'budget.yaml').write_text(recipe)
-    r = llmwb(ws, 'run', 'budget.yaml', '--stages', 'curate,pretrain', '--no-progress')
+    sft_budget = 'sft.budget.max_tokens=512'  # micro SFT: batch 4 x max_length 64 = 256 tokens a step
+    r = llmwb(
+        ws, 'run', 'budget.yaml', '--stages', 'curate,pretrain,sft', '--set', sft_budget, '--no-progress'
+    )
     assert r.returncode == 0, r.stdout[-3000:]
     (rd,) = run_dirs(ws)
     m = read_run(rd)['stages']['pretrain']['metrics']
     assert m['stopped_by'] == 'max_tokens' and m['steps'] == 12, m
+    sft = read_run(rd)['stages']['sft']['metrics']
+    assert (sft['stopped_by'], sft['steps']) == ('max_tokens', 2), sft
+    assert (rd / 'sft/model/model.safetensors').exists()
     assert (rd / 'pretrain/checkpoints/checkpoint-12').is_dir() and (
         rd / 'pretrain/model/model.safetensors'
     ).exists()

@@ -25,8 +25,8 @@ from .cost import budget_callback, cost_usd, current_device, ledger_entry, write
 # %% auto #0
 __all__ = ['ARG_FIELDS', 'EVAL_SKIP', 'common_args', 'context_length', 'metrics_callback', 'read_metrics', 'token_counter',
            'progress_callback', 'last_checkpoint', 'lora_model', 'merge_lora', 'probe_logits', 'final_eval',
-           'whole_model', 'save_trained', 'plan_resume', 'run_training', 'stage_budget', 'tracking_report_to',
-           'pruning_callback', 'train_stage']
+           'whole_model', 'save_trained', 'plan_resume', 'console_progress', 'run_training', 'stage_budget',
+           'tracking_report_to', 'pruning_callback', 'train_stage']
 
 # %% ../../nbs/25_train.loop.ipynb #4450926c
 ARG_FIELDS = dict(
@@ -77,7 +77,7 @@ def common_args(section, out_dir: Path | str, seed: int, report_to=(), run_name:
         data_seed=seed,
         report_to=list(report_to),
         run_name=run_name,
-        disable_tqdm=False,
+        disable_tqdm=bool(os.environ.get('LLMWB_PROGRESS')),  # in a run, the runner shows progress
         include_num_input_tokens_seen='non_padding',
         **parallel_args(section),
     )
@@ -289,6 +289,18 @@ def plan_resume(out_dir: Path | str, args, callbacks=()) -> tuple[str | None, di
         args.gradient_accumulation_steps = plan['grad_accum']
     return resume, plan
 
+# %% ../../nbs/25_train.loop.ipynb #bff69d12
+def console_progress(trainer) -> bool:
+    "Swap `trainer`'s notebook progress bar for tqdm's text bar; True when there was one to swap."
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    if trainer.pop_callback(NotebookProgressCallback) is None:
+        return False
+    if not any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.add_callback(ProgressCallback)
+    return True
+
 # %% ../../nbs/25_train.loop.ipynb #260fff65
 def run_training(
     trainer_cls,
@@ -332,6 +344,7 @@ def run_training(
             callbacks=[*own, *callbacks],
             **trainer_kwargs,
         )
+    console_progress(trainer)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = count_params(trainer.model)
     t0 = time.time()
