@@ -230,7 +230,8 @@ class RayConfig(Strict):
     "The Ray cluster curation runs on with `data.engine: ray`: an address to join, or a local Ray started on demand."
 
     address: str | None = None  # None: start a local Ray here; 'auto' or 'ray://host:port': join that cluster
-    num_cpus: int | None = Field(None, gt=0)  # CPUs of a local Ray (None: all of this machine's); unused when joining
+    # CPUs of a local Ray (None: all of this machine's); unused when joining
+    num_cpus: int | None = Field(None, gt=0)
 
 # %% ../nbs/01_config.ipynb #994ab792
 class DataConfig(Strict):
@@ -521,7 +522,8 @@ class PromptConfig(Strict):
         '\n\n```python\n{prompt}```'
     )  # {prompt}: the code prompt
     system: str | None = None  # a system message before each conversation
-    prefill: bool = False  # chatting: the answer opens with ```python and the prompt; the model writes the body
+    # chatting: the answer opens with ```python and the prompt; the model writes the body
+    prefill: bool = False
 
     @field_validator('instruction')
     @classmethod
@@ -687,7 +689,8 @@ class RunConfig(Strict):
 
     name: str = Field('quickstart', pattern=r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
     description: str = 'Tiny Llama-style model trained from scratch on the Python sources of this machine.'
-    seed: int = 1234
+    seed: int = 1234  # the splits, evaluation's sampling, and training unless train_seed is set
+    train_seed: int | None = None  # training only (initial weights, LoRA, data order); unset: seed
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
@@ -713,6 +716,11 @@ class RunConfig(Strict):
                 f"train.seq_len {self.train.seq_len} exceeds model.max_position_embeddings {self.model.max_position_embeddings}"
             )
         return self
+
+    @property
+    def training_seed(self) -> int:
+        "The seed of the training stages: `train_seed`, or `seed` when it is unset."
+        return self.seed if self.train_seed is None else self.train_seed
 
 # %% ../nbs/01_config.ipynb #681782bb
 class ConfigError(ValueError):

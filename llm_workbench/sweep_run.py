@@ -160,12 +160,12 @@ def write_selected(ctx: dict, params: dict) -> Path:
 
 # %% ../nbs/81b_sweep.run.ipynb #0593444a
 def select(ctx: dict, study, log=print) -> dict | None:
-    "Re-run the best trial's recipe with more seeds, write the selected recipe, score it on test once."
+    "Re-run the best trial's recipe with more training seeds, write the selected recipe, score it on test once."
     if not any(t.state.name == 'COMPLETE' for t in study.get_trials(deepcopy=False)):
         return None
     best, spec, obj = best_trial(study), ctx['spec'], ctx['spec'].objective[0]
     params, sets = dict(best.params), [*spec.set, *(override(k, v) for k, v in best.params.items())]
-    base_seed = load_config(ctx['recipe'], sets).seed
+    base_seed = load_config(ctx['recipe'], sets).training_seed
     rows = [dict(seed=base_seed, run_id=Path(best.user_attrs['run_dir']).name, value=best.values[0])]
     for seed in range(base_seed + 1, base_seed + 1 + spec.selection.seeds):
         log(f"selection: trial {best.number} with seed {seed}")
@@ -176,7 +176,7 @@ def select(ctx: dict, study, log=print) -> dict | None:
             settings=ctx['settings'],
             progress=False,
             log=lambda m: log(f"  {m}"),
-            overrides=[*sets, f'seed={seed}'],
+            overrides=[*sets, f'train_seed={seed}'],  # the same data: only training varies
             stage_cache=ctx['cache'],
             extra=dict(sweep_id=ctx['sweep_id'], sweep_role='seed', sweep_params=params),
         )

@@ -64,7 +64,7 @@ def test_run_json_records_what_made_the_run(micro_run):
     run = read_run(rd)
     assert run['status'] == 'completed' and run['run_id'] == rd.name
     assert run['config']['name'] == 'micro' and run['seed'] == 7 and len(run['config_sha256']) == 64
-    assert run['seeds'] == dict(python=7, numpy=7, torch=7, data_order=7)
+    assert run['seeds'] == dict(python=7, numpy=7, torch=7, data_order=7, train=7)
     env = run['environment']
     assert (
         env['python'].startswith('3.')

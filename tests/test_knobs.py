@@ -26,6 +26,7 @@ PROVEN = {
     'data.ray.num_cpus': T + 'test_ray_curate.py::test_ray_address_joins_a_cluster_and_num_cpus_sizes_a_local_one',
     'prompt.prefill': N + '43_eval.tasks.ipynb',
     'seed': T + 'test_release.py::test_reproduce_is_bit_exact',
+    'train_seed': T + 'test_sweep.py::test_selection_and_report',
     'data.sources[].kind': T + 'test_curate.py::test_accounting_balances_and_formats_survive',
     'data.sources[].format': T + 'test_curate.py::test_accounting_balances_and_formats_survive',
     'data.sources[].path': T + 'test_hardening.py::test_editing_a_source_reruns_curate',

@@ -70,9 +70,7 @@ def answerable(pairs, tokenizer, max_length: int):
     from llm_workbench.align.dpo import _pair_ids
 
     first, second = ('chosen', 'rejected') if 'chosen' in pairs.column_names else ('completion', 'completion')
-    return pairs.filter(
-        lambda e: _pair_ids(tokenizer, e['prompt'], e[first], e[second])[2] < max_length - 1
-    )
+    return pairs.filter(lambda e: _pair_ids(tokenizer, e['prompt'], e[first], e[second])[2] < max_length - 1)
 
 # %% ../../nbs/31_align.methods.ipynb #79a7d83d
 class PairTokens:
@@ -213,7 +211,7 @@ def align_from_run(run_dir: Path | str) -> dict:
     cfg = load_config(layout.recipe)
     if cfg.align.method == 'grpo':
         raise ValueError(GRPO_SINGLE_PROCESS)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.training_seed)
     start = start_model_dir(run_dir, cfg, 'align')
     tok, model = load_tokenizer(start), load_model(start)
     ref = None if cfg.align.method in REFERENCE_FREE else reference_model(model)
@@ -227,7 +225,7 @@ def align_from_run(run_dir: Path | str) -> dict:
         val,
         cfg.align,
         out_dir,
-        seed=cfg.seed,
+        seed=cfg.training_seed,
         ref_model=ref,
         prompt=cfg.prompt,
     )

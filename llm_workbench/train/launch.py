@@ -60,7 +60,7 @@ def pretrain_from_run(run_dir: Path | str, callbacks: list = ()) -> dict:
 
     layout = RunLayout(run_dir)
     cfg = load_config(layout.recipe)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.training_seed)
     tok = load_tokenizer(layout.tokenizer)
     blocks = {
         split: pack_texts(list(load_split(layout.data, split)['text']), tok, cfg.train.seq_len)[0]
@@ -68,7 +68,9 @@ def pretrain_from_run(run_dir: Path | str, callbacks: list = ()) -> dict:
     }
     model = load_model(layout.init_model)
     out_dir = layout.stage_dir('pretrain')
-    fit = partial(pretrain, model, tok, blocks['train'], blocks['val'], cfg.train, out_dir, seed=cfg.seed)
+    fit = partial(
+        pretrain, model, tok, blocks['train'], blocks['val'], cfg.train, out_dir, seed=cfg.training_seed
+    )
     return train_worker(run_dir, 'pretrain', cfg.train, fit, callbacks=callbacks)
 
 # %% ../../nbs/28_train.launch.ipynb #3a0c2e05

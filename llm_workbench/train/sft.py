@@ -242,11 +242,19 @@ def sft_from_run(run_dir: Path | str) -> dict:
 
     layout = RunLayout(run_dir)
     cfg = load_config(layout.recipe)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.training_seed)
     start = start_model_dir(run_dir, cfg, 'sft')
     tok, model = load_tokenizer(start), load_model(start)
     train, val = sft_rows(run_dir, 'train'), sft_rows(run_dir, 'val')
     fit = partial(
-        train_sft, model, tok, train, val, cfg.sft, layout.stage_dir('sft'), seed=cfg.seed, prompt=cfg.prompt
+        train_sft,
+        model,
+        tok,
+        train,
+        val,
+        cfg.sft,
+        layout.stage_dir('sft'),
+        seed=cfg.training_seed,
+        prompt=cfg.prompt,
     )
     return train_worker(run_dir, 'sft', cfg.sft, fit)
