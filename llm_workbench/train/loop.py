@@ -25,8 +25,8 @@ from .cost import budget_callback, cost_usd, current_device, ledger_entry, write
 # %% auto #0
 __all__ = ['ARG_FIELDS', 'EVAL_SKIP', 'common_args', 'context_length', 'metrics_callback', 'read_metrics', 'token_counter',
            'progress_callback', 'last_checkpoint', 'lora_model', 'merge_lora', 'probe_logits', 'final_eval',
-           'whole_model', 'save_trained', 'plan_resume', 'console_progress', 'run_training', 'stage_budget',
-           'tracking_report_to', 'pruning_callback', 'train_stage']
+           'whole_model', 'save_trained', 'plan_resume', 'notebook_progress', 'safe_progress', 'run_training',
+           'stage_budget', 'tracking_report_to', 'pruning_callback', 'train_stage']
 
 # %% ../../nbs/25_train.loop.ipynb #4450926c
 ARG_FIELDS = dict(
@@ -77,7 +77,7 @@ def common_args(section, out_dir: Path | str, seed: int, report_to=(), run_name:
         data_seed=seed,
         report_to=list(report_to),
         run_name=run_name,
-        disable_tqdm=bool(os.environ.get('LLMWB_PROGRESS')),  # in a run, the runner shows progress
+        disable_tqdm=False,
         include_num_input_tokens_seen='non_padding',
         **parallel_args(section),
     )
@@ -289,17 +289,30 @@ def plan_resume(out_dir: Path | str, args, callbacks=()) -> tuple[str | None, di
         args.gradient_accumulation_steps = plan['grad_accum']
     return resume, plan
 
-# %% ../../nbs/25_train.loop.ipynb #bff69d12
-def console_progress(trainer) -> bool:
-    "Swap `trainer`'s notebook progress bar for tqdm's text bar; True when there was one to swap."
-    from transformers.trainer_callback import ProgressCallback
+# %% ../../nbs/25_train.loop.ipynb #37d87a04
+def notebook_progress():
+    "transformers' notebook progress bar and loss table, safe when training ends at the step its first update counted."
     from transformers.utils.notebook import NotebookProgressCallback
 
-    if trainer.pop_callback(NotebookProgressCallback) is None:
-        return False
-    if not any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
-        trainer.add_callback(ProgressCallback)
-    return True
+    class SafeNotebookProgress(NotebookProgressCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            tt = self.training_tracker
+            if tt is not None and state.global_step <= (getattr(tt, 'start_value', None) or 0):
+                tt.predicted_remaining = None  # nothing measured since the first update: no rate to show
+            super().on_train_end(args, state, control, **kwargs)
+
+    return SafeNotebookProgress
+
+# %% ../../nbs/25_train.loop.ipynb #8f91eba5
+def safe_progress(trainer) -> bool:
+    "Swap `trainer`'s notebook progress bar for `notebook_progress()`'s; True when there was one to swap."
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    bars = [cb for cb in trainer.callback_handler.callbacks if type(cb) is NotebookProgressCallback]
+    for bar in bars:
+        trainer.remove_callback(bar)
+        trainer.add_callback(notebook_progress())
+    return bool(bars)
 
 # %% ../../nbs/25_train.loop.ipynb #260fff65
 def run_training(
@@ -344,7 +357,7 @@ def run_training(
             callbacks=[*own, *callbacks],
             **trainer_kwargs,
         )
-    console_progress(trainer)
+    safe_progress(trainer)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = count_params(trainer.model)
     t0 = time.time()
