@@ -278,12 +278,9 @@ print('RESUMED', s['resumed_from'])
 )
 
 
-def test_simpo_sigkill_then_resume_is_bit_identical(tmp_path):
-    "A real process training SimPO (TRL's CPO trainer, reference-free) is killed mid-run; rerun resumes to the same bits."
-    script = tmp_path / 'simpo.py'
-    script.write_text(RESUME)
+def kill_at_checkpoint(script: Path, out: Path, steps: int, checkpoint: str) -> dict:
+    "Start `script OUT STEPS`, SIGKILL it once `checkpoint` is sealed, check it had not finished; the environment used."
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    steps, out = 120, tmp_path / 'killed'
     p = subprocess.Popen(
         [sys.executable, str(script), str(out), str(steps)],
         env=env,
@@ -292,23 +289,34 @@ def test_simpo_sigkill_then_resume_is_bit_identical(tmp_path):
         start_new_session=True,
     )
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / 'checkpoints' / 'checkpoint-20').is_dir():
-        time.sleep(0.1)
-    assert (out / 'checkpoints' / 'checkpoint-20').is_dir(), 'no checkpoint appeared'
+    while time.time() < deadline and not (out / 'checkpoints' / checkpoint).is_dir():
+        time.sleep(0.05)
+    assert (out / 'checkpoints' / checkpoint).is_dir(), 'no checkpoint appeared'
     os.killpg(p.pid, signal.SIGKILL)
     p.wait(timeout=30)
     assert not (out / 'model').exists(), 'the run finished before it was killed: raise steps'
+    return env
+
+
+def run_script(script: Path, out: Path, steps: int, env: dict) -> str:
+    "Run `script OUT STEPS` to the end; its stdout."
     r = subprocess.run(
         [sys.executable, str(script), str(out), str(steps)], env=env, capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'RESUMED' in r.stdout and 'checkpoint-' in r.stdout.split('RESUMED')[1], r.stdout[-500:]
-    clean = tmp_path / 'clean'
-    r = subprocess.run(
-        [sys.executable, str(script), str(clean), str(steps)], env=env, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert sha(out / 'model' / 'model.safetensors') == sha(clean / 'model' / 'model.safetensors')
+    return r.stdout
+
+
+def test_simpo_sigkill_then_resume_is_bit_identical(tmp_path):
+    "A real process training SimPO (TRL's CPO trainer, reference-free) is killed mid-run; rerun resumes to the same bits."
+    script = tmp_path / 'simpo.py'
+    script.write_text(RESUME)
+    steps, out = 120, tmp_path / 'killed'
+    env = kill_at_checkpoint(script, out, steps, 'checkpoint-20')
+    resumed = run_script(script, out, steps, env)
+    assert 'RESUMED' in resumed and 'checkpoint-' in resumed.split('RESUMED')[1], resumed[-500:]
+    run_script(script, tmp_path / 'clean', steps, env)
+    assert sha(out / 'model' / 'model.safetensors') == sha(tmp_path / 'clean' / 'model' / 'model.safetensors')
 
 
 def test_a_kto_source_is_curated_and_trains_kto(data, tmp_path):
@@ -385,32 +393,9 @@ def test_grpo_sigkill_then_resume_is_bit_identical(tmp_path):
 
     script = tmp_path / 'grpo.py'
     script.write_text(GRPO_RESUME)
-    env = dict(os.environ, OMP_NUM_THREADS='1')
     steps, out = 10, tmp_path / 'killed'
-    p = subprocess.Popen(
-        [sys.executable, str(script), str(out), str(steps)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while time.time() < deadline and not (out / 'checkpoints' / 'checkpoint-4').is_dir():
-        time.sleep(0.05)
-    assert (out / 'checkpoints' / 'checkpoint-4').is_dir(), 'no checkpoint appeared'
-    os.killpg(p.pid, signal.SIGKILL)
-    p.wait(timeout=30)
-    assert not (out / 'model').exists(), 'the run finished before it was killed: raise steps'
-    runs = {}
-    for name in ('killed', 'clean'):
-        r = subprocess.run(
-            [sys.executable, str(script), str(tmp_path / name), str(steps)],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
-        runs[name] = r.stdout
+    env = kill_at_checkpoint(script, out, steps, 'checkpoint-4')
+    runs = {name: run_script(script, tmp_path / name, steps, env) for name in ('killed', 'clean')}
     assert 'checkpoint-' in runs['killed'].split('RESUMED')[1], runs['killed'][-500:]
     assert 'RESUMED None' in runs['clean'], runs['clean'][-500:]
     assert sha(out / 'model' / 'model.safetensors') == sha(tmp_path / 'clean' / 'model' / 'model.safetensors')
