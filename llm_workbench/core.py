@@ -13,9 +13,9 @@ from importlib import metadata
 
 # %% auto #0
 __all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES', 'find_settings', 'Settings', 'load_settings',
-           'now', 'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree', 'fingerprint',
-           'write_json', 'seed_everything', 'package_versions', 'git_info', 'environment_info', 'offline_env',
-           'report_progress', 'read_progress', 'RunLayout']
+           'settings_section', 'now', 'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree',
+           'fingerprint', 'write_json', 'seed_everything', 'package_versions', 'git_info', 'environment_info',
+           'offline_env', 'report_progress', 'read_progress', 'RunLayout']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(
@@ -100,6 +100,19 @@ def load_settings(start: Path | str | None = None, env: dict | None = None, **ov
         model_cache_path=path('model_cache_path'),
         source=f,
     )
+
+# %% ../nbs/00_core.ipynb #76f05629
+def settings_section(settings_file: Path | str | None, section: str, known) -> dict:
+    "The raw `{key: value}` of `[section]` in `settings_file` ({} without the file or section); unknown keys raise."
+    if settings_file is None or not Path(settings_file).is_file():
+        return {}
+    cp = configparser.ConfigParser()
+    cp.read(settings_file, encoding='utf-8')
+    values = dict(cp[section]) if cp.has_section(section) else {}
+    if unknown := [k for k in values if k not in known]:
+        known_keys = ', '.join(known)
+        raise ValueError(f"{settings_file}: unknown key {unknown[0]!r} in [{section}]; known: {known_keys}")
+    return values
 
 # %% ../nbs/00_core.ipynb #d57696ab
 def now() -> str:

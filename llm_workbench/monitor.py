@@ -6,10 +6,11 @@ Docs: https://llm-workbench.github.io/llm-workbench/monitor.html.md"""
 
 # %% ../nbs/86_monitor.ipynb #1f063e97
 from __future__ import annotations
-import configparser, html, json, re, sqlite3
+import html, json, re, sqlite3
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from .core import settings_section
 
 # %% auto #0
 __all__ = ['MONITOR_DEFAULTS', 'CSS', 'monitor_policy', 'since_time', 'read_traffic', 'percentile', 'traffic_summary',
@@ -33,17 +34,7 @@ MONITOR_DEFAULTS = dict(
 def monitor_policy(settings_file: Path | str | None = None) -> dict:
     "The thresholds: MONITOR_DEFAULTS updated by the `[monitor]` section of `settings_file`."
     policy = dict(MONITOR_DEFAULTS)
-    if settings_file is None or not Path(settings_file).is_file():
-        return policy
-    cp = configparser.ConfigParser()
-    cp.read(settings_file, encoding='utf-8')
-    if not cp.has_section('monitor'):
-        return policy
-    for key, value in cp['monitor'].items():
-        if key not in MONITOR_DEFAULTS:
-            raise ValueError(
-                f"{settings_file}: unknown key {key!r} in [monitor]; known: {', '.join(MONITOR_DEFAULTS)}"
-            )
+    for key, value in settings_section(settings_file, 'monitor', MONITOR_DEFAULTS).items():
         try:
             policy[key] = None if value.strip().lower() == 'none' else float(value)
         except ValueError:

@@ -6,10 +6,11 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve_gateway.html.md"""
 
 # %% ../nbs/85a_serve_gateway.ipynb #2d6ea272
 from __future__ import annotations
-import configparser, json, os, sys, time, uuid
+import json, os, sys, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from fastapi import Request  # at module level: FastAPI reads the routes' annotations from the module
+from .core import settings_section
 from .serve_log import TrafficLog, consent_tag, traffic_policy
 
 # %% auto #0
@@ -328,10 +329,8 @@ def build_gateway(
 def reload_interval(settings_file: Path | str | None = None, default: float = 5.0) -> float:
     "Seconds between registry checks: `LLMWB_SERVE_RELOAD_S`, else `[serve] reload_interval`, else `default`."
     value = os.environ.get('LLMWB_SERVE_RELOAD_S')
-    if value is None and settings_file is not None and Path(settings_file).is_file():
-        cp = configparser.ConfigParser()
-        cp.read(settings_file, encoding='utf-8')
-        value = cp.get('serve', 'reload_interval', fallback=None)
+    if value is None:
+        value = settings_section(settings_file, 'serve', ('reload_interval',)).get('reload_interval')
     try:
         seconds = default if value is None else float(value)
     except ValueError:

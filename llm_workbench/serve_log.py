@@ -7,8 +7,9 @@ Docs: https://llm-workbench.github.io/llm-workbench/serve_log.html.md"""
 
 # %% ../nbs/85b_serve_log.ipynb #b2576d78
 from __future__ import annotations
-import configparser, json, queue, re, sqlite3, threading, time
+import json, queue, re, sqlite3, threading, time
 from pathlib import Path
+from .core import settings_section
 from .data.pii import redact_pii
 
 # %% auto #0
@@ -159,15 +160,7 @@ _TAG = re.compile(r'[A-Za-z0-9][A-Za-z0-9.-]{0,62}')
 def traffic_policy(settings_file: Path | str | None = None) -> dict:
     "The traffic data policy: TRAFFIC_DEFAULTS updated by the `[traffic]` section of `settings_file`."
     policy = dict(TRAFFIC_DEFAULTS)
-    if settings_file is None or not Path(settings_file).is_file():
-        return policy
-    cp = configparser.ConfigParser()
-    cp.read(settings_file, encoding='utf-8')
-    for key, value in cp['traffic'].items() if cp.has_section('traffic') else ():
-        if key not in TRAFFIC_DEFAULTS:
-            raise ValueError(
-                f"{settings_file}: unknown key {key!r} in [traffic]; known: {', '.join(TRAFFIC_DEFAULTS)}"
-            )
+    for key, value in settings_section(settings_file, 'traffic', TRAFFIC_DEFAULTS).items():
         tags = [t.strip() for t in value.split(',') if t.strip() and t.strip().lower() != 'none']
         if bad := [t for t in tags if not _TAG.fullmatch(t)]:
             raise ValueError(
