@@ -215,9 +215,13 @@ def _doctest_candidates(rec: dict) -> list[dict]:
             and not (isinstance(n, ast.ImportFrom) and n.module == '__future__')
         )
         module, site = _installed_module(str(rec.get('location') or ''))
-        tests = (
-            _import_tests(name, doc, module, owner) if module else _doctest_tests(name, doc, context, owner)
-        )
+        try:
+            tests = (
+                _import_tests(name, doc, module, owner) if module else _doctest_tests(name, doc, context, owner)
+            )
+        except ValueError as e:  # doctest's own parser refuses the docstring (inconsistent indentation, ...)
+            out.append(dict(id=f"doctest:{rec['id']}:{qual}", malformed=f'malformed doctest: {e}'))
+            continue
         out.append(
             dict(
                 id=f"doctest:{rec['id']}:{qual}",
@@ -272,11 +276,14 @@ def doctest_tasks(
     "Generation tasks from documented functions with doctest examples whose real body passes its own tests in the sandbox."
     from llm_workbench.eval.sandbox import run_many
 
-    cands = {}
+    cands, malformed = {}, {}
     for rec in records:
         for c in _doctest_candidates(rec):
-            cands.setdefault(c['id'], c)
-    order, kept, dropped = _order(cands, seed), [], {}
+            if 'malformed' in c:
+                malformed[c['id']] = c['malformed']
+            else:
+                cands.setdefault(c['id'], c)
+    order, kept, dropped = _order(cands, seed), [], {k: 'malformed doctest' for k in malformed}
     i = 0
     while i < len(order) and len(kept) < max_items:
         chunk = [cands[k] for k in order[i : i + max(8, 2 * (max_items - len(kept)))]]
@@ -299,7 +306,7 @@ def doctest_tasks(
         for s in dropped.values():
             reasons[s] = reasons.get(s, 0) + 1
         report.update(
-            candidates=len(cands),
+            candidates=len(cands) + len(malformed),
             checked=len(kept) + len(dropped),
             verified=len(kept),
             dropped=reasons,
