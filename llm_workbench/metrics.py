@@ -86,6 +86,14 @@ _DATA = [
         'align',
         headline=True,
     ),
+    _m(
+        'heldout_pass_rate',
+        'higher',
+        'Held-out pass rate',
+        'GRPO: share of held-out doctest tasks whose greedy answer passes its tests in the sandbox',
+        'align',
+        headline=True,
+    ),
 ]
 
 # %% ../nbs/02_metrics.ipynb #29d4c697

@@ -405,3 +405,26 @@ def test_grpo_sigkill_then_resume_is_bit_identical(tmp_path):
     }
     # the steps after the resume sampled the same answers
     assert rewards['killed'] == rewards['clean'], rewards
+
+
+def test_the_grpo_recipe_runs_through_evaluate_and_release(tmp_path):
+    "configs/align-grpo.yaml end to end: evaluate scores GRPO's model, release registers it, the headline has its measure."
+    from conftest import llmwb, make_workspace, read_run, run_dirs
+
+    ws = make_workspace(tmp_path / 'ws', tracking='none')
+    r = llmwb(ws, 'run', ROOT / 'configs/align-grpo.yaml', '--no-progress', timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    (rd,) = run_dirs(ws)
+    run = read_run(rd)
+    assert run['status'] == 'completed', run['error']
+    align = run['stages']['align']['metrics']
+    assert (align['method'], align['steps']) == ('grpo', 4) and align['train_tasks'] > 0, align
+    assert 'heldout_pass_rate' in align and 'heldout_pass_rate' in run['metrics']  # the run's headline shows it
+    ev = run['stages']['evaluate']['metrics']
+    assert ev['final_model'] == 'align', ev  # the aligned model is the one evaluated
+    aligned = json.loads((rd / 'align' / 'model' / 'config.json').read_text())
+    assert aligned and (rd / 'release' / 'gate.json').is_file()
+    rel = run['stages']['release']['metrics']
+    assert rel['registry_version'] == 'align-grpo:1', rel
+    card = (rd / 'release' / 'bundle' / 'README.md').read_text()
+    assert '| align_method | grpo |' in card, card[:3000]  # the card names the method

@@ -128,7 +128,8 @@ def card_info(
         stages=', '.join(trained),
         pretrain_steps=cfg.train.max_steps,
         sft_steps=cfg.sft.max_steps if 'sft' in trained else None,
-        dpo_steps=cfg.align.max_steps if 'align' in trained else None,
+        align_method=cfg.align.method if 'align' in trained else None,  # dpo, simpo, grpo, ...
+        align_steps=cfg.align.max_steps if 'align' in trained else None,
         seed=cfg.seed,
         hardware=run.get('environment', {}).get('device'),
         torch=run.get('environment', {}).get('torch'),
