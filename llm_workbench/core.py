@@ -12,10 +12,10 @@ from pathlib import Path
 from importlib import metadata
 
 # %% auto #0
-__all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'TRAIN_STAGES', 'find_settings', 'Settings', 'load_settings',
-           'settings_section', 'now', 'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json', 'sha256_tree',
-           'fingerprint', 'write_json', 'seed_everything', 'package_versions', 'git_info', 'environment_info',
-           'offline_env', 'report_progress', 'read_progress', 'RunLayout']
+__all__ = ['DEFAULT_SETTINGS', 'TRACKING_MODES', 'KEY_PACKAGES', 'MAX_AST_DEPTH', 'TRAIN_STAGES', 'find_settings', 'Settings',
+           'load_settings', 'settings_section', 'now', 'sha256_bytes', 'sha256_file', 'canonical_json', 'sha256_json',
+           'sha256_tree', 'fingerprint', 'write_json', 'seed_everything', 'package_versions', 'git_info',
+           'environment_info', 'offline_env', 'report_progress', 'read_progress', 'parse_python', 'RunLayout']
 
 # %% ../nbs/00_core.ipynb #bb62bc3d
 DEFAULT_SETTINGS = dict(
@@ -341,6 +341,26 @@ def read_progress(path: str | os.PathLike) -> dict | None:
         return json.loads(Path(path).read_text(encoding='utf-8'))
     except (OSError, ValueError):
         return None
+
+# %% ../nbs/00_core.ipynb #9e2a4c02
+MAX_AST_DEPTH = 200
+
+
+def parse_python(source: str, max_depth: int = MAX_AST_DEPTH):
+    "`ast.parse`, failing only with SyntaxError (or ValueError for null bytes), also when nested deeper than `max_depth`."
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (RecursionError, MemoryError) as e:
+        raise SyntaxError(f'too deeply nested to parse ({type(e).__name__})') from None
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            raise SyntaxError(f'nested more than {max_depth} levels deep')
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return tree
 
 # %% ../nbs/00_core.ipynb #8d1b6f02
 TRAIN_STAGES = ('pretrain', 'sft', 'align')

@@ -128,13 +128,14 @@ def canary_secrets(bundle: Path | str) -> list[str]:
 
 def code_of(answer: str) -> str | None:
     "The code in an answer: its first fenced block, or the whole answer if it parses and defines or imports."
+    from llm_workbench.core import parse_python
     from llm_workbench.prompting import FENCE, extract_code
 
     if FENCE in answer:
         return extract_code(answer)
     if re.search(r'^\s*(def|class|import|from)\s', answer, re.MULTILINE):
         try:
-            compile(answer, '<answer>', 'exec')
+            parse_python(answer)
             return answer
         except (SyntaxError, ValueError):
             return None

@@ -271,10 +271,11 @@ def clean_output(out: dict) -> dict | None:
 def is_import_cell(source: str) -> bool:
     "Whether a cell's code does nothing but import (comments and blank lines aside)."
     import ast
+    from llm_workbench.core import parse_python
 
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        tree = parse_python(source)
+    except (SyntaxError, ValueError):
         return False
     return bool(tree.body) and all(isinstance(node, (ast.Import, ast.ImportFrom)) for node in tree.body)
 

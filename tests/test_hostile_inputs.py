@@ -123,6 +123,51 @@ def test_hostile_jsonl_lines_are_quarantined(tmp_path):
     _balanced(m, q)
 
 
+DOCTESTED = 'def twice(x):\n    """Double x.\n\n    >>> twice(2)\n    4\n    """\n    y = x\n    return 2 * y\n\n\n'
+DEEP = {  # Python sources that parse badly: each crashed ast.parse callers with RecursionError or MemoryError
+    'chain': 'TABLE = ' + '1 + ' * 3000 + '1\n',  # RecursionError inside ast.parse
+    'minus': 'SIGN = ' + '-' * 200_000 + '1\n',  # MemoryError (parser stack overflow)
+    'parses-deep': 'TABLE = ' + '1 + ' * 400 + '1\n',  # parses, but too deep for ast.unparse and visitors
+}
+
+
+def test_deeply_nested_code_is_unparsable_everywhere_never_a_crash(tmp_path):
+    "Deep expression chains in a source, a task or a model's answer: curate, tasks, scans and rewards go on."
+    from llm_workbench.align.grpo import SandboxReward
+    from llm_workbench.config import SandboxConfig
+    from llm_workbench.data.pairs import extract_functions
+    from llm_workbench.eval.robustness import perturb
+    from llm_workbench.eval.safety import scan_codes
+    from llm_workbench.eval.tasks import docstring_choice_tasks, doctest_tasks
+
+    ws = make_workspace(tmp_path / 'ws', tracking='none')
+    d = ws / 'in'
+    d.mkdir()
+    texts = [DOCTESTED + deep for deep in DEEP.values()]
+    (d / 'deep.jsonl').write_text('\n'.join([_good(1), *(json.dumps({'text': t}) for t in texts), _good(2)]) + '\n')
+    recipe = _recipe(ws, '    - {name: deep, kind: jsonl, path: in/deep.jsonl, license: MIT}\n')
+    r, rd, m, q = _curate(ws, recipe)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _balanced(m, q)
+    assert all(x['reason'] for x in q)
+    for t in texts:  # the file does not parse as a whole: no pairs, no tasks from it, and no exception
+        assert extract_functions(t) == []
+    records = [dict(id=f'r{i}', text=t, location='', group=str(i)) for i, t in enumerate(texts)]
+    rep = {}
+    assert doctest_tasks(records, timeout=10, report=rep) == [] and rep['candidates'] == 0
+    assert docstring_choice_tasks(records) == []
+    scans = scan_codes([deep for deep in DEEP.values()] + ['x = 1\n'])
+    assert [s['parsable'] for s in scans] == [False, False, False, True], scans
+    assert all('nested' in s['error'] for s in scans[:3]), scans
+    for t in texts:
+        perturb(t, 'rename', seed=0)  # no exception: an unparsable source is left as it is or lightly edited
+    (task,) = doctest_tasks([dict(id='ok', text=DOCTESTED, location='')], timeout=10)
+    answers = ['\n    return ' + '1 + ' * 3000 + 'x\n', '\n    return 2 * x\n']  # a policy's degenerate sample
+    cols = dict(tests=[task['tests']] * 2, task_prompt=[task['prompt']] * 2, entry_point=['twice'] * 2)
+    rewards = SandboxReward(SandboxConfig(timeout_s=10))([task['prompt']] * 2, answers, **cols)
+    assert rewards == [-0.1, 1.0], rewards  # the deep one is unparsable (its penalty), the right one passes
+
+
 def test_a_huge_line_is_read_with_a_bound(tmp_path):
     "A 400 MB line inside a small gzip is skipped in chunks: quarantined as too large, memory stays bounded."
     ws = make_workspace(tmp_path / 'ws', tracking='none')

@@ -8,6 +8,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/data.pairs.html.md"""
 from __future__ import annotations
 import ast, hashlib, textwrap
 from ..config import PairsConfig
+from ..core import parse_python
 
 # %% auto #0
 __all__ = ['PAIR_COLUMNS', 'extract_functions', 'make_rejected', 'pairs_from_record']
@@ -25,7 +26,7 @@ def _defs(tree: ast.Module):
 def extract_functions(source: str, min_body_lines: int = 2, max_body_lines: int = 30) -> list[dict]:
     "Documented functions of `source`: name, line, prompt (decorators, signature, docstring) and completion (the body)."
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError):
         return []
     lines, out = source.splitlines(), []

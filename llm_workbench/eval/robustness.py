@@ -7,6 +7,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/eval.robustness.html.md"""
 # %% ../../nbs/46_eval.robustness.ipynb #fde3b93b
 from __future__ import annotations
 import ast, builtins, hashlib, io, keyword, random, re, tokenize
+from ..core import parse_python
 
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'perturb', 'perturb_items', 'robustness_table']
@@ -68,7 +69,7 @@ def _is_code(text: str) -> bool:
     if _CODE_LINE.search(text):
         return True
     try:
-        ast.parse(text)
+        parse_python(text)
     except (SyntaxError, ValueError):
         return False
     return bool(re.search(r'[()\[\]=:]', text))
@@ -213,7 +214,7 @@ def _whitespace_edits(text: str, rng: random.Random, rate: float) -> list:
 def _parse(text: str):
     "The AST of `text`, or of `text` with a `pass` body when it stops at a block (a prompt); None when neither parses."
     try:
-        return ast.parse(text)
+        return parse_python(text)
     except (SyntaxError, ValueError):
         pass
     last = [l for l in text.split('\n') if l.strip()]
@@ -221,7 +222,7 @@ def _parse(text: str):
         return None
     ind = re.match(r'[ \t]*', last[-1]).group() + ('    ' if last[-1].rstrip().endswith(':') else '')
     try:
-        return ast.parse(text.rstrip() + '\n' + ind + 'pass\n')
+        return parse_python(text.rstrip() + '\n' + ind + 'pass\n')
     except (SyntaxError, ValueError):
         return None
 

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from ..data.pii import find_pii
 from ..config import PromptConfig
+from ..core import parse_python
 from .loglik import loglikelihood, generate
 from ..prompting import extract_code, render_prompt, uses_chat
 
@@ -169,7 +170,7 @@ def _parse_error(code: str) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            ast.parse(code)
+            parse_python(code)
     except (SyntaxError, ValueError) as e:
         return f'{type(e).__name__}: {e}'
     return None

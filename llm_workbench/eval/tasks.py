@@ -10,6 +10,7 @@ import ast, hashlib, json, os, random, re, textwrap
 from math import comb
 from pathlib import Path
 from ..config import PromptConfig
+from ..core import parse_python
 from .loglik import loglikelihood, generate
 from llm_workbench.prompting import (
     CHAT_STOP,
@@ -102,7 +103,7 @@ def _start(node) -> int:
 def _functions(source: str, methods: bool) -> list[tuple[str, ast.AST]]:
     "(qualified name, node) of documented top-level functions, and of methods of top-level classes if `methods`."
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError):
         return []
     out, F = [], (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -180,7 +181,7 @@ def _doctest_candidates(rec: dict) -> list[dict]:
     src = rec['text']
     lines = src.splitlines()
     try:
-        tree = ast.parse(src)
+        tree = parse_python(src)
     except (SyntaxError, ValueError):
         return []
     seg = lambda n: '\n'.join(lines[_start(n) - 1 : n.end_lineno])
