@@ -408,11 +408,12 @@ def test_grpo_sigkill_then_resume_is_bit_identical(tmp_path):
 
 
 def test_the_grpo_recipe_runs_through_evaluate_and_release(tmp_path):
-    "configs/align-grpo.yaml end to end: evaluate scores GRPO's model, release registers it, the headline has its measure."
+    "configs/align-grpo.yaml end to end: evaluate scores GRPO's model, release gates on its measure and registers it."
     from conftest import llmwb, make_workspace, read_run, run_dirs
 
     ws = make_workspace(tmp_path / 'ws', tracking='none')
-    r = llmwb(ws, 'run', ROOT / 'configs/align-grpo.yaml', '--no-progress', timeout=1800)
+    gate = 'release.gates.heldout_pass_rate={min: 0.0, severity: warn, why: GRPO held-out check}'
+    r = llmwb(ws, 'run', ROOT / 'configs/align-grpo.yaml', '--set', gate, '--no-progress', timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (rd,) = run_dirs(ws)
     run = read_run(rd)
@@ -423,7 +424,11 @@ def test_the_grpo_recipe_runs_through_evaluate_and_release(tmp_path):
     ev = run['stages']['evaluate']['metrics']
     assert ev['final_model'] == 'align', ev  # the aligned model is the one evaluated
     aligned = json.loads((rd / 'align' / 'model' / 'config.json').read_text())
-    assert aligned and (rd / 'release' / 'gate.json').is_file()
+    assert aligned
+    checks = {c['metric']: c for c in json.loads((rd / 'release' / 'gate.json').read_text())['checks']}
+    held = checks['heldout_pass_rate']  # a policy can gate on the align stage's own held-out measure
+    assert held['value'] == align['heldout_pass_rate'], held
+    assert held['status'] == ('missing' if align['heldout_pass_rate'] is None else 'pass'), held
     rel = run['stages']['release']['metrics']
     assert rel['registry_version'] == 'align-grpo:1', rel
     card = (rd / 'release' / 'bundle' / 'README.md').read_text()

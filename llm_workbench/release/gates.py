@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 
 # %% auto #0
-__all__ = ['SEVERITIES', 'GateRule', 'evaluate_gates']
+__all__ = ['SEVERITIES', 'GateRule', 'evaluate_gates', 'gate_metrics']
 
 # %% ../../nbs/50_release.gates.ipynb #f0533c45
 SEVERITIES = ('block', 'warn')
@@ -110,3 +110,15 @@ def evaluate_gates(rules: list, metrics: dict) -> dict:
         if status != 'pass':
             (failed if r.severity == 'block' else warnings).append(r.metric)
     return dict(passed=not failed, checks=checks, failed=failed, warnings=warnings)
+
+# %% ../../nbs/50_release.gates.ipynb #6d0e1a02
+def gate_metrics(run: dict, summary: dict, audit: dict, regressions: int) -> dict:
+    "The metrics release gates check: training stages' headline metrics, evaluation summary, audits, regression count."
+    from llm_workbench.core import TRAIN_STAGES
+    from llm_workbench.metrics import headline
+
+    trained = {}
+    for stage in TRAIN_STAGES:
+        measured = (run.get('stages', {}).get(stage) or {}).get('metrics') or {}
+        trained |= {key: measured[key] for key in headline(stage) if key in measured}
+    return trained | dict(summary) | dict(audit) | dict(regressions=regressions)
