@@ -1,4 +1,4 @@
-"""Figures and HTML: plotly charts that render offline, executed notebooks rendered to self-contained HTML, and the index pages of a run and of all runs.
+"""Executed notebooks as offline HTML reports: findings first, no progress residue or local paths.
 
 Docs: https://llm-workbench.github.io/llm-workbench/report.html.md"""
 
@@ -10,124 +10,20 @@ import html, json, re
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['WIDGET_VIEW', 'funnel_figure', 'removed_figure', 'loss_figure', 'grad_norm_figure', 'template_dir',
-           'external_resources', 'offline_plotly', 'gate_table_html', 'is_progress_line', 'strip_progress',
+__all__ = ['WIDGET_VIEW', 'template_dir', 'external_resources', 'offline_plotly', 'is_progress_line', 'strip_progress',
            'clean_output', 'is_import_cell', 'hidden_cell', 'report_cells', 'path_substitutions', 'scrub_paths',
            'scrub_cells', 'metric_value_html', 'metric_label', 'findings_html', 'stage_findings', 'toc_html',
-           'notebook_link', 'render_html', 'stage_reuse_html', 'run_index_html', 'runs_index_html']
+           'notebook_link', 'render_html', 'funnel_figure', 'removed_figure', 'loss_figure', 'grad_norm_figure',
+           'gate_table_html', 'stage_reuse_html', 'run_index_html', 'runs_index_html']
 
-# %% ../nbs/60_report.ipynb #a412e9ea
-def _wrap(text: str, width: int) -> str:
-    "`text` wrapped at `width` characters with `<br>`, plotly's line break."
-    import textwrap
+# %% ../nbs/60_report.ipynb #935db048
+from .report_figures import funnel_figure, removed_figure, loss_figure, grad_norm_figure
+from .report_index import gate_table_html, stage_reuse_html, run_index_html, runs_index_html
 
-    return '<br>'.join(textwrap.wrap(text, width))
-
-
-def funnel_figure(manifest: dict):
-    "Plotly funnel: records in, what each filter removed, records kept; idle filters named in a note."
-    import plotly.graph_objects as go
-
-    c = manifest['counts']
-    left, labels, values, idle = c['records_in'], ['records in'], [c['records_in']], []
-    for stage, n in c.get('removed_by_stage', {}).items():
-        if not n:
-            idle.append(stage)
-            continue
-        left -= n
-        labels.append(f'after {stage} (−{n:,})')
-        values.append(left)
-    fig = go.Figure(
-        go.Funnel(
-            y=labels,
-            x=values,
-            texttemplate='%{value:,}<br>%{percentInitial:.0%}',
-            textposition='inside',
-            insidetextfont=dict(size=13),
-        )
-    )
-    note = _wrap('no records removed by: ' + ', '.join(idle), 110) if idle else ''
-    bottom = 30 + 18 * (note.count('<br>') + 1) if note else 30
-    fig.update_layout(
-        title='Data funnel',
-        height=110 + 48 * len(labels) + bottom,
-        margin=dict(l=20, r=20, t=50, b=bottom),
-        yaxis=dict(automargin=True, tickfont=dict(size=13)),
-    )
-    if note:
-        fig.add_annotation(
-            text=note,
-            xref='paper',
-            yref='paper',
-            x=0,
-            y=0,
-            yshift=-12,
-            yanchor='top',
-            xanchor='left',
-            showarrow=False,
-            align='left',
-            font=dict(size=12, color='#5f6368'),
-        )
-    return fig
-
-# %% ../nbs/60_report.ipynb #8ac447ec
-def removed_figure(manifest: dict):
-    "Plotly bar chart of removed records by reason."
-    import plotly.graph_objects as go
-
-    r = manifest['counts']['removed_by_reason']
-    fig = go.Figure(go.Bar(x=list(r.values()), y=list(r.keys()), orientation='h'))
-    fig.update_layout(
-        title='Removed records by reason',
-        height=max(200, 40 * len(r) + 100),
-        margin=dict(l=20, r=20, t=50, b=30),
-        yaxis=dict(autorange='reversed', automargin=True),
-    )
-    return fig
-
-# %% ../nbs/60_report.ipynb #27d90f43
-def loss_figure(rows: list[dict]):
-    "Plotly line chart of train and eval loss (and learning rate on a second axis) against step."
-    import plotly.graph_objects as go
-
-    tr = [r for r in rows if 'loss' in r]
-    ev = [r for r in rows if 'eval_loss' in r]
-    fig = go.Figure()
-    fig.add_scatter(x=[r['step'] for r in tr], y=[r['loss'] for r in tr], name='train loss', mode='lines')
-    fig.add_scatter(
-        x=[r['step'] for r in ev], y=[r['eval_loss'] for r in ev], name='val loss', mode='lines+markers'
-    )
-    if any('learning_rate' in r for r in tr):
-        fig.add_scatter(
-            x=[r['step'] for r in tr],
-            y=[r.get('learning_rate') for r in tr],
-            name='learning rate',
-            yaxis='y2',
-            line=dict(dash='dot', width=1),
-        )
-    fig.update_layout(
-        title='Loss',
-        xaxis_title='step',
-        yaxis_title='loss',
-        height=400,
-        legend=dict(orientation='h', yanchor='bottom', y=1.02, xanchor='right', x=1),
-        yaxis2=dict(overlaying='y', side='right', title='lr', showgrid=False, tickformat='.1e'),
-    )
-    return fig
-
-# %% ../nbs/60_report.ipynb #8d072abc
-def grad_norm_figure(rows: list[dict], max_grad_norm: float | None = None):
-    "Plotly line chart of the gradient norm against step, with the clipping threshold when given."
-    import plotly.graph_objects as go
-
-    g = [r for r in rows if 'grad_norm' in r]
-    fig = go.Figure(
-        go.Scatter(x=[r['step'] for r in g], y=[r['grad_norm'] for r in g], name='grad norm', mode='lines')
-    )
-    if max_grad_norm:
-        fig.add_hline(y=max_grad_norm, line_dash='dot', annotation_text='clip')
-    fig.update_layout(title='Gradient norm', xaxis_title='step', height=300)
-    return fig
+_all_ = [
+    'funnel_figure', 'removed_figure', 'loss_figure', 'grad_norm_figure',
+    'gate_table_html', 'stage_reuse_html', 'run_index_html', 'runs_index_html',
+]
 
 # %% ../nbs/60_report.ipynb #cdf73724
 def template_dir() -> Path:
@@ -165,59 +61,6 @@ def offline_plotly(renderer: str = 'plotly_mimetype+llmwb_notebook') -> str:
         pio.renderers['llmwb_notebook'] = OfflineNotebookRenderer(connected=False)
     pio.renderers.default = renderer
     return renderer
-
-# %% ../nbs/60_report.ipynb #713e1a02
-_STATUS_STYLE = {
-    'pass': ('#137333', '#e6f4ea'),
-    'fail': ('#c5221f', '#fce8e6'),
-    'missing': ('#b06000', '#fef7e0'),
-}
-
-
-def _bound(c: dict) -> str:
-    lo, hi = c.get('min'), c.get('max')
-    if lo is not None and hi is not None:
-        return f'{lo:g} ≤ x ≤ {hi:g}'
-    return f'≥ {lo:g}' if lo is not None else f'≤ {hi:g}'
-
-
-def _val(v) -> str:
-    if v is None:
-        return '—'
-    return f'{v:.4g}' if isinstance(v, float) else str(v)
-
-# %% ../nbs/60_report.ipynb #f816ce9b
-def gate_table_html(gate: dict) -> str:
-    "A compact, coloured HTML table of a gate result (verdict banner, one row per check), with inline styles only."
-    e = html.escape
-    ok = gate.get('passed') is True
-    fg, bg = _STATUS_STYLE['pass' if ok else 'fail']
-    n, npass = len(gate.get('checks', [])), sum(c['status'] == 'pass' for c in gate.get('checks', []))
-    verdict = 'PASSED' if ok else 'BLOCKED'
-    extra = ('; blocking: ' + ', '.join(gate['failed'])) if gate.get('failed') else ''
-    extra += ('; warnings: ' + ', '.join(gate['warnings'])) if gate.get('warnings') else ''
-    td = 'border:1px solid #ddd;padding:3px 8px;text-align:left'
-    rows = []
-    for c in gate.get('checks', []):
-        cf, cb = _STATUS_STYLE.get(c['status'], ('#222', '#fff'))
-        if c['status'] != 'pass' and c.get('severity') == 'warn':
-            cf, cb = _STATUS_STYLE['missing']
-        rows.append(
-            f'<tr style="background:{cb}"><td style="{td}"><code>{e(c["metric"])}</code></td><td style="{td}">{e(_val(c.get("value")))}</td>'
-            f'<td style="{td}">{e(_bound(c))}</td><td style="{td}">{e(c.get("severity", ""))}</td>'
-            f'<td style="{td};color:{cf};font-weight:bold">{e(c["status"])}</td>'
-            f'<td style="{td}">{e(c.get("why", ""))}{(" (" + e(c["note"]) + ")") if c.get("note") else ""}</td></tr>'
-        )
-    head = ''.join(
-        f'<th style="{td};background:#f3f3f3">{h}</th>'
-        for h in ('metric', 'value', 'threshold', 'severity', 'status', 'why')
-    )
-    return (
-        f'<div class="llmwb-gate" style="margin:0.5em 0 1.5em 0;font-family:system-ui,sans-serif">'
-        f'<div style="background:{bg};color:{fg};border-left:6px solid {fg};padding:6px 12px;font-weight:bold">'
-        f'Release gate: {verdict} ({npass}/{n} checks passed{e(extra)})</div>'
-        f'<table style="border-collapse:collapse;font-size:90%;margin-top:4px"><tr>{head}</tr>{"".join(rows)}</table></div>'
-    )
 
 # %% ../nbs/60_report.ipynb #f65590ce
 _BAR = re.compile(r'\d{1,3}%\|.*\|')
@@ -505,141 +348,3 @@ def render_html(
     html_path.parent.mkdir(parents=True, exist_ok=True)
     html_path.write_text(page, encoding='utf-8')
     return html_path
-
-# %% ../nbs/60_report.ipynb #c4bb2f70
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 10px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}.completed{color:#137333}.failed{color:#c5221f;font-weight:bold}.skipped{color:#666}.running{color:#b06000}
-code,pre{background:#f6f6f6}pre{padding:1em;overflow:auto;max-height:30em}.err{background:#fce8e6;padding:1em;border-left:4px solid #c5221f}"""
-
-
-def _page(title: str, body: str) -> str:
-    return f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n'
-
-
-def _table(header: list, rows: list) -> str:
-    th = ''.join(f'<th>{html.escape(str(h))}</th>' for h in header)
-    return (
-        '<table><tr>'
-        + th
-        + '</tr>'
-        + ''.join('<tr>' + ''.join(f'<td>{c}</td>' for c in r) + '</tr>' for r in rows)
-        + '</table>'
-    )
-
-# %% ../nbs/60_report.ipynb #1609c5de
-def _fmt(v) -> str:
-    "A metric value for a table cell."
-    if isinstance(v, float):
-        return f'{v:.4g}'
-    return html.escape(str(v))
-
-# %% ../nbs/60_report.ipynb #5c1d2e3f
-def stage_reuse_html(st: dict) -> str:
-    "The 'reused' cell of a stage row: the run the cached stage came from (linked) and the seconds it saved."
-    reused = st.get('reused')
-    if not reused:
-        return ''
-    src = html.escape(str(reused.get('from_run', '?')))
-    saved = reused.get('saved_s')
-    what = f' (saved {saved:.1f} s)' if isinstance(saved, (int, float)) else ''
-    return f'reused from <a href="../{src}/index.html">{src}</a>{what}'
-
-# %% ../nbs/60_report.ipynb #a95a2ad5
-def run_index_html(run: dict) -> str:
-    "The HTML summary page of one run, from its `run.json` dict."
-    e = lambda v: html.escape(str(v))
-    stages = run.get('stages', {})
-    rows = []
-    for name, s in stages.items():
-        link = f'<a href="{e(s["report"])}">{e(name)}</a>' if s.get('report') else e(name)
-        metrics = ', '.join(
-            f'{e(k)}={_fmt(v)}'
-            for k, v in (s.get('metrics') or {}).items()
-            if not isinstance(v, (dict, list))
-        )
-        rows.append(
-            [
-                link,
-                f'<span class="{e(s.get("status", ""))}">{e(s.get("status", ""))}</span>',
-                _fmt(s.get('duration_s', '')),
-                stage_reuse_html(s),
-                metrics,
-                f'<code>{e((s.get("outputs_sha256") or "")[:16])}</code>',
-            ]
-        )
-    body = [
-        f'<p><a href="../index.html">all runs</a></p><h1>Run {e(run["run_id"])}</h1>',
-        f'<p>{e(run.get("config", {}).get("description", ""))}</p>',
-        _table(
-            ['status', 'started', 'ended', 'seed', 'config sha256', 'git commit'],
-            [
-                [
-                    f'<span class="{e(run.get("status", ""))}">{e(run.get("status", ""))}</span>',
-                    e(run.get('started', '')),
-                    e(run.get('ended') or ''),
-                    e(run.get('seed', '')),
-                    f'<code>{e(run.get("config_sha256", "")[:16])}</code>',
-                    f'<code>{e((run.get("git") or {}).get("commit", "")[:12])}</code>'
-                    + (' (dirty)' if (run.get('git') or {}).get('dirty') else ''),
-                ]
-            ],
-        ),
-    ]
-    if run.get('error'):
-        body.append(f'<div class="err"><b>Failed:</b> {e(run["error"])}</div>')
-    gate_path = Path(run.get('run_dir', '')) / 'release' / 'gate.json'
-    if run.get('run_dir') and gate_path.is_file():
-        body += ['<h2>Release gate</h2>', gate_table_html(json.loads(gate_path.read_text()))]
-    if hm := run.get('metrics'):
-        body += [
-            '<h2>Headline metrics</h2>',
-            _table(['metric', 'value'], [[e(k), _fmt(v)] for k, v in hm.items()]),
-        ]
-    heads = ['stage', 'status', 'seconds', 'reused', 'metrics', 'outputs sha256']
-    body += ['<h2>Stages</h2>', _table(heads, rows)]
-    env = run.get('environment', {})
-    body += [
-        '<h2>Environment</h2>',
-        _table(
-            ['python', 'torch', 'device', 'platform'],
-            [
-                [
-                    e(env.get('python', '')),
-                    e(env.get('torch', '')),
-                    e(env.get('device', '')),
-                    e(env.get('platform', '')),
-                ]
-            ],
-        ),
-    ]
-    import yaml
-
-    body += [
-        '<h2>Recipe (resolved)</h2>',
-        f'<pre>{e(yaml.safe_dump(run.get("config", {}), sort_keys=False))}</pre>',
-    ]
-    return _page(f'Run {run["run_id"]}', '\n'.join(body))
-
-# %% ../nbs/60_report.ipynb #ce13b722
-def runs_index_html(runs: list[dict], reports_dir: Path | str) -> str:
-    "The HTML list of all runs (newest first), with status, headline metric and a link to each run's report."
-    e = lambda v: html.escape(str(v))
-    rows = []
-    for r in sorted(runs, key=lambda r: r.get('started', ''), reverse=True):
-        has = (Path(reports_dir) / r['run_id'] / 'index.html').exists()
-        link = f'<a href="{e(r["run_id"])}/index.html">{e(r["run_id"])}</a>' if has else e(r['run_id'])
-        hm = ', '.join(f'{e(k)}={_fmt(v)}' for k, v in (r.get('metrics') or {}).items())
-        rows.append(
-            [
-                link,
-                e(r.get('config', {}).get('name', '')),
-                f'<span class="{e(r.get("status", ""))}">{e(r.get("status", ""))}</span>',
-                e(r.get('started', '')),
-                hm,
-            ]
-        )
-    return _page(
-        'llm-workbench runs',
-        '<h1>Runs</h1>' + _table(['run', 'recipe', 'status', 'started', 'headline metrics'], rows),
-    )

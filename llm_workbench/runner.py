@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/runner.html.md"""
 
 # %% ../nbs/80_runner.ipynb #410af414
 from __future__ import annotations
-import contextlib, json, os, sys, time
+import json, os, time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,14 +17,9 @@ from llm_workbench.core import (
     RunLayout,
     Settings,
     load_settings,
-    read_progress,
-    fingerprint,
-    sha256_file,
-    sha256_json,
     write_json,
     git_info,
     environment_info,
-    offline_env,
     seed_everything,
 )
 from .config import RunConfig, load_config, config_hash, dump_config
@@ -35,148 +30,22 @@ from .rundir import release_reserve, run_lock
 from .stage_cache import cache_entry, cache_restore, cache_store, outputs_hash, unshare_outputs
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_NAMES', 'HEADLINE', 'Stage', 'stages_dir', 'package_dir', 'get_stage', 'stage_enabled', 'model_dir',
-           'stage_files', 'stage_fingerprints', 'inputs_hash', 'new_run_id', 'read_run', 'find_run', 'list_runs',
-           'StageContext', 'stage_context', 'run_environment', 'ipc_kernel_manager', 'execute_stage', 'format_progress',
-           'StageProgress', 'write_reports', 'run_pipeline']
+__all__ = ['HEADLINE', 'new_run_id', 'read_run', 'find_run', 'list_runs', 'StageContext', 'stage_context', 'write_reports',
+           'run_pipeline', 'Stage', 'STAGES', 'STAGE_NAMES', 'get_stage', 'stage_enabled', 'model_dir', 'stages_dir',
+           'package_dir', 'stage_files', 'stage_fingerprints', 'inputs_hash', 'run_environment', 'ipc_kernel_manager',
+           'execute_stage', 'format_progress', 'StageProgress']
 
-# %% ../nbs/80_runner.ipynb #c5734d41
-@dataclass(frozen=True)
-class Stage:
-    "A step of a run."
+# %% ../nbs/80_runner.ipynb #31869163
+from .pipeline import Stage, STAGES, STAGE_NAMES, get_stage, stage_enabled, model_dir
+from .pipeline import stages_dir, package_dir, stage_files, stage_fingerprints, inputs_hash
+from .stage_exec import run_environment, ipc_kernel_manager, execute_stage
+from .stage_exec import format_progress, StageProgress
 
-    name: str
-    notebook: str  # file in llm_workbench/stages/
-    sections: tuple  # recipe sections it reads
-    deps: tuple = ()  # stages whose outputs it reads
-    outputs: tuple = ()  # folders of the run dir it writes
-    toggle: str | None = None  # recipe section whose `enabled` switches the stage off
-    external: bool = False  # reads state outside the run dir (the registry): never skipped
-
-# %% ../nbs/80_runner.ipynb #7d369217
-STAGES = (
-    Stage('curate', '10_curate.ipynb', ('data', 'seed'), (), ('data',)),
-    Stage(
-        'pretrain',
-        '20_pretrain.ipynb',
-        ('tokenizer', 'model', 'train', 'seed', 'train_seed'),
-        ('curate',),
-        ('tokenizer', 'pretrain'),
-    ),
-    Stage('sft', '23_sft.ipynb', ('sft', 'seed', 'train_seed'), ('curate', 'pretrain'), ('sft',), 'sft'),
-    Stage(
-        'align',
-        '30_align.ipynb',
-        ('align', 'seed', 'train_seed'),
-        ('curate', 'pretrain', 'sft'),
-        ('align',),
-        'align',
-    ),
-    Stage(
-        'evaluate',
-        '40_evaluate.ipynb',
-        ('eval', 'train', 'seed'),
-        ('curate', 'pretrain', 'sft', 'align'),
-        ('eval',),
-    ),
-    Stage(
-        'release',
-        '50_release.ipynb',
-        ('release', 'seed'),
-        ('curate', 'pretrain', 'sft', 'align', 'evaluate'),
-        ('release',),
-        'release',
-        True,
-    ),
-)
-STAGE_NAMES = tuple(s.name for s in STAGES)
-
-# %% ../nbs/80_runner.ipynb #18abff2f
-def stages_dir() -> Path:
-    "Where the package keeps its stage notebooks."
-    return package_dir() / 'stages'
-
-# %% ../nbs/80_runner.ipynb #d9964da2
-def package_dir() -> Path:
-    "The folder of the installed `llm_workbench` package (its git commit is the code's version)."
-    import llm_workbench
-
-    return Path(llm_workbench.__file__).parent
-
-# %% ../nbs/80_runner.ipynb #7f951633
-def get_stage(name: str) -> Stage:
-    "The stage called `name`."
-    for s in STAGES:
-        if s.name == name:
-            return s
-    raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(STAGE_NAMES)}")
-
-# %% ../nbs/80_runner.ipynb #06fb9e52
-def stage_enabled(stage: Stage, cfg: RunConfig) -> bool:
-    "Whether the recipe runs `stage` (a stage with a `toggle` section can be switched off with `enabled: false`)."
-    return stage.toggle is None or getattr(cfg, stage.toggle).enabled
-
-# %% ../nbs/80_runner.ipynb #a843d179
-def model_dir(run_dir: Path | str, cfg: RunConfig, before: str = 'evaluate') -> Path:
-    "The model folder of the last enabled training stage before stage `before` (pretrain → sft → align)."
-    order = [s.name for s in STAGES]
-    for name in reversed(order[: order.index(before)]):
-        if name in ('pretrain', 'sft', 'align') and stage_enabled(get_stage(name), cfg):
-            return Path(run_dir) / name / 'model'
-    raise ValueError(f"no training stage runs before {before!r}")
-
-# %% ../nbs/80_runner.ipynb #3c5d7e02
-def stage_files(cfg: RunConfig, stage: Stage) -> dict:
-    "The files and folders named in the recipe that `stage` reads, by label."
-    data, ev = cfg.data, cfg.eval
-    eval_sets = {f'eval_set:{s.name}': s.path for s in data.eval_sets}
-    if stage.name == 'curate':
-        files = {f'source:{s.name}': s.path for s in data.sources} | eval_sets
-        files |= {
-            'toxicity.wordlist': data.toxicity.wordlist,
-            'toxicity.classifier': data.toxicity.classifier,
-        }
-    elif stage.name == 'pretrain':
-        local = cfg.model.name_or_path and Path(cfg.model.name_or_path).expanduser().exists()
-        files = {'model': cfg.model.name_or_path if local else None}
-    elif stage.name == 'evaluate':
-        files = eval_sets | {f'task:{t.name}': t.path for t in ev.tasks}
-        files |= {'safety.redteam': ev.safety.redteam, 'bias.pairs': ev.bias.pairs}
-    else:
-        files = {}
-    return {k: str(v) for k, v in files.items() if v}
-
-# %% ../nbs/80_runner.ipynb #3c5d7e03
-def _python_sources_state() -> str:
-    "The interpreter and the installed distributions (name and version): what the built-in Python sources read."
-    from importlib import metadata
-
-    dists = sorted(
-        f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata['Name']
-    )
-    return sha256_json(dict(python=sys.version, prefix=sys.prefix, dists=dists))
-
-
-def stage_fingerprints(cfg: RunConfig, stage: Stage, cache: dict | None = None) -> dict:
-    "Content fingerprints of what `stage` reads outside the run dir (see `stage_files`); `cache` speeds up reruns."
-    out = {k: fingerprint(p, cache) for k, p in stage_files(cfg, stage).items()}
-    if stage.name == 'curate' and any(s.kind.startswith('python') for s in cfg.data.sources):
-        out['python_sources'] = _python_sources_state()
-    return out
-
-# %% ../nbs/80_runner.ipynb #72adcd55
-def inputs_hash(cfg: RunConfig, stage: Stage, upstream: dict, files: dict | None = None) -> str:
-    "sha256 of what `stage` reads: recipe sections, files' contents, notebook, package version, upstream outputs."
-    return sha256_json(
-        dict(
-            stage=stage.name,
-            config=config_hash(cfg, stage.sections),
-            version=__version__,
-            notebook=sha256_file(stages_dir() / stage.notebook),
-            files=files or {},
-            upstream={d: upstream.get(d) for d in stage.deps},
-        )
-    )
+_all_ = [  # re-exported: still part of `llm_workbench.runner`'s public names
+    'Stage', 'STAGES', 'STAGE_NAMES', 'get_stage', 'stage_enabled', 'model_dir', 'stages_dir', 'package_dir',
+    'stage_files', 'stage_fingerprints', 'inputs_hash',
+    'run_environment', 'ipc_kernel_manager', 'execute_stage', 'format_progress', 'StageProgress',
+]
 
 # %% ../nbs/80_runner.ipynb #54a00e41
 def new_run_id(cfg: RunConfig) -> str:
@@ -284,150 +153,6 @@ def stage_context(
     offline_plotly()
     seed_everything(cfg.seed)
     return StageContext(stage, cfg, run_dir, settings)
-
-# %% ../nbs/80_runner.ipynb #9ccfdd46
-@contextlib.contextmanager
-def run_environment(run_dir: Path, settings: Settings, run_id: str):
-    "Set the variables a run's kernels inherit (a user's own HF_*/PLOTLY_* choices stand); restore the caller's environment afterwards."
-    base = {k: v for k, v in offline_env(settings.tracking).items() if k not in os.environ}
-    env = base | dict(
-        WANDB_MODE=offline_env(settings.tracking)['WANDB_MODE'],
-        WANDB_DIR=str(run_dir),
-        WANDB_PROJECT=settings.wandb_project,
-        LLMWB_RUN_ID=run_id,
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-# %% ../nbs/80_runner.ipynb #192924b6
-def ipc_kernel_manager():
-    "A kernel manager whose kernels talk over Unix sockets in the Jupyter runtime dir instead of TCP ports on localhost."
-    import uuid
-    from jupyter_client.manager import AsyncKernelManager
-    from jupyter_core.paths import jupyter_runtime_dir
-    from traitlets import default
-
-    class IpcKernelManager(AsyncKernelManager):
-        @default('transport')
-        def _default_transport(self):
-            return 'ipc'
-
-        @default('ip')
-        def _default_ip(self):  # socket files live in the runtime dir, not in the run dir (the kernel's cwd)
-            d = Path(jupyter_runtime_dir())
-            d.mkdir(parents=True, exist_ok=True)
-            return str(d / f'llmwb-kernel-{uuid.uuid4().hex[:12]}-ipc')
-
-    return IpcKernelManager
-
-# %% ../nbs/80_runner.ipynb #80e1da98
-def execute_stage(
-    stage: Stage, run_dir: Path, settings: Settings, progress: bool = True
-) -> tuple[Path, str | None]:
-    "Execute `stage`'s notebook into `run_dir/notebooks/`; return (executed notebook, error or None)."
-    import papermill as pm
-
-    out = run_dir / 'notebooks' / stage.notebook
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(
-            str(stages_dir() / stage.notebook),
-            str(out),
-            kernel_name=settings.kernel_name,
-            language='python',
-            cwd=str(run_dir),
-            parameters=dict(config_path=str(run_dir / 'recipe.yaml'), run_dir=str(run_dir)),
-            progress_bar=progress,
-            execution_timeout=settings.cell_timeout,
-            report_mode=False,
-            **(dict(kernel_manager_class=ipc_kernel_manager()) if os.name == 'posix' else {}),
-        )
-        return out, None
-    except pm.PapermillExecutionError as e:
-        return out, f"{e.ename}: {e.evalue}"
-    except Exception as e:
-        return out, f"{type(e).__name__}: {e}"
-
-# %% ../nbs/80_runner.ipynb #9b2c7d02
-def _fmt_value(k: str, v) -> str:
-    "One progress field for the terminal: seconds as 1m40s, large rates as 2.1k, floats to 4 digits."
-    if k.endswith('_s') and not k.endswith('per_s') and isinstance(v, (int, float)):
-        m, sec = divmod(int(round(v)), 60)
-        return f"{k[:-2]} {m}m{sec:02d}s" if m else f"{k[:-2]} {sec}s"
-    if isinstance(v, float) and abs(v) >= 1000:
-        return f"{k} {v / 1000:.1f}k"
-    if isinstance(v, float):
-        return f"{k} {v:.4g}"
-    return f"{k} {v}"
-
-
-def format_progress(rec: dict) -> str:
-    "The extra fields of a progress record as a short line, e.g. `loss 3.21 · tokens_per_s 2.1k · eta 1m40s`."
-    skip = ('done', 'total', 'what', 'time')
-    return ' · '.join(_fmt_value(k, v) for k, v in rec.items() if k not in skip and v is not None)
-
-# %% ../nbs/80_runner.ipynb #9b2c7d04
-class StageProgress:
-    "While a stage runs, show what it reports through `report_progress` on a terminal bar (a no-op when disabled)."
-
-    def __init__(self, path: Path, stage: str, enabled: bool = True, interval: float = 0.5):
-        self.path, self.stage, self.enabled, self.interval = Path(path), stage, enabled, interval
-        self.bar, self.last, self.seen = None, None, 0
-
-    def poll(self) -> dict | None:
-        "Read the progress file once and update the bar; return the record when it is new."
-        rec = read_progress(self.path)
-        if not rec or rec.get('time') == self.last:
-            return None
-        self.last = rec.get('time')
-        self.seen += 1
-        if self.enabled:
-            self._show(rec)
-        return rec
-
-    def _show(self, rec: dict):
-        from tqdm.auto import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(
-                total=rec.get('total'), desc=self.stage, unit=rec.get('what') or 'it', leave=False
-            )
-        self.bar.total = rec.get('total')
-        self.bar.unit = rec.get('what') or 'it'
-        self.bar.n = rec.get('done', 0)
-        self.bar.set_postfix_str(format_progress(rec), refresh=False)
-        self.bar.refresh()
-
-    def _loop(self):
-        while not self._stop.wait(self.interval):
-            self.poll()
-
-    def __enter__(self):
-        import threading
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.unlink(missing_ok=True)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        if self.bar is not None:
-            self.bar.close()
-        self.path.unlink(missing_ok=True)
-        return False
 
 # %% ../nbs/80_runner.ipynb #4e824bab
 HEADLINE = {s.name: headline(s.name) for s in STAGES}  # from the metric table: one place names them
