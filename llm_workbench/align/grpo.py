@@ -6,7 +6,7 @@ Docs: https://llm-workbench.github.io/llm-workbench/align.grpo.html.md"""
 
 # %% ../../nbs/32_align.grpo.ipynb #ae3e20a2
 from __future__ import annotations
-import ast, warnings
+import ast, time, warnings
 from pathlib import Path
 from ..config import AlignConfig, PromptConfig, SandboxConfig
 from ..core import sha256_json
@@ -74,11 +74,13 @@ class SandboxReward:
         site = site_packages or [False] * len(programs)
         todo = [i for i, k in enumerate(keys) if k not in self.cache]
         fresh = {}
+        started = time.perf_counter()
         if todo:
             scored = self._score(
                 [programs[i] for i in todo], [tests[i] for i in todo], [site[i] for i in todo]
             )
             fresh = {keys[i]: s for i, s in zip(todo, scored)}
+        seconds = time.perf_counter() - started  # the scan and the sandbox: what overlapping generation could save
         self.cache.update(fresh)
         rows = [self.cache[k] for k in keys]
         n = max(len(rows), 1)
@@ -88,6 +90,7 @@ class SandboxReward:
             unparsable_rate=sum(r['status'] == 'unparsable' for r in rows) / n,
             insecure_rate=sum(r['severity'] > 0 for r in rows) / n,
             cache_hits=(len(rows) - len(todo)) / n,
+            seconds=round(seconds, 4),
         )
         self.calls.append(stats)
         log = kw.get('log_metric')
@@ -207,6 +210,7 @@ def train_grpo(
         reward_pass_rate=mean('pass_rate'),
         reward_refusal_rate=mean('refusal_rate'),
         reward_cache_entries=len(reward.cache),
+        reward_seconds=round(sum(c['seconds'] for c in reward.calls), 2),  # of `wall_s`, spent scoring
     )
 
 # %% ../../nbs/32_align.grpo.ipynb #9f8ab807
